@@ -1,0 +1,78 @@
+"""Typed Python wrappers of the ``torch.ops.mcuq`` ops.
+
+The schemas are declared once, in C++ (``csrc/mcuq/ops/registration.cpp``);
+these wrappers add documentation and type hints, and script with
+TorchScript. ``scale`` is a floating tensor (used as float32); ``zero_point``
+is an integer tensor, or a floating one (rounded half to even and clamped into
+the range) when it is learned.
+"""
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+def fake_quantize(
+    input: Tensor,
+    scale: Tensor,
+    zero_point: Tensor,
+    quant_min: int,
+    quant_max: int,
+    axis: int = 0,
+    group_size: int = 1,
+) -> Tensor:
+    """Uniform affine fake quantization (quantize, then dequantize).
+
+    ``q = clamp(z + round_half_even(x * (1/s)), quant_min, quant_max)`` and the
+    result is ``(q - z) * s``, bit for bit as
+    ``torch.fake_quantize_per_tensor_affine`` / ``_per_channel_affine``.
+
+    ``scale``/``zero_point`` with one element quantize per tensor; otherwise
+    they hold one entry per group of ``group_size`` consecutive channels along
+    ``axis`` (``group_size=1``: per channel). The gradient to ``input`` is
+    straight-through inside the range; if ``scale`` (and a floating
+    ``zero_point``) require grad they get LSQ / LSQ+ gradients.
+    """
+    return torch.ops.mcuq.fake_quantize(
+        input, scale, zero_point, quant_min, quant_max, axis, group_size
+    )
+
+
+def quantize(
+    input: Tensor,
+    scale: Tensor,
+    zero_point: Tensor,
+    quant_min: int,
+    quant_max: int,
+    axis: int = 0,
+    group_size: int = 1,
+    dtype: Optional[torch.dtype] = None,
+) -> Tensor:
+    """The integer levels ``q`` of :func:`fake_quantize`.
+
+    ``dtype`` defaults to the narrowest of int8, uint8, int16, int32 that holds
+    ``[quant_min, quant_max]``. NaN maps to the zero point.
+    """
+    return torch.ops.mcuq.quantize(
+        input, scale, zero_point, quant_min, quant_max, axis, group_size, dtype
+    )
+
+
+def dequantize(
+    input: Tensor,
+    scale: Tensor,
+    zero_point: Tensor,
+    quant_min: int,
+    quant_max: int,
+    axis: int = 0,
+    group_size: int = 1,
+    dtype: Optional[torch.dtype] = None,
+) -> Tensor:
+    """``(q - z) * s`` for integer levels ``q`` (float32 unless ``dtype``).
+
+    ``dequantize(quantize(x, ...), ...)`` equals ``fake_quantize(x, ...)`` bit
+    for bit.
+    """
+    return torch.ops.mcuq.dequantize(
+        input, scale, zero_point, quant_min, quant_max, axis, group_size, dtype
+    )

@@ -1,0 +1,39 @@
+"""Smoke test: bench/bench_fake_quantize.py still runs (and --check passes).
+
+It asserts the report's shape and the bit-exactness check, never timings.
+"""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_fake_quantize.py"
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("bench_fake_quantize", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # imports mcuq, registering torch.ops.mcuq.*
+    return module
+
+
+def test_bench_runs_small(tmp_path):
+    bench = _load_bench()
+    out = tmp_path / "bench.json"
+    threads = torch.get_num_threads()
+    try:
+        report = bench.main(["--numel", "4096", "--repeats", "2", "--check", "--json", str(out)])
+    finally:
+        torch.set_num_threads(threads)  # main() sets it; don't leak into other tests
+
+    assert json.loads(out.read_text())["header"]["numel"] == 4096
+    assert len(report["results"]) == 6
+    for result in report["results"]:
+        assert set(result["contenders"]) == {"mcuq", "torch", "copy_"}
+        assert set(result["ratios"]) == {"mcuq/torch", "mcuq/copy_"}
+        for timing in result["contenders"].values():
+            assert len(timing["samples_ms"]) == 2
