@@ -134,7 +134,13 @@ QParamLayout check_qparam_args(
   layout.per_tensor = false;
   const int64_t dim = input.dim();
   TORCH_CHECK_VALUE(
-      dim >= 1 && axis >= -dim && axis < dim,
+      dim >= 1,
+      fmt::format(
+          "mcuq::{}: expected a one-element scale for a 0-d input (per-channel needs a channel "
+          "axis), but got {} elements",
+          op, scale_numel));
+  TORCH_CHECK_VALUE(
+      axis >= -dim && axis < dim,
       fmt::format(
           "mcuq::{}: expected axis in [{}, {}) for a {}-d input, but got {}", op, -dim, dim, dim,
           axis));
@@ -218,7 +224,8 @@ ChannelQParams channel_qparams(
         fmt::format(
             "mcuq::{}: expected scale to be finite and >= {:g} (the smallest normal float32), "
             "but got {:g}{}",
-            op, FLT_MIN, sp[i], s.numel() > 1 ? fmt::format(" at index {}", i) : ""));
+            op, FLT_MIN, scale.reshape(-1)[i].item<double>(),
+            s.numel() > 1 ? fmt::format(" at index {}", i) : ""));
     ip[i] = 1.0f / sp[i];
   }
 

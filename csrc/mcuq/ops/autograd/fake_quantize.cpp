@@ -5,6 +5,7 @@
 #include "mcuq/ops.h"
 
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/autograd_not_implemented_fallback.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
@@ -55,7 +56,11 @@ class FakeQuantizeFunction : public torch::autograd::Function<FakeQuantizeFuncti
       int64_t axis,
       int64_t group_size) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    ctx->save_for_backward({input, scale, zero_point});
+    // Observers update qparams in place between steps; saving a copy of the
+    // (tiny) qparams keeps this graph's backward valid when they do. Learned
+    // qparams are saved as they are, so autograd still sees their versions.
+    const auto keep = [](const at::Tensor& t) { return t.requires_grad() ? t : t.clone(); };
+    ctx->save_for_backward({input, keep(scale), keep(zero_point)});
     ctx->saved_data["quant_min"] = quant_min;
     ctx->saved_data["quant_max"] = quant_max;
     ctx->saved_data["axis"] = axis;
@@ -114,10 +119,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quantize_backward_autograd(
 TORCH_LIBRARY_IMPL(mcuq, Autograd, m) {
   m.impl("fake_quantize", &fake_quantize_autograd);
   m.impl("_fake_quantize_backward", &fake_quantize_backward_autograd);
-  // Not differentiable (integer levels; dequantize is for inference): run
-  // the backend kernel directly, for every backend including Meta.
-  m.impl("quantize", torch::CppFunction::makeFallthrough());
-  m.impl("dequantize", torch::CppFunction::makeFallthrough());
+  // Not differentiable (integer levels; dequantize is for inference): a
+  // backward through them raises instead of silently giving no gradient.
+  m.impl("quantize", torch::autograd::autogradNotImplementedFallback());
+  m.impl("dequantize", torch::autograd::autogradNotImplementedFallback());
 }
 
 }  // namespace mcuq::ops
