@@ -204,9 +204,9 @@ class TestFakeQuantizeBitExact:
 # ---------------------------------------------------------------------------
 class TestFakeQuantizeNonFinite:
     """Where mcuq deliberately differs from PyTorch (DESIGN.md §3): +inf and
-    levels beyond int64 saturate to quant_max (PyTorch's cast wraps them to
-    quant_min); NaN stays NaN with zero gradient (PyTorch gives quant_min's
-    value)."""
+    levels beyond int64 saturate to quant_max (PyTorch 1.13's cast wraps them
+    to quant_min; 2.x saturates them too); NaN stays NaN with zero gradient
+    (PyTorch gives quant_min's value)."""
 
     @staticmethod
     def _run(x, per_channel):
@@ -290,7 +290,15 @@ class TestFakeQuantizeDtypes:
         assert case.x.dtype == torch.float64
         out = fq(*case.args())
         assert out.dtype == torch.float64
-        assert torch.equal(out, T.torch_fake_quantize(case))
+        T.assert_bit_equal(out, T.ref_fake_quantize(case))
+        native = T.torch_fake_quantize(case)
+        if T.torch_at_least(2, 0):
+            # PyTorch 2.x rounds the float64 output's product (q - z) * s
+            # through float32; mcuq keeps the exact double product, as
+            # PyTorch 1.13 does. Rounded to float32 the two are the same.
+            assert torch.equal(out.float(), native.float())
+        else:
+            assert torch.equal(out, native)
         g = torch.ones_like(case.x)
         _, (gx,) = _grads(_ours(case), case, g)
         _, (gx_ref,) = _grads(_native(case), case, g)
