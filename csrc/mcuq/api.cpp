@@ -55,7 +55,71 @@ at::Tensor dequantize(
   return op.call(input, scale, zero_point, quant_min, quant_max, axis, group_size, dtype);
 }
 
+std::tuple<at::Tensor, at::Tensor> choose_qparams(
+    const at::Tensor& min_val,
+    const at::Tensor& max_val,
+    int64_t quant_min,
+    int64_t quant_max,
+    bool symmetric,
+    bool power_of_two) {
+  static const auto op = op_handle<decltype(choose_qparams)>("mcuq::choose_qparams");
+  return op.call(min_val, max_val, quant_min, quant_max, symmetric, power_of_two);
+}
+
+void observe_minmax_(
+    const at::Tensor& input,
+    const at::Tensor& min_val,
+    const at::Tensor& max_val,
+    const at::Tensor& nonfinite_count,
+    c10::optional<double> averaging_constant,
+    int64_t axis,
+    int64_t group_size) {
+  static const auto op = op_handle<decltype(observe_minmax_)>("mcuq::observe_minmax_");
+  op.call(input, min_val, max_val, nonfinite_count, averaging_constant, axis, group_size);
+}
+
+at::Tensor observe_fake_quantize(
+    const at::Tensor& input,
+    const at::Tensor& min_val,
+    const at::Tensor& max_val,
+    const at::Tensor& nonfinite_count,
+    const at::Tensor& scale,
+    const at::Tensor& zero_point,
+    const at::Tensor& observer_enabled,
+    const at::Tensor& fake_quant_enabled,
+    c10::optional<double> averaging_constant,
+    int64_t quant_min,
+    int64_t quant_max,
+    bool symmetric,
+    bool power_of_two,
+    int64_t axis,
+    int64_t group_size) {
+  static const auto op = op_handle<decltype(observe_fake_quantize)>("mcuq::observe_fake_quantize");
+  return op.call(
+      input, min_val, max_val, nonfinite_count, scale, zero_point, observer_enabled,
+      fake_quant_enabled, averaging_constant, quant_min, quant_max, symmetric, power_of_two, axis,
+      group_size);
+}
+
+at::Tensor fake_quantize_dynamic(
+    const at::Tensor& input,
+    int64_t quant_min,
+    int64_t quant_max,
+    bool symmetric,
+    c10::optional<int64_t> axis) {
+  static const auto op = op_handle<decltype(fake_quantize_dynamic)>("mcuq::fake_quantize_dynamic");
+  return op.call(input, quant_min, quant_max, symmetric, axis);
+}
+
 namespace detail {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> finite_aminmax(
+    const at::Tensor& input,
+    c10::optional<int64_t> axis,
+    int64_t group_size) {
+  static const auto op = op_handle<decltype(finite_aminmax)>("mcuq::_finite_aminmax");
+  return op.call(input, axis, group_size);
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quantize_backward(
     const at::Tensor& grad,
     const at::Tensor& input,

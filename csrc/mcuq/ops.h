@@ -48,7 +48,69 @@ at::Tensor dequantize(
     int64_t group_size = 1,
     c10::optional<at::ScalarType> dtype = c10::nullopt);
 
+// Quantization parameters for ranges [min_val, max_val] (0-d or 1-d; the
+// range is widened to include 0), as torch.ao's observers compute them:
+// (scale float32, zero_point int32), one per entry (a 0-d range gives one).
+std::tuple<at::Tensor, at::Tensor> choose_qparams(
+    const at::Tensor& min_val,
+    const at::Tensor& max_val,
+    int64_t quant_min,
+    int64_t quant_max,
+    bool symmetric,
+    bool power_of_two = false);
+
+// Folds the finite values of `input` into a min/max observer's state, in
+// place: float32 min_val/max_val (one entry, or one per group of channels
+// along `axis`; +inf/-inf before the first finite value) and an int64 count
+// of skipped non-finite values. No averaging constant: running min/max;
+// otherwise an exponential moving average with that constant.
+void observe_minmax_(
+    const at::Tensor& input,
+    const at::Tensor& min_val,
+    const at::Tensor& max_val,
+    const at::Tensor& nonfinite_count,
+    c10::optional<double> averaging_constant = c10::nullopt,
+    int64_t axis = 0,
+    int64_t group_size = 1);
+
+// The QAT hot path in one op: if observer_enabled, update the range state
+// and recompute scale (float32) / zero_point (int32) in place; then, if
+// fake_quant_enabled, fake-quantize the input with them (else a copy of it).
+// Straight-through gradient to the input.
+at::Tensor observe_fake_quantize(
+    const at::Tensor& input,
+    const at::Tensor& min_val,
+    const at::Tensor& max_val,
+    const at::Tensor& nonfinite_count,
+    const at::Tensor& scale,
+    const at::Tensor& zero_point,
+    const at::Tensor& observer_enabled,
+    const at::Tensor& fake_quant_enabled,
+    c10::optional<double> averaging_constant,
+    int64_t quant_min,
+    int64_t quant_max,
+    bool symmetric,
+    bool power_of_two = false,
+    int64_t axis = 0,
+    int64_t group_size = 1);
+
+// Fake quantization with a range taken from this input alone (per tensor, or
+// per slice along `axis`); straight-through gradient.
+at::Tensor fake_quantize_dynamic(
+    const at::Tensor& input,
+    int64_t quant_min,
+    int64_t quant_max,
+    bool symmetric,
+    c10::optional<int64_t> axis = c10::nullopt);
+
 namespace detail {
+// Min and max of the finite values (float32, one entry or one per group of
+// slices along axis; +inf/-inf where none) and the count of the others.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> finite_aminmax(
+    const at::Tensor& input,
+    c10::optional<int64_t> axis,
+    int64_t group_size);
+
 // The gradient of fake_quantize: (grad_input, grad_scale, grad_zero_point).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quantize_backward(
     const at::Tensor& grad,

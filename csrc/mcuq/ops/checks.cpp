@@ -53,6 +53,120 @@ int64_t concrete(const c10::SymInt& v) {
 
 }  // namespace
 
+void check_quant_range(const char* op, int64_t quant_min, int64_t quant_max) {
+  TORCH_CHECK_VALUE(
+      quant_min < quant_max,
+      fmt::format(
+          "mcuq::{}: expected quant_min < quant_max, but got quant_min={}, quant_max={}", op,
+          quant_min, quant_max));
+  TORCH_CHECK_VALUE(
+      quant_min >= INT32_MIN && quant_max <= INT32_MAX,
+      fmt::format(
+          "mcuq::{}: expected [quant_min, quant_max] to fit in int32, but got [{}, {}]", op,
+          quant_min, quant_max));
+}
+
+QParamLayout slice_layout(
+    const char* op,
+    const at::Tensor& input,
+    c10::optional<int64_t> axis,
+    int64_t group_size) {
+  if (!axis.has_value()) {
+    return {};
+  }
+  const int64_t dim = input.dim();
+  TORCH_CHECK_VALUE(
+      dim >= 1 && *axis >= -dim && *axis < dim,
+      fmt::format(
+          "mcuq::{}: expected axis in [{}, {}) for a {}-d input, but got {}", op, -dim, dim, dim,
+          *axis));
+  TORCH_CHECK_VALUE(
+      group_size >= 1,
+      fmt::format("mcuq::{}: expected group_size >= 1, but got {}", op, group_size));
+  const int64_t channels = concrete(input.sym_size(*axis < 0 ? *axis + dim : *axis));
+  TORCH_CHECK_VALUE(
+      channels % group_size == 0 && channels > 0,
+      fmt::format(
+          "mcuq::{}: expected group_size to divide the {} channels along axis {}, but got "
+          "group_size={}",
+          op, channels, *axis, group_size));
+  return channel_layout(op, input, channels / group_size, *axis, group_size, "the range");
+}
+
+void check_choose_qparams_args(
+    const char* op,
+    const at::Tensor& min_val,
+    const at::Tensor& max_val,
+    int64_t quant_min,
+    int64_t quant_max) {
+  check_quant_range(op, quant_min, quant_max);
+  for (const auto& [name, t] : {std::pair{"min_val", &min_val}, std::pair{"max_val", &max_val}}) {
+    TORCH_CHECK_TYPE(
+        is_supported_float(t->scalar_type()),
+        fmt::format(
+            "mcuq::{}: expected {} to be a floating-point tensor, but got {}", op, name,
+            dtype_name(t->scalar_type())));
+    TORCH_CHECK_VALUE(
+        t->dim() <= 1,
+        fmt::format("mcuq::{}: expected {} to be 0-d or 1-d, but got {}-d", op, name, t->dim()));
+  }
+  TORCH_CHECK_VALUE(
+      max_val.device() == min_val.device(),
+      fmt::format(
+          "mcuq::{}: expected max_val on min_val's device ({}), but got {}", op,
+          min_val.device().str(), max_val.device().str()));
+  TORCH_CHECK_VALUE(
+      min_val.dim() == max_val.dim() &&
+          concrete(min_val.sym_numel()) == concrete(max_val.sym_numel()),
+      fmt::format(
+          "mcuq::{}: expected max_val shaped like min_val ({}-d, {} elements), but got {}-d, {} "
+          "elements",
+          op, min_val.dim(), concrete(min_val.sym_numel()), max_val.dim(),
+          concrete(max_val.sym_numel())));
+}
+
+QParamLayout check_observe_fake_quantize_args(
+    const char* op,
+    const at::Tensor& input,
+    const at::Tensor& min_val,
+    const at::Tensor& max_val,
+    const at::Tensor& nonfinite_count,
+    const at::Tensor& scale,
+    const at::Tensor& zero_point,
+    const at::Tensor& observer_enabled,
+    const at::Tensor& fake_quant_enabled,
+    c10::optional<double> averaging_constant,
+    int64_t quant_min,
+    int64_t quant_max,
+    int64_t axis,
+    int64_t group_size) {
+  check_float_input(op, input);
+  check_quant_range(op, quant_min, quant_max);
+  check_averaging_constant(op, averaging_constant);
+  const QParamLayout layout =
+      check_range_state(op, input, min_val, max_val, nonfinite_count, axis, group_size);
+  check_tensor(op, "scale", scale, at::kFloat, input);
+  check_tensor(op, "zero_point", zero_point, at::kInt, input);
+  const int64_t entries = concrete(min_val.sym_numel());
+  for (const auto& [name, t] : {std::pair{"scale", &scale}, std::pair{"zero_point", &zero_point}}) {
+    TORCH_CHECK_VALUE(
+        concrete(t->sym_numel()) == entries,
+        fmt::format(
+            "mcuq::{}: expected {} to have as many elements as min_val ({}), but got {}", op,
+            name, entries, concrete(t->sym_numel())));
+  }
+  for (const auto& [name, t] :
+       {std::pair{"observer_enabled", &observer_enabled},
+        std::pair{"fake_quant_enabled", &fake_quant_enabled}}) {
+    TORCH_CHECK_VALUE(
+        concrete(t->sym_numel()) == 1,
+        fmt::format(
+            "mcuq::{}: expected {} to have one element, but got {}", op, name,
+            concrete(t->sym_numel())));
+  }
+  return layout;
+}
+
 void check_float_input(const char* op, const at::Tensor& input) {
   TORCH_CHECK_TYPE(
       is_supported_float(input.scalar_type()),
@@ -78,16 +192,7 @@ QParamLayout check_qparam_args(
     int64_t quant_max,
     int64_t axis,
     int64_t group_size) {
-  TORCH_CHECK_VALUE(
-      quant_min < quant_max,
-      fmt::format(
-          "mcuq::{}: expected quant_min < quant_max, but got quant_min={}, quant_max={}", op,
-          quant_min, quant_max));
-  TORCH_CHECK_VALUE(
-      quant_min >= INT32_MIN && quant_max <= INT32_MAX,
-      fmt::format(
-          "mcuq::{}: expected [quant_min, quant_max] to fit in int32, but got [{}, {}]", op,
-          quant_min, quant_max));
+  check_quant_range(op, quant_min, quant_max);
   TORCH_CHECK_TYPE(
       is_supported_float(scale.scalar_type()),
       fmt::format(
@@ -123,12 +228,21 @@ QParamLayout check_qparam_args(
       fmt::format(
           "mcuq::{}: expected zero_point to have as many elements as scale ({}), but got {}", op,
           scale_numel, zero_point_numel));
+  return channel_layout(op, input, scale_numel, axis, group_size, "scale");
+}
+
+QParamLayout channel_layout(
+    const char* op,
+    const at::Tensor& input,
+    int64_t entries,
+    int64_t axis,
+    int64_t group_size,
+    const char* what) {
   TORCH_CHECK_VALUE(
       group_size >= 1,
       fmt::format("mcuq::{}: expected group_size >= 1, but got {}", op, group_size));
-
   QParamLayout layout;
-  if (scale_numel == 1) {
+  if (entries == 1) {
     return layout;  // per-tensor: axis and group_size are not used
   }
   layout.per_tensor = false;
@@ -136,9 +250,9 @@ QParamLayout check_qparam_args(
   TORCH_CHECK_VALUE(
       dim >= 1,
       fmt::format(
-          "mcuq::{}: expected a one-element scale for a 0-d input (per-channel needs a channel "
+          "mcuq::{}: expected a one-element {} for a 0-d input (per-channel needs a channel "
           "axis), but got {} elements",
-          op, scale_numel));
+          op, what, entries));
   TORCH_CHECK_VALUE(
       axis >= -dim && axis < dim,
       fmt::format(
@@ -154,12 +268,70 @@ QParamLayout check_qparam_args(
           "group_size={}",
           op, layout.channels, axis, group_size));
   TORCH_CHECK_VALUE(
-      scale_numel == layout.channels / group_size,
+      entries == layout.channels / group_size,
       fmt::format(
-          "mcuq::{}: expected scale to have {} elements (input.size({}) / group_size = {} / {}), "
+          "mcuq::{}: expected {} to have {} elements (input.size({}) / group_size = {} / {}), "
           "but got {}",
-          op, layout.channels / group_size, axis, layout.channels, group_size, scale_numel));
+          op, what, layout.channels / group_size, axis, layout.channels, group_size, entries));
   return layout;
+}
+
+void check_tensor(
+    const char* op,
+    const char* name,
+    const at::Tensor& t,
+    at::ScalarType dtype,
+    const at::Tensor& input) {
+  TORCH_CHECK_TYPE(
+      t.scalar_type() == dtype,
+      fmt::format(
+          "mcuq::{}: expected {} to be {}, but got {}", op, name, dtype_name(dtype),
+          dtype_name(t.scalar_type())));
+  TORCH_CHECK_VALUE(
+      t.device() == input.device(),
+      fmt::format(
+          "mcuq::{}: expected {} on the input's device ({}), but got {}", op, name,
+          input.device().str(), t.device().str()));
+}
+
+QParamLayout check_range_state(
+    const char* op,
+    const at::Tensor& input,
+    const at::Tensor& min_val,
+    const at::Tensor& max_val,
+    const at::Tensor& nonfinite_count,
+    int64_t axis,
+    int64_t group_size) {
+  check_tensor(op, "min_val", min_val, at::kFloat, input);
+  check_tensor(op, "max_val", max_val, at::kFloat, input);
+  check_tensor(op, "nonfinite_count", nonfinite_count, at::kLong, input);
+  const int64_t entries = concrete(min_val.sym_numel());
+  TORCH_CHECK_VALUE(
+      min_val.dim() <= 1 && entries >= 1,
+      fmt::format(
+          "mcuq::{}: expected min_val to be 0-d or 1-d with at least one element, but got a "
+          "{}-d tensor of {} elements",
+          op, min_val.dim(), entries));
+  TORCH_CHECK_VALUE(
+      concrete(max_val.sym_numel()) == entries,
+      fmt::format(
+          "mcuq::{}: expected max_val to have as many elements as min_val ({}), but got {}", op,
+          entries, concrete(max_val.sym_numel())));
+  TORCH_CHECK_VALUE(
+      concrete(nonfinite_count.sym_numel()) == 1,
+      fmt::format(
+          "mcuq::{}: expected nonfinite_count to have one element, but got {}", op,
+          concrete(nonfinite_count.sym_numel())));
+  return channel_layout(op, input, entries, axis, group_size, "min_val");
+}
+
+void check_averaging_constant(const char* op, c10::optional<double> averaging_constant) {
+  if (averaging_constant.has_value()) {
+    const double c = *averaging_constant;
+    TORCH_CHECK_VALUE(
+        c > 0.0 && c <= 1.0,
+        fmt::format("mcuq::{}: expected averaging_constant in (0, 1], but got {}", op, c));
+  }
 }
 
 at::ScalarType quantized_dtype(

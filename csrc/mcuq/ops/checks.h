@@ -28,6 +28,76 @@ QParamLayout check_qparam_args(
     int64_t axis,
     int64_t group_size);
 
+// The layout of `entries` per-channel values (one per group of `group_size`
+// channels along `axis`, or one for the whole tensor); `what` names them.
+QParamLayout channel_layout(
+    const char* op,
+    const at::Tensor& input,
+    int64_t entries,
+    int64_t axis,
+    int64_t group_size,
+    const char* what);
+
+// Checks a state tensor's dtype and device (against the input's).
+void check_tensor(
+    const char* op,
+    const char* name,
+    const at::Tensor& t,
+    at::ScalarType dtype,
+    const at::Tensor& input);
+
+// Checks a range observer's state (float32 min_val/max_val with one entry per
+// channel group or one in all, int64 nonfinite_count with one element) and
+// returns how it maps onto the input.
+QParamLayout check_range_state(
+    const char* op,
+    const at::Tensor& input,
+    const at::Tensor& min_val,
+    const at::Tensor& max_val,
+    const at::Tensor& nonfinite_count,
+    int64_t axis,
+    int64_t group_size);
+
+// An EMA constant, if given, lies in (0, 1].
+void check_averaging_constant(const char* op, c10::optional<double> averaging_constant);
+
+// quant_min < quant_max, both within int32.
+void check_quant_range(const char* op, int64_t quant_min, int64_t quant_max);
+
+// One range for the whole input (axis unset) or one per group of
+// `group_size` channels along `axis`.
+QParamLayout slice_layout(
+    const char* op,
+    const at::Tensor& input,
+    c10::optional<int64_t> axis,
+    int64_t group_size);
+
+// choose_qparams: floating min_val/max_val of one shape (0-d or 1-d), one device.
+void check_choose_qparams_args(
+    const char* op,
+    const at::Tensor& min_val,
+    const at::Tensor& max_val,
+    int64_t quant_min,
+    int64_t quant_max);
+
+// observe_fake_quantize: the range state, float32 scale and int32 zero point
+// with one entry per range, and one-element enable flags.
+QParamLayout check_observe_fake_quantize_args(
+    const char* op,
+    const at::Tensor& input,
+    const at::Tensor& min_val,
+    const at::Tensor& max_val,
+    const at::Tensor& nonfinite_count,
+    const at::Tensor& scale,
+    const at::Tensor& zero_point,
+    const at::Tensor& observer_enabled,
+    const at::Tensor& fake_quant_enabled,
+    c10::optional<double> averaging_constant,
+    int64_t quant_min,
+    int64_t quant_max,
+    int64_t axis,
+    int64_t group_size);
+
 // Checks that the input is a floating-point tensor (fake_quantize, quantize).
 void check_float_input(const char* op, const at::Tensor& input);
 

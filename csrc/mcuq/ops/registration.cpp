@@ -12,6 +12,39 @@ TORCH_LIBRARY(mcuq, m) {
   m.def(
       "dequantize(Tensor input, Tensor scale, Tensor zero_point, int quant_min, int quant_max, "
       "int axis=0, int group_size=1, ScalarType? dtype=None) -> Tensor");
+
+  // Ranges and qparams. State ops update observer buffers in place, so that
+  // observers are plain tensors: scriptable, serializable, usable from C++.
+  m.def(
+      "choose_qparams(Tensor min_val, Tensor max_val, int quant_min, int quant_max, "
+      "bool symmetric, bool power_of_two=False) -> (Tensor scale, Tensor zero_point)");
+  m.def(
+      "observe_minmax_(Tensor input, Tensor(a!) min_val, Tensor(b!) max_val, "
+      "Tensor(c!) nonfinite_count, float? averaging_constant=None, int axis=0, "
+      "int group_size=1) -> ()");
+  m.def(
+      "observe_histogram_(Tensor input, Tensor(a!) histogram, Tensor(b!) histogram_range, "
+      "Tensor(c!) min_val, Tensor(d!) max_val, Tensor(e!) nonfinite_count, int axis=0) -> ()");
+  m.def(
+      "histogram_range(Tensor histogram, Tensor histogram_range, Tensor min_val, "
+      "Tensor max_val, int quant_min, int quant_max, bool symmetric, str method=\"mse\", "
+      "float percentile=99.99) -> (Tensor range_min, Tensor range_max)");
+  m.def(
+      "observe_fake_quantize(Tensor input, Tensor(a!) min_val, Tensor(b!) max_val, "
+      "Tensor(c!) nonfinite_count, Tensor(d!) scale, Tensor(e!) zero_point, "
+      "Tensor observer_enabled, Tensor fake_quant_enabled, float? averaging_constant, "
+      "int quant_min, int quant_max, bool symmetric, bool power_of_two=False, int axis=0, "
+      "int group_size=1) -> Tensor");
+  m.def(
+      "fake_quantize_dynamic(Tensor input, int quant_min, int quant_max, bool symmetric, "
+      "int? axis=None) -> Tensor");
+  // Private: min and max of the finite values, per tensor or per (group of)
+  // slices along axis (+inf/-inf where there is none), and how many values
+  // were not finite.
+  m.def(
+      "_finite_aminmax(Tensor input, int? axis=None, int group_size=1) -> "
+      "(Tensor min_val, Tensor max_val, Tensor nonfinite_count)");
+
   // Private: the gradient of fake_quantize. Returns (grad_input, grad_scale, grad_zero_point);
   // the last two are zeros unless asked for.
   m.def(

@@ -1,0 +1,238 @@
+// CPU kernels of the range ops: choose_qparams, _finite_aminmax,
+// observe_minmax_ (running or EMA min/max state, updated in place) and the
+// fused observe_fake_quantize used on the QAT hot path.
+//
+// Observers skip non-finite values and count them. Running min/max is exact;
+// the EMA update is PyTorch's, in float32: m + c * (batch_m - m), where the
+// first finite batch of a slice sets its state.
+#include "mcuq/ops.h"
+#include "mcuq/ops/checks.h"
+#include "mcuq/ops/qparams.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <torch/library.h>
+
+#include <limits>
+#include <tuple>
+
+namespace mcuq::ops {
+namespace {
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+struct FiniteRange {
+  at::Tensor min, max;  // float32 [entries]; +inf / -inf where a slice has no finite value
+  int64_t nonfinite = 0;
+};
+
+int64_t entries_of(const QParamLayout& layout) {
+  return layout.per_tensor ? 1 : layout.channels / layout.group_size;
+}
+
+FiniteRange finite_range(const at::Tensor& input, const QParamLayout& layout) {
+  const int64_t entries = entries_of(layout);
+  const auto options = input.options().dtype(at::kFloat);
+  if (input.numel() == 0) {
+    return {at::full({entries}, kInf, options), at::full({entries}, -kInf, options), 0};
+  }
+  const at::Tensor finite = at::isfinite(input);
+  const int64_t nonfinite = input.numel() - finite.sum().item<int64_t>();
+  const at::Tensor low = nonfinite ? at::where(finite, input, kInf) : input;
+  const at::Tensor high = nonfinite ? at::where(finite, input, -kInf) : input;
+  at::Tensor lo, hi;
+  if (layout.per_tensor) {
+    lo = low.min().reshape({1});
+    hi = high.max().reshape({1});
+  } else {
+    std::vector<int64_t> dims;
+    for (int64_t d = 0; d < input.dim(); ++d) {
+      if (d != layout.axis) dims.push_back(d);
+    }
+    lo = dims.empty() ? low : low.amin(dims);
+    hi = dims.empty() ? high : high.amax(dims);
+    if (layout.group_size > 1) {
+      lo = lo.view({-1, layout.group_size}).amin(1);
+      hi = hi.view({-1, layout.group_size}).amax(1);
+    }
+  }
+  return {lo.to(at::kFloat).contiguous(), hi.to(at::kFloat).contiguous(), nonfinite};
+}
+
+// Folds a batch's range into the observer state.
+void update_range_state(
+    const FiniteRange& batch,
+    const at::Tensor& min_val,
+    const at::Tensor& max_val,
+    const at::Tensor& nonfinite_count,
+    c10::optional<double> averaging_constant) {
+  at::Tensor mn = min_val.contiguous().view({-1});
+  at::Tensor mx = max_val.contiguous().view({-1});
+  float* pmin = mn.data_ptr<float>();
+  float* pmax = mx.data_ptr<float>();
+  const float* blo = batch.min.data_ptr<float>();
+  const float* bhi = batch.max.data_ptr<float>();
+  // PyTorch multiplies by the constant as a float32 scalar.
+  const float c = static_cast<float>(averaging_constant.value_or(1.0));
+  for (int64_t i = 0; i < mn.numel(); ++i) {
+    if (!(blo[i] <= bhi[i])) {
+      continue;  // no finite value in this slice of the batch
+    }
+    if (!averaging_constant.has_value()) {
+      pmin[i] = std::min(pmin[i], blo[i]);
+      pmax[i] = std::max(pmax[i], bhi[i]);
+    } else if (pmin[i] == kInf && pmax[i] == -kInf) {
+      pmin[i] = blo[i];
+      pmax[i] = bhi[i];
+    } else {
+      const float dmin = blo[i] - pmin[i];
+      const float dmax = bhi[i] - pmax[i];
+      pmin[i] = pmin[i] + c * dmin;
+      pmax[i] = pmax[i] + c * dmax;
+    }
+  }
+  if (!mn.is_same(min_val)) min_val.copy_(mn.view_as(min_val));
+  if (!mx.is_same(max_val)) max_val.copy_(mx.view_as(max_val));
+  nonfinite_count.add_(batch.nonfinite);
+}
+
+enum class IfNoRange { kError, kKeep };
+
+// qparams for each (min, max) entry, written into scale / zero_point.
+void write_qparams(
+    const char* op,
+    const at::Tensor& min_val,
+    const at::Tensor& max_val,
+    const at::Tensor& scale,
+    const at::Tensor& zero_point,
+    int64_t quant_min,
+    int64_t quant_max,
+    bool symmetric,
+    bool power_of_two,
+    IfNoRange if_no_range) {
+  const at::Tensor lo = min_val.detach().to(at::kFloat).contiguous().view({-1});
+  const at::Tensor hi = max_val.detach().to(at::kFloat).contiguous().view({-1});
+  at::Tensor s = scale.contiguous().view({-1});
+  at::Tensor z = zero_point.contiguous().view({-1});
+  const float* plo = lo.data_ptr<float>();
+  const float* phi = hi.data_ptr<float>();
+  float* ps = s.data_ptr<float>();
+  int32_t* pz = z.data_ptr<int32_t>();
+  const int64_t n = lo.numel();
+  for (int64_t i = 0; i < n; ++i) {
+    const auto where = [&] { return n > 1 ? fmt::format(" at index {}", i) : std::string(); };
+    if (plo[i] == kInf && phi[i] == -kInf) {
+      TORCH_CHECK_VALUE(
+          if_no_range == IfNoRange::kKeep,
+          fmt::format(
+              "mcuq::{}: expected a range, but got min_val=inf, max_val=-inf{} (an observer that "
+              "saw no finite value)",
+              op, where()));
+      continue;
+    }
+    TORCH_CHECK_VALUE(
+        std::isfinite(plo[i]) && std::isfinite(phi[i]) && plo[i] <= phi[i],
+        fmt::format(
+            "mcuq::{}: expected finite min_val <= max_val, but got min_val={}, max_val={}{}", op,
+            plo[i], phi[i], where()));
+    const QParams q = qparams_from_range(plo[i], phi[i], quant_min, quant_max, symmetric, power_of_two);
+    ps[i] = q.scale;
+    pz[i] = q.zero_point;
+  }
+  if (!s.is_same(scale)) scale.copy_(s.view_as(scale));
+  if (!z.is_same(zero_point)) zero_point.copy_(z.view_as(zero_point));
+}
+
+bool flag_on(const at::Tensor& flag) {
+  return flag.item().toDouble() != 0.0;
+}
+
+std::tuple<at::Tensor, at::Tensor> choose_qparams_cpu(
+    const at::Tensor& min_val,
+    const at::Tensor& max_val,
+    int64_t quant_min,
+    int64_t quant_max,
+    bool symmetric,
+    bool power_of_two) {
+  check_choose_qparams_args("choose_qparams", min_val, max_val, quant_min, quant_max);
+  // A 0-d range gives one-element qparams, as PyTorch's observers return.
+  const auto shape = min_val.dim() == 0 ? at::IntArrayRef{1} : min_val.sizes();
+  at::Tensor scale = at::empty(shape, min_val.options().dtype(at::kFloat));
+  at::Tensor zero_point = at::empty(shape, min_val.options().dtype(at::kInt));
+  write_qparams(
+      "choose_qparams", min_val, max_val, scale, zero_point, quant_min, quant_max, symmetric,
+      power_of_two, IfNoRange::kError);
+  return {scale, zero_point};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> finite_aminmax_cpu(
+    const at::Tensor& input,
+    c10::optional<int64_t> axis,
+    int64_t group_size) {
+  check_float_input("_finite_aminmax", input);
+  const FiniteRange r = finite_range(input, slice_layout("_finite_aminmax", input, axis, group_size));
+  return {r.min, r.max, at::full({}, r.nonfinite, input.options().dtype(at::kLong))};
+}
+
+void observe_minmax_cpu(
+    const at::Tensor& input,
+    const at::Tensor& min_val,
+    const at::Tensor& max_val,
+    const at::Tensor& nonfinite_count,
+    c10::optional<double> averaging_constant,
+    int64_t axis,
+    int64_t group_size) {
+  const char* op = "observe_minmax_";
+  check_float_input(op, input);
+  check_averaging_constant(op, averaging_constant);
+  const QParamLayout layout =
+      check_range_state(op, input, min_val, max_val, nonfinite_count, axis, group_size);
+  update_range_state(
+      finite_range(input.detach(), layout), min_val, max_val, nonfinite_count, averaging_constant);
+}
+
+at::Tensor observe_fake_quantize_cpu(
+    const at::Tensor& input,
+    const at::Tensor& min_val,
+    const at::Tensor& max_val,
+    const at::Tensor& nonfinite_count,
+    const at::Tensor& scale,
+    const at::Tensor& zero_point,
+    const at::Tensor& observer_enabled,
+    const at::Tensor& fake_quant_enabled,
+    c10::optional<double> averaging_constant,
+    int64_t quant_min,
+    int64_t quant_max,
+    bool symmetric,
+    bool power_of_two,
+    int64_t axis,
+    int64_t group_size) {
+  const char* op = "observe_fake_quantize";
+  const QParamLayout layout = check_observe_fake_quantize_args(
+      op, input, min_val, max_val, nonfinite_count, scale, zero_point, observer_enabled,
+      fake_quant_enabled, averaging_constant, quant_min, quant_max, axis, group_size);
+  // Two passes over the input, as in torch.ao's FakeQuantize: this batch's
+  // range sets the qparams this batch is quantized with.
+  if (flag_on(observer_enabled)) {
+    update_range_state(
+        finite_range(input.detach(), layout), min_val, max_val, nonfinite_count, averaging_constant);
+    write_qparams(
+        op, min_val, max_val, scale, zero_point, quant_min, quant_max, symmetric, power_of_two,
+        IfNoRange::kKeep);
+  }
+  if (flag_on(fake_quant_enabled)) {
+    return mcuq::fake_quantize(input, scale, zero_point, quant_min, quant_max, axis, group_size);
+  }
+  return input.clone();
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(mcuq, CPU, m) {
+  m.impl("choose_qparams", &choose_qparams_cpu);
+  m.impl("_finite_aminmax", &finite_aminmax_cpu);
+  m.impl("observe_minmax_", &observe_minmax_cpu);
+  m.impl("observe_fake_quantize", &observe_fake_quantize_cpu);
+}
+
+}  // namespace mcuq::ops
