@@ -9,8 +9,25 @@ from . import _library
 
 _library.load()
 
-from .ops import dequantize, fake_quantize, quantize  # noqa: E402
+from .observers import FakeQuantize, MinMaxObserver, MovingAverageMinMaxObserver  # noqa: E402
+from .ops import (  # noqa: E402
+    choose_qparams,
+    dequantize,
+    fake_quantize,
+    fake_quantize_dynamic,
+    quantize,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["fake_quantize", "quantize", "dequantize", "__version__"]
+__all__ = [
+    "fake_quantize",
+    "quantize",
+    "dequantize",
+    "choose_qparams",
+    "fake_quantize_dynamic",
+    "MinMaxObserver",
+    "MovingAverageMinMaxObserver",
+    "FakeQuantize",
+    "__version__",
+]

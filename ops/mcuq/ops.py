@@ -7,7 +7,7 @@ is an integer tensor, or a floating one (rounded half to even and clamped into
 the range) when it is learned.
 """
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -76,3 +76,29 @@ def dequantize(
     return torch.ops.mcuq.dequantize(
         input, scale, zero_point, quant_min, quant_max, axis, group_size, dtype
     )
+
+
+def choose_qparams(
+    min_val: Tensor,
+    max_val: Tensor,
+    quant_min: int,
+    quant_max: int,
+    symmetric: bool,
+    power_of_two: bool = False,
+) -> Tuple[Tensor, Tensor]:
+    """``(scale, zero_point)`` for the ranges ``[min_val, max_val]``, as
+    torch.ao's observers compute them (the range is widened to include 0;
+    scale floor 2^-23; power-of-two scales rounded up)."""
+    return torch.ops.mcuq.choose_qparams(min_val, max_val, quant_min, quant_max, symmetric, power_of_two)
+
+
+def fake_quantize_dynamic(
+    input: Tensor,
+    quant_min: int,
+    quant_max: int,
+    symmetric: bool,
+    axis: Optional[int] = None,
+) -> Tensor:
+    """Fake quantization with the range of this input alone (per tensor, or
+    per slice along ``axis``); straight-through gradient."""
+    return torch.ops.mcuq.fake_quantize_dynamic(input, quant_min, quant_max, symmetric, axis)

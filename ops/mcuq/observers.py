@@ -1,0 +1,250 @@
+"""Observers and fake-quantize modules on mcuq's dispatcher ops.
+
+They keep their state in buffers (so they script with TorchScript, save in
+``state_dict`` and sync under DDP) and follow torch.ao's interface:
+``forward`` returns its input (observers) or its fake-quantized input
+(``FakeQuantize``), ``calculate_qparams()`` returns ``(scale, zero_point)``,
+``enable_observer`` / ``enable_fake_quant`` toggle the parts, and ``with_args``
+builds factories for a ``torch.ao.quantization.QConfig``.
+
+Settings: ``quant_min``/``quant_max`` (default: from ``dtype``, torch.quint8 →
+[0, 255]), ``symmetric`` (default: from ``qscheme``), ``axis`` (``None`` for
+one range per tensor, else one per channel along ``axis``; ``ch_axis`` with a
+per-channel ``qscheme`` means the same), ``group_size`` (channels sharing a
+range), ``power_of_two`` (scales rounded up to powers of two).
+"""
+
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+from torch.ao.quantization import FakeQuantizeBase, ObserverBase
+
+_SYMMETRIC = (torch.per_tensor_symmetric, torch.per_channel_symmetric)
+_PER_CHANNEL = (torch.per_channel_affine, torch.per_channel_symmetric)
+_DTYPE_RANGES = {
+    torch.quint8: (0, 255),
+    torch.qint8: (-128, 127),
+    torch.qint32: (-(2**31), 2**31 - 1),
+}
+
+
+def _settings(dtype, qscheme, quant_min, quant_max, symmetric, axis, ch_axis):
+    if (quant_min is None) != (quant_max is None):
+        raise ValueError("mcuq: give both quant_min and quant_max, or neither")
+    if quant_min is None:
+        if dtype not in _DTYPE_RANGES:
+            raise ValueError(f"mcuq: expected dtype in {list(_DTYPE_RANGES)}, but got {dtype}")
+        quant_min, quant_max = _DTYPE_RANGES[dtype]
+    if symmetric is None:
+        symmetric = qscheme in _SYMMETRIC
+    if axis is None and qscheme in _PER_CHANNEL:
+        axis = ch_axis
+    return int(quant_min), int(quant_max), bool(symmetric), axis
+
+
+def _torch_dtype(quant_min: int, quant_max: int) -> torch.dtype:
+    """The torch.ao dtype that holds the range (what its convert step reads)."""
+    if quant_min >= 0 and quant_max <= 255:
+        return torch.quint8
+    if quant_min >= -128 and quant_max <= 127:
+        return torch.qint8
+    return torch.qint32
+
+
+def _qscheme(symmetric: bool, per_channel: bool) -> torch.qscheme:
+    if per_channel:
+        return torch.per_channel_symmetric if symmetric else torch.per_channel_affine
+    return torch.per_tensor_symmetric if symmetric else torch.per_tensor_affine
+
+
+class _RangeState:
+    """Shared construction of the range state and its settings."""
+
+    @staticmethod
+    def init(module, dtype, qscheme, quant_min, quant_max, symmetric, power_of_two, axis, ch_axis, group_size):
+        quant_min, quant_max, symmetric, axis = _settings(
+            dtype, qscheme, quant_min, quant_max, symmetric, axis, ch_axis
+        )
+        module.quant_min = quant_min
+        module.quant_max = quant_max
+        module.symmetric = symmetric
+        module.power_of_two = bool(power_of_two)
+        module.per_channel = axis is not None
+        module.axis = 0 if axis is None else int(axis)
+        module.ch_axis = module.axis
+        module.group_size = int(group_size)
+        module.qscheme = _qscheme(symmetric, module.per_channel)
+        module.observer_name = type(module).__name__  # for messages, also from TorchScript
+        module.register_buffer("min_val", torch.tensor([float("inf")]))
+        module.register_buffer("max_val", torch.tensor([float("-inf")]))
+        module.register_buffer("nonfinite_count", torch.zeros(1, dtype=torch.long))
+
+    @staticmethod
+    def check_extra(module, kwargs):
+        """torch.ao passes a few arguments mcuq has no use for: accept those."""
+        if kwargs.pop("reduce_range", False):
+            raise ValueError("mcuq: reduce_range is not supported; pass quant_min/quant_max")
+        kwargs.pop("eps", None)  # the scale floor is PyTorch's default, 2^-23
+        factory_kwargs = kwargs.pop("factory_kwargs", None) or {}
+        if kwargs:
+            raise TypeError(f"mcuq: unexpected arguments {sorted(kwargs)}")
+        return factory_kwargs.get("device")
+
+    @staticmethod
+    def load(module, state_dict, prefix, names):
+        # Per-channel state is sized on the first batch; take the saved size.
+        for name in names:
+            key = prefix + name
+            if key in state_dict:
+                getattr(module, name).resize_(state_dict[key].shape)
+
+
+class _MinMaxObserverBase(ObserverBase):
+    min_val: Tensor
+    max_val: Tensor
+    nonfinite_count: Tensor
+
+    def __init__(self, averaging_constant: Optional[float], dtype, qscheme, quant_min, quant_max,
+                 symmetric, power_of_two, axis, ch_axis, group_size, **kwargs):
+        device = _RangeState.check_extra(self, kwargs)
+        super().__init__(dtype)
+        _RangeState.init(self, dtype, qscheme, quant_min, quant_max, symmetric, power_of_two,
+                         axis, ch_axis, group_size)
+        if device is not None:
+            self.to(device)
+        self.dtype = _torch_dtype(self.quant_min, self.quant_max)
+        self.averaging_constant = averaging_constant
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        _RangeState.load(self, state_dict, prefix, ("min_val", "max_val"))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.per_channel:
+            n = x.size(self.axis) // self.group_size
+            if self.min_val.numel() != n:
+                self.min_val.resize_(n).fill_(float("inf"))
+                self.max_val.resize_(n).fill_(float("-inf"))
+        torch.ops.mcuq.observe_minmax_(
+            x.detach(), self.min_val, self.max_val, self.nonfinite_count,
+            self.averaging_constant, self.axis, self.group_size,
+        )
+        return x
+
+    @torch.jit.export
+    def calculate_qparams(self) -> Tuple[Tensor, Tensor]:
+        if bool((self.min_val > self.max_val).any()):
+            raise ValueError(
+                "mcuq: " + self.observer_name + " saw no finite value (for some channel); "
+                "run calibration data through it first"
+            )
+        return torch.ops.mcuq.choose_qparams(
+            self.min_val, self.max_val, self.quant_min, self.quant_max, self.symmetric, self.power_of_two
+        )
+
+    def extra_repr(self) -> str:
+        return (f"quant_min={self.quant_min}, quant_max={self.quant_max}, symmetric={self.symmetric}, "
+                f"axis={self.axis if self.per_channel else None}, group_size={self.group_size}, "
+                f"power_of_two={self.power_of_two}, min_val={self.min_val}, max_val={self.max_val}")
+
+    @torch.jit.export
+    def reset_min_max_vals(self) -> None:
+        self.min_val.fill_(float("inf"))
+        self.max_val.fill_(float("-inf"))
+
+
+class MinMaxObserver(_MinMaxObserverBase):
+    """Running min/max of the finite values seen (non-finite ones are counted
+    in ``nonfinite_count``)."""
+
+    def __init__(self, dtype=torch.quint8, qscheme=torch.per_tensor_affine, quant_min=None, quant_max=None,
+                 *, symmetric=None, power_of_two=False, axis=None, ch_axis=0, group_size=1, **kwargs):
+        super().__init__(None, dtype, qscheme, quant_min, quant_max, symmetric, power_of_two,
+                         axis, ch_axis, group_size, **kwargs)
+
+
+class MovingAverageMinMaxObserver(_MinMaxObserverBase):
+    """Exponential moving average of each batch's min/max (PyTorch's rule:
+    ``m += c * (batch_m - m)``; the first batch sets the state)."""
+
+    def __init__(self, averaging_constant=0.01, dtype=torch.quint8, qscheme=torch.per_tensor_affine,
+                 quant_min=None, quant_max=None, *, symmetric=None, power_of_two=False, axis=None,
+                 ch_axis=0, group_size=1, **kwargs):
+        super().__init__(float(averaging_constant), dtype, qscheme, quant_min, quant_max, symmetric,
+                         power_of_two, axis, ch_axis, group_size, **kwargs)
+
+
+class FakeQuantize(FakeQuantizeBase):
+    """Observe (EMA min/max) and fake-quantize in one fused op, with a
+    straight-through gradient: the QAT building block. Works as a
+    ``torch.ao.quantization.QConfig`` activation or weight factory::
+
+        qconfig = QConfig(
+            activation=mcuq.FakeQuantize.with_args(quant_min=0, quant_max=255),
+            weight=mcuq.FakeQuantize.with_args(quant_min=-127, quant_max=127, symmetric=True, axis=0),
+        )
+    """
+
+    min_val: Tensor
+    max_val: Tensor
+    nonfinite_count: Tensor
+    scale: Tensor
+    zero_point: Tensor
+
+    def __init__(self, observer=None, quant_min=None, quant_max=None, *, dtype=torch.quint8,
+                 qscheme=torch.per_tensor_affine, symmetric=None, power_of_two=False, axis=None,
+                 ch_axis=0, group_size=1, averaging_constant=0.01, **kwargs):
+        super().__init__()
+        if observer is not None:  # torch.ao passes an observer factory; its settings apply
+            if hasattr(observer, "p"):
+                kwargs = {**observer.p.keywords, **kwargs}
+                averaging_constant = kwargs.pop("averaging_constant", averaging_constant)
+                dtype = kwargs.pop("dtype", dtype)
+                qscheme = kwargs.pop("qscheme", qscheme)
+                ch_axis = kwargs.pop("ch_axis", ch_axis)
+        device = _RangeState.check_extra(self, kwargs)
+        _RangeState.init(self, dtype, qscheme, quant_min, quant_max, symmetric, power_of_two,
+                         axis, ch_axis, group_size)
+        self.dtype = _torch_dtype(self.quant_min, self.quant_max)
+        self.is_per_channel = self.per_channel
+        self.averaging_constant = float(averaging_constant)
+        self.register_buffer("scale", torch.tensor([1.0]))
+        self.register_buffer("zero_point", torch.tensor([0], dtype=torch.int32))
+        if device is not None:
+            self.to(device)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        _RangeState.load(self, state_dict, prefix, ("min_val", "max_val", "scale", "zero_point"))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.per_channel:
+            n = x.size(self.axis) // self.group_size
+            if self.min_val.numel() != n:
+                self.min_val.resize_(n).fill_(float("inf"))
+                self.max_val.resize_(n).fill_(float("-inf"))
+                self.scale.resize_(n).fill_(1.0)
+                self.zero_point.resize_(n).fill_(0)
+        return torch.ops.mcuq.observe_fake_quantize(
+            x, self.min_val, self.max_val, self.nonfinite_count, self.scale, self.zero_point,
+            self.observer_enabled, self.fake_quant_enabled, self.averaging_constant,
+            self.quant_min, self.quant_max, self.symmetric, self.power_of_two, self.axis, self.group_size,
+        )
+
+    @torch.jit.export
+    def calculate_qparams(self) -> Tuple[Tensor, Tensor]:
+        if bool((self.min_val > self.max_val).any()):
+            raise ValueError(
+                "mcuq: " + self.observer_name + " saw no finite value (for some channel); "
+                "run data through it first"
+            )
+        return torch.ops.mcuq.choose_qparams(
+            self.min_val, self.max_val, self.quant_min, self.quant_max, self.symmetric, self.power_of_two
+        )
+
+    def extra_repr(self) -> str:
+        return (f"quant_min={self.quant_min}, quant_max={self.quant_max}, symmetric={self.symmetric}, "
+                f"axis={self.axis if self.per_channel else None}, group_size={self.group_size}, "
+                f"power_of_two={self.power_of_two}, scale={self.scale}, zero_point={self.zero_point}")
+
