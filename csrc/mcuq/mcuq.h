@@ -1,6 +1,7 @@
 // The C++ API of mcuq. Link mcuq::mcuq (find_package(mcuq)).
 #pragma once
 
+#include <mcuq/observers.h>
 #include <mcuq/ops.h>
 
 namespace mcuq {
