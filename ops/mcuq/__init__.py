@@ -9,6 +9,7 @@ from . import _library
 
 _library.load()
 
+from .distributed import sync_observers  # noqa: E402
 from .observers import FakeQuantize, MinMaxObserver, MovingAverageMinMaxObserver  # noqa: E402
 from .ops import (  # noqa: E402
     choose_qparams,
@@ -29,5 +30,6 @@ __all__ = [
     "MinMaxObserver",
     "MovingAverageMinMaxObserver",
     "FakeQuantize",
+    "sync_observers",
     "__version__",
 ]
