@@ -10,7 +10,12 @@ from . import _library
 _library.load()
 
 from .distributed import sync_observers  # noqa: E402
-from .observers import FakeQuantize, MinMaxObserver, MovingAverageMinMaxObserver  # noqa: E402
+from .observers import (  # noqa: E402
+    FakeQuantize,
+    HistogramObserver,
+    MinMaxObserver,
+    MovingAverageMinMaxObserver,
+)
 from .ops import (  # noqa: E402
     choose_qparams,
     dequantize,
@@ -29,6 +34,7 @@ __all__ = [
     "fake_quantize_dynamic",
     "MinMaxObserver",
     "MovingAverageMinMaxObserver",
+    "HistogramObserver",
     "FakeQuantize",
     "sync_observers",
     "__version__",

@@ -248,3 +248,86 @@ class FakeQuantize(FakeQuantizeBase):
                 f"axis={self.axis if self.per_channel else None}, group_size={self.group_size}, "
                 f"power_of_two={self.power_of_two}, scale={self.scale}, zero_point={self.zero_point}")
 
+
+
+class HistogramObserver(ObserverBase):
+    """A histogram of the finite values seen (``bins`` bins, re-binned exactly
+    when new data leaves its range), from which ``calculate_qparams`` picks a
+    clipping range with ``method``:
+
+    - ``"minmax"``: the observed range;
+    - ``"percentile"``: the ``percentile`` and ``100 - percentile`` quantiles;
+    - ``"mse"``: the range with the least expected squared quantization error
+      (clipping plus rounding noise), searched exhaustively over bin edges;
+    - ``"entropy"``: TensorRT's KL-divergence threshold.
+
+    Per-channel (``axis``) keeps one histogram per channel.
+    """
+
+    histogram: Tensor
+    histogram_range: Tensor
+    min_val: Tensor
+    max_val: Tensor
+    nonfinite_count: Tensor
+
+    def __init__(self, bins: int = 2048, method: str = "mse", percentile: float = 99.99,
+                 dtype=torch.quint8, qscheme=torch.per_tensor_affine, quant_min=None, quant_max=None,
+                 *, symmetric=None, power_of_two=False, axis=None, ch_axis=0, **kwargs):
+        kwargs.pop("upsample_rate", None)  # torch.ao's interpolation knob; mcuq re-bins exactly
+        device = _RangeState.check_extra(self, kwargs)
+        super().__init__(dtype)
+        _RangeState.init(self, dtype, qscheme, quant_min, quant_max, symmetric, power_of_two,
+                         axis, ch_axis, 1)
+        self.dtype = _torch_dtype(self.quant_min, self.quant_max)
+        if method not in ("minmax", "percentile", "mse", "entropy"):
+            raise ValueError(
+                f"mcuq: expected method in ('minmax', 'percentile', 'mse', 'entropy'), but got {method!r}"
+            )
+        self.bins = int(bins)
+        self.method = method
+        self.percentile = float(percentile)
+        self.register_buffer("histogram", torch.zeros(self.bins, dtype=torch.long))
+        self.register_buffer("histogram_range", torch.zeros(2, dtype=torch.float64))
+        if device is not None:
+            self.to(device)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        _RangeState.load(self, state_dict, prefix, ("min_val", "max_val", "histogram", "histogram_range"))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.per_channel:
+            n = x.size(self.axis)
+            if self.min_val.numel() != n:
+                self.min_val.resize_(n).fill_(float("inf"))
+                self.max_val.resize_(n).fill_(float("-inf"))
+                self.histogram.resize_(n, self.bins).zero_()
+                self.histogram_range.resize_(n, 2).zero_()
+        torch.ops.mcuq.observe_histogram_(
+            x.detach(), self.histogram, self.histogram_range, self.min_val, self.max_val,
+            self.nonfinite_count, self.axis,
+        )
+        return x
+
+    @torch.jit.export
+    def calculate_range(self) -> Tuple[Tensor, Tensor]:
+        """The clipping range ``method`` picks, before it is widened to include 0."""
+        return torch.ops.mcuq.histogram_range(
+            self.histogram, self.histogram_range, self.min_val, self.max_val, self.quant_min,
+            self.quant_max, self.symmetric, self.method, self.percentile,
+        )
+
+    @torch.jit.export
+    def calculate_qparams(self) -> Tuple[Tensor, Tensor]:
+        if bool((self.min_val > self.max_val).any()):
+            raise ValueError(
+                "mcuq: " + self.observer_name + " saw no finite value (for some channel); "
+                "run calibration data through it first"
+            )
+        lo, hi = self.calculate_range()
+        return torch.ops.mcuq.choose_qparams(lo, hi, self.quant_min, self.quant_max, self.symmetric, self.power_of_two)
+
+    def extra_repr(self) -> str:
+        return (f"bins={self.bins}, method={self.method!r}, quant_min={self.quant_min}, "
+                f"quant_max={self.quant_max}, symmetric={self.symmetric}, "
+                f"axis={self.axis if self.per_channel else None}, min_val={self.min_val}, max_val={self.max_val}")

@@ -3,6 +3,7 @@
 // are not differentiable; fake_quantize_dynamic is a composite of other ops
 // and gets its gradient (straight-through, qparams constant) from them.
 #include "mcuq/ops.h"
+#include "mcuq/ops/checks.h"
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/autograd_not_implemented_fallback.h>
@@ -91,6 +92,10 @@ at::Tensor fake_quantize_dynamic_composite(
     int64_t quant_max,
     bool symmetric,
     c10::optional<int64_t> axis) {
+  // Checked here too, so that messages name this op rather than its parts.
+  check_float_input("fake_quantize_dynamic", input);
+  check_quant_range("fake_quantize_dynamic", quant_min, quant_max);
+  slice_layout("fake_quantize_dynamic", input, axis, 1);
   auto [lo, hi, unused_count] = mcuq::detail::finite_aminmax(input.detach(), axis, 1);
   // A slice without any finite value quantizes around 0.
   const at::Tensor empty = lo > hi;

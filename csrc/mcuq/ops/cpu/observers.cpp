@@ -36,27 +36,44 @@ FiniteRange finite_range(const at::Tensor& input, const QParamLayout& layout) {
   if (input.numel() == 0) {
     return {at::full({entries}, kInf, options), at::full({entries}, -kInf, options), 0};
   }
+  const auto reduce = [&](const at::Tensor& low, const at::Tensor& high) {
+    at::Tensor lo, hi;
+    if (layout.per_tensor) {
+      // One pass where low and high are the same (aminmax has no float16 kernel).
+      const bool one_pass = low.is_same(high) &&
+          (low.scalar_type() == at::kFloat || low.scalar_type() == at::kDouble);
+      if (one_pass) {
+        std::tie(lo, hi) = at::aminmax(low);
+      } else {
+        lo = low.min();
+        hi = high.max();
+      }
+      lo = lo.reshape({1});
+      hi = hi.reshape({1});
+    } else {
+      std::vector<int64_t> dims;
+      for (int64_t d = 0; d < input.dim(); ++d) {
+        if (d != layout.axis) dims.push_back(d);
+      }
+      lo = dims.empty() ? low : low.amin(dims);
+      hi = dims.empty() ? high : high.amax(dims);
+      if (layout.group_size > 1) {
+        lo = lo.view({-1, layout.group_size}).amin(1);
+        hi = hi.view({-1, layout.group_size}).amax(1);
+      }
+    }
+    return std::pair{lo.to(at::kFloat).contiguous(), hi.to(at::kFloat).contiguous()};
+  };
+  // Usually every value is finite: then plain min/max are finite too (a NaN
+  // or an infinity would show in them), and no mask is needed.
+  auto [lo, hi] = reduce(input, input);
+  if (at::isfinite(lo).all().item<bool>() && at::isfinite(hi).all().item<bool>()) {
+    return {lo, hi, 0};
+  }
   const at::Tensor finite = at::isfinite(input);
   const int64_t nonfinite = input.numel() - finite.sum().item<int64_t>();
-  const at::Tensor low = nonfinite ? at::where(finite, input, kInf) : input;
-  const at::Tensor high = nonfinite ? at::where(finite, input, -kInf) : input;
-  at::Tensor lo, hi;
-  if (layout.per_tensor) {
-    lo = low.min().reshape({1});
-    hi = high.max().reshape({1});
-  } else {
-    std::vector<int64_t> dims;
-    for (int64_t d = 0; d < input.dim(); ++d) {
-      if (d != layout.axis) dims.push_back(d);
-    }
-    lo = dims.empty() ? low : low.amin(dims);
-    hi = dims.empty() ? high : high.amax(dims);
-    if (layout.group_size > 1) {
-      lo = lo.view({-1, layout.group_size}).amin(1);
-      hi = hi.view({-1, layout.group_size}).amax(1);
-    }
-  }
-  return {lo.to(at::kFloat).contiguous(), hi.to(at::kFloat).contiguous(), nonfinite};
+  std::tie(lo, hi) = reduce(at::where(finite, input, kInf), at::where(finite, input, -kInf));
+  return {lo, hi, nonfinite};
 }
 
 // Folds a batch's range into the observer state.
@@ -156,7 +173,8 @@ std::tuple<at::Tensor, at::Tensor> choose_qparams_cpu(
     bool power_of_two) {
   check_choose_qparams_args("choose_qparams", min_val, max_val, quant_min, quant_max);
   // A 0-d range gives one-element qparams, as PyTorch's observers return.
-  const auto shape = min_val.dim() == 0 ? at::IntArrayRef{1} : min_val.sizes();
+  const std::vector<int64_t> shape =
+      min_val.dim() == 0 ? std::vector<int64_t>{1} : min_val.sizes().vec();
   at::Tensor scale = at::empty(shape, min_val.options().dtype(at::kFloat));
   at::Tensor zero_point = at::empty(shape, min_val.options().dtype(at::kInt));
   write_qparams(

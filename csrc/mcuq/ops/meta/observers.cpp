@@ -18,7 +18,9 @@ std::tuple<at::Tensor, at::Tensor> choose_qparams_meta(
     bool /*symmetric*/,
     bool /*power_of_two*/) {
   check_choose_qparams_args("choose_qparams", min_val, max_val, quant_min, quant_max);
-  const auto shape = min_val.dim() == 0 ? c10::SymIntArrayRef{c10::SymInt(1)} : min_val.sym_sizes();
+  const std::vector<c10::SymInt> shape = min_val.dim() == 0
+      ? std::vector<c10::SymInt>{c10::SymInt(1)}
+      : std::vector<c10::SymInt>(min_val.sym_sizes().begin(), min_val.sym_sizes().end());
   return {
       at::empty_symint(shape, min_val.options().dtype(at::kFloat)),
       at::empty_symint(shape, min_val.options().dtype(at::kInt))};
