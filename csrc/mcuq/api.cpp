@@ -78,6 +78,34 @@ void observe_minmax_(
   op.call(input, min_val, max_val, nonfinite_count, averaging_constant, axis, group_size);
 }
 
+void observe_histogram_(
+    const at::Tensor& input,
+    const at::Tensor& histogram,
+    const at::Tensor& histogram_range,
+    const at::Tensor& min_val,
+    const at::Tensor& max_val,
+    const at::Tensor& nonfinite_count,
+    int64_t axis) {
+  static const auto op = op_handle<decltype(observe_histogram_)>("mcuq::observe_histogram_");
+  op.call(input, histogram, histogram_range, min_val, max_val, nonfinite_count, axis);
+}
+
+std::tuple<at::Tensor, at::Tensor> histogram_range(
+    const at::Tensor& histogram,
+    const at::Tensor& histogram_range,
+    const at::Tensor& min_val,
+    const at::Tensor& max_val,
+    int64_t quant_min,
+    int64_t quant_max,
+    bool symmetric,
+    c10::string_view method,
+    double percentile) {
+  static const auto op = op_handle<decltype(mcuq::histogram_range)>("mcuq::histogram_range");
+  return op.call(
+      histogram, histogram_range, min_val, max_val, quant_min, quant_max, symmetric, method,
+      percentile);
+}
+
 at::Tensor observe_fake_quantize(
     const at::Tensor& input,
     const at::Tensor& min_val,

@@ -5,6 +5,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/Optional.h>
+#include <c10/util/string_view.h>
 
 #include <tuple>
 
@@ -72,6 +73,32 @@ void observe_minmax_(
     c10::optional<double> averaging_constant = c10::nullopt,
     int64_t axis = 0,
     int64_t group_size = 1);
+
+// Folds the finite values of `input` into a histogram observer's state, in
+// place: int64 histogram [bins] (or [channels, bins] per channel along
+// `axis`), float64 histogram_range [2] (or [channels, 2]), float32
+// min_val/max_val and int64 nonfinite_count. Re-binning is exact.
+void observe_histogram_(
+    const at::Tensor& input,
+    const at::Tensor& histogram,
+    const at::Tensor& histogram_range,
+    const at::Tensor& min_val,
+    const at::Tensor& max_val,
+    const at::Tensor& nonfinite_count,
+    int64_t axis = 0);
+
+// The clipping range a histogram suggests for [quant_min, quant_max]:
+// method "minmax", "percentile", "mse" or "entropy".
+std::tuple<at::Tensor, at::Tensor> histogram_range(
+    const at::Tensor& histogram,
+    const at::Tensor& histogram_range,
+    const at::Tensor& min_val,
+    const at::Tensor& max_val,
+    int64_t quant_min,
+    int64_t quant_max,
+    bool symmetric,
+    c10::string_view method = "mse",
+    double percentile = 99.99);
 
 // The QAT hot path in one op: if observer_enabled, update the range state
 // and recompute scale (float32) / zero_point (int32) in place; then, if

@@ -80,3 +80,23 @@ TEST(TorchScript, ObserverModuleSavedByPythonKeepsObservingInCpp) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Observers, HistogramThroughTheCppApiPicksARangeInsideTheData) {
+  const at::Tensor histogram = at::zeros({256}, at::kLong);
+  const at::Tensor range = at::zeros({2}, at::kDouble);
+  const at::Tensor min_val = at::full({1}, std::numeric_limits<float>::infinity());
+  const at::Tensor max_val = at::full({1}, -std::numeric_limits<float>::infinity());
+  const at::Tensor count = at::zeros({1}, at::kLong);
+  at::manual_seed(0);
+  const at::Tensor x = at::randn({100000});
+  mcuq::observe_histogram_(x, histogram, range, min_val, max_val, count);
+  EXPECT_EQ(histogram.sum().item<int64_t>(), x.numel());
+  auto [lo, hi] = mcuq::histogram_range(histogram, range, min_val, max_val, 0, 255, false, "percentile", 99.0);
+  // The 1% and 99% quantiles of a standard normal are -/+2.326.
+  EXPECT_NEAR(lo.item<float>(), -2.326f, 0.05f);
+  EXPECT_NEAR(hi.item<float>(), 2.326f, 0.05f);
+}
+
+}  // namespace

@@ -11,22 +11,6 @@
 namespace mcuq::ops {
 namespace {
 
-const char* dtype_name(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return "float32";
-    case at::kDouble: return "float64";
-    case at::kHalf: return "float16";
-    case at::kBFloat16: return "bfloat16";
-    case at::kChar: return "int8";
-    case at::kByte: return "uint8";
-    case at::kShort: return "int16";
-    case at::kInt: return "int32";
-    case at::kLong: return "int64";
-    case at::kBool: return "bool";
-    default: return c10::toString(t);
-  }
-}
-
 bool is_supported_float(at::ScalarType t) {
   return t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16;
 }
@@ -45,13 +29,30 @@ std::pair<int64_t, int64_t> integer_limits(at::ScalarType t) {
   }
 }
 
+}  // namespace
+
+const char* dtype_name(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return "float32";
+    case at::kDouble: return "float64";
+    case at::kHalf: return "float16";
+    case at::kBFloat16: return "bfloat16";
+    case at::kChar: return "int8";
+    case at::kByte: return "uint8";
+    case at::kShort: return "int16";
+    case at::kInt: return "int32";
+    case at::kLong: return "int64";
+    case at::kBool: return "bool";
+    default: return c10::toString(t);
+  }
+}
+
 // Sizes as plain integers. Under torch.compile the Meta kernels see symbolic
 // sizes, and reading them this way specializes on the concrete value.
 int64_t concrete(const c10::SymInt& v) {
   return v.guard_int(__FILE__, __LINE__);
 }
 
-}  // namespace
 
 void check_quant_range(const char* op, int64_t quant_min, int64_t quant_max) {
   TORCH_CHECK_VALUE(

@@ -8,6 +8,13 @@
 
 namespace mcuq::ops {
 
+// "float32", "int8", ...: dtype names as Python users write them.
+const char* dtype_name(at::ScalarType t);
+
+// Sizes as plain integers. Under torch.compile the Meta kernels see symbolic
+// sizes, and reading them this way specializes on the concrete value.
+int64_t concrete(const c10::SymInt& v);
+
 // How the quantization parameters map onto the input.
 struct QParamLayout {
   bool per_tensor = true;

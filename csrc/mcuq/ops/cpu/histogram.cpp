@@ -1,1 +1,877 @@
-// (being written)
+// CPU kernels of the histogram observer: observe_histogram_ (updates the
+// state in place) and histogram_range (picks a clipping range from it).
+//
+// State (allocated by the caller, e.g. the Python observer):
+//   histogram        int64   [bins] per-tensor, [C, bins] per-channel (bins >= 2)
+//   histogram_range  float64 [2] = (lo, hi) the bins cover; [C, 2] per-channel
+//   min_val, max_val float32 [1] (or 0-d); [C] per-channel: extremes of the
+//                    finite values seen, +inf / -inf before any
+//   nonfinite_count  int64, one element: NaN / ±inf values skipped, in all
+// Per-channel, C == input.size(axis) and every channel has its own range.
+// Initial state: histogram and histogram_range zeros, min/max +inf/-inf.
+//
+// Binning: bin = floor((x - lo) / w), w = (hi - lo) / bins, clamped to
+// [0, bins - 1], in double. The first batch with finite values of an empty
+// histogram sets [lo, hi] to its own [min, max] (lo == hi for a constant
+// batch: everything lands in bin 0). A batch beyond [lo, hi] first re-bins
+// the histogram exactly (plan_rebin in histogram_math.h): the new width is
+// f old widths and the new lo is j old widths below, so old bin i moves whole
+// into new bin (i + j) / f; the smallest f, then the smallest j, whose range
+// covers the union of the old range and the batch. A zero-width range (or
+// an astronomically large f) instead becomes exactly that union, old mass
+// going to the bin of its old position. Counts are integers, so the result
+// is deterministic and the mass is conserved.
+//
+// histogram_range methods ("minmax", "percentile", "mse", "entropy") are
+// described at their functions below; each channel is handled on its own.
+//
+// The argument checks (declared in histogram_math.h) are defined here and
+// shared with the Meta kernels.
+#include "mcuq/ops/checks.h"
+#include "mcuq/ops/cpu/histogram_math.h"
+#include "mcuq/ops/qparams.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <fmt/format.h>
+#include <torch/library.h>
+
+#include <cfloat>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <tuple>
+#include <vector>
+
+namespace mcuq::ops {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+std::string shape_str(const at::Tensor& t) {
+  std::string s = "[";
+  for (int64_t d = 0; d < t.dim(); ++d) {
+    s += (d ? ", " : "") + std::to_string(concrete(t.sym_size(d)));
+  }
+  return s + "]";
+}
+
+// A state tensor's dtype (TypeError) and device (ValueError, against `ref`).
+void check_state(
+    const char* op,
+    const char* name,
+    const at::Tensor& t,
+    at::ScalarType dtype,
+    const at::Tensor& ref,
+    const char* ref_name) {
+  TORCH_CHECK_TYPE(
+      t.scalar_type() == dtype,
+      fmt::format(
+          "mcuq::{}: expected {} to be {}, but got {}", op, name, dtype_name(dtype),
+          dtype_name(t.scalar_type())));
+  TORCH_CHECK_VALUE(
+      t.device() == ref.device(),
+      fmt::format(
+          "mcuq::{}: expected {} on the {}'s device ({}), but got {}", op, name, ref_name,
+          ref.device().str(), t.device().str()));
+}
+
+// The shapes both ops share: histogram [bins] / [C, bins], histogram_range
+// [2] / [C, 2], min_val and max_val one element / [C]. Dtypes and devices are
+// checked before (against the input or the histogram).
+HistogramLayout check_state_shapes(
+    const char* op,
+    const at::Tensor& histogram,
+    const at::Tensor& histogram_range,
+    const at::Tensor& min_val,
+    const at::Tensor& max_val) {
+  HistogramLayout layout;
+  TORCH_CHECK_VALUE(
+      histogram.dim() == 1 || histogram.dim() == 2,
+      fmt::format(
+          "mcuq::{}: expected histogram to be 1-d ([bins], per-tensor) or 2-d ([channels, "
+          "bins], per-channel), but got shape {}",
+          op, shape_str(histogram)));
+  layout.per_channel = histogram.dim() == 2;
+  layout.bins = concrete(histogram.sym_size(-1));
+  layout.channels = layout.per_channel ? concrete(histogram.sym_size(0)) : 1;
+  TORCH_CHECK_VALUE(
+      layout.bins >= 2,
+      fmt::format("mcuq::{}: expected histogram to have at least 2 bins, but got {}", op, layout.bins));
+  TORCH_CHECK_VALUE(
+      layout.channels >= 1,
+      fmt::format(
+          "mcuq::{}: expected histogram to have at least one channel, but got shape {}", op,
+          shape_str(histogram)));
+  if (!layout.per_channel) {
+    TORCH_CHECK_VALUE(
+        histogram_range.dim() == 1 && concrete(histogram_range.sym_size(0)) == 2,
+        fmt::format(
+            "mcuq::{}: expected histogram_range of shape [2] for a per-tensor histogram, but got "
+            "shape {}",
+            op, shape_str(histogram_range)));
+    for (const auto& [name, t] : {std::pair{"min_val", &min_val}, std::pair{"max_val", &max_val}}) {
+      TORCH_CHECK_VALUE(
+          t->dim() <= 1 && concrete(t->sym_numel()) == 1,
+          fmt::format(
+              "mcuq::{}: expected {} to have one element for a per-tensor histogram, but got "
+              "shape {}",
+              op, name, shape_str(*t)));
+    }
+  } else {
+    const int64_t c = layout.channels;
+    TORCH_CHECK_VALUE(
+        histogram_range.dim() == 2 && concrete(histogram_range.sym_size(0)) == c &&
+            concrete(histogram_range.sym_size(1)) == 2,
+        fmt::format(
+            "mcuq::{}: expected histogram_range of shape [{}, 2] for a histogram of {} "
+            "channels, but got shape {}",
+            op, c, c, shape_str(histogram_range)));
+    for (const auto& [name, t] : {std::pair{"min_val", &min_val}, std::pair{"max_val", &max_val}}) {
+      TORCH_CHECK_VALUE(
+          t->dim() == 1 && concrete(t->sym_size(0)) == c,
+          fmt::format(
+              "mcuq::{}: expected {} of shape [{}] for a histogram of {} channels, but got shape {}",
+              op, name, c, c, shape_str(*t)));
+    }
+  }
+  return layout;
+}
+
+}  // namespace
+
+HistogramLayout check_observe_histogram_args(
+    const char* op,
+    const at::Tensor& input,
+    const at::Tensor& histogram,
+    const at::Tensor& histogram_range,
+    const at::Tensor& min_val,
+    const at::Tensor& max_val,
+    const at::Tensor& nonfinite_count,
+    int64_t axis) {
+  check_float_input(op, input);
+  check_state(op, "histogram", histogram, at::kLong, input, "input");
+  check_state(op, "histogram_range", histogram_range, at::kDouble, input, "input");
+  check_state(op, "min_val", min_val, at::kFloat, input, "input");
+  check_state(op, "max_val", max_val, at::kFloat, input, "input");
+  check_state(op, "nonfinite_count", nonfinite_count, at::kLong, input, "input");
+  HistogramLayout layout = check_state_shapes(op, histogram, histogram_range, min_val, max_val);
+  TORCH_CHECK_VALUE(
+      concrete(nonfinite_count.sym_numel()) == 1,
+      fmt::format(
+          "mcuq::{}: expected nonfinite_count to have one element, but got shape {}", op,
+          shape_str(nonfinite_count)));
+  if (layout.per_channel) {
+    const int64_t dim = input.dim();
+    TORCH_CHECK_VALUE(
+        dim >= 1,
+        fmt::format(
+            "mcuq::{}: expected an input with a channel axis for a per-channel (2-d) histogram, "
+            "but got a 0-d input",
+            op));
+    TORCH_CHECK_VALUE(
+        axis >= -dim && axis < dim,
+        fmt::format(
+            "mcuq::{}: expected axis in [{}, {}) for a {}-d input, but got {}", op, -dim, dim, dim,
+            axis));
+    layout.axis = axis < 0 ? axis + dim : axis;
+    const int64_t channels = concrete(input.sym_size(layout.axis));
+    TORCH_CHECK_VALUE(
+        channels == layout.channels,
+        fmt::format(
+            "mcuq::{}: expected histogram to have input.size({}) = {} rows (one per channel), "
+            "but got {}",
+            op, axis, channels, layout.channels));
+  }
+  return layout;
+}
+
+HistogramRangeArgs check_histogram_range_args(
+    const char* op,
+    const at::Tensor& histogram,
+    const at::Tensor& histogram_range,
+    const at::Tensor& min_val,
+    const at::Tensor& max_val,
+    int64_t quant_min,
+    int64_t quant_max,
+    const std::string& method,
+    double percentile) {
+  check_state(op, "histogram", histogram, at::kLong, histogram, "histogram");
+  check_state(op, "histogram_range", histogram_range, at::kDouble, histogram, "histogram");
+  check_state(op, "min_val", min_val, at::kFloat, histogram, "histogram");
+  check_state(op, "max_val", max_val, at::kFloat, histogram, "histogram");
+  HistogramRangeArgs args;
+  args.layout = check_state_shapes(op, histogram, histogram_range, min_val, max_val);
+  check_quant_range(op, quant_min, quant_max);
+  if (method == "minmax") {
+    args.method = RangeMethod::kMinMax;
+  } else if (method == "percentile") {
+    args.method = RangeMethod::kPercentile;
+  } else if (method == "mse") {
+    args.method = RangeMethod::kMse;
+  } else if (method == "entropy") {
+    args.method = RangeMethod::kEntropy;
+  } else {
+    TORCH_CHECK_VALUE(
+        false,
+        fmt::format(
+            "mcuq::{}: expected method to be one of 'minmax', 'percentile', 'mse', 'entropy', "
+            "but got '{}'",
+            op, method));
+  }
+  if (args.method == RangeMethod::kPercentile) {
+    TORCH_CHECK_VALUE(
+        percentile > 0.0 && percentile <= 100.0,
+        fmt::format("mcuq::{}: expected percentile in (0, 100], but got {}", op, percentile));
+  }
+  return args;
+}
+
+namespace {
+
+// ---- observe_histogram_ ------------------------------------------------------
+
+// float32 bounds that contain a double: rounded outwards, so min_val and
+// max_val stay true bounds for float64 input (saturating at ±FLT_MAX).
+float float_at_most(double v) {
+  float f = static_cast<float>(std::clamp(v, -static_cast<double>(FLT_MAX), static_cast<double>(FLT_MAX)));
+  if (static_cast<double>(f) > v) f = std::nextafter(f, -std::numeric_limits<float>::infinity());
+  return f;
+}
+
+float float_at_least(double v) {
+  float f = static_cast<float>(std::clamp(v, -static_cast<double>(FLT_MAX), static_cast<double>(FLT_MAX)));
+  if (static_cast<double>(f) < v) f = std::nextafter(f, std::numeric_limits<float>::infinity());
+  return f;
+}
+
+// Re-bins one histogram row in place to cover [new_min, new_max]; updates lo, hi.
+void rebin(int64_t* hist, int64_t bins, double& lo, double& hi, double new_min, double new_max) {
+  const RebinPlan plan = plan_rebin(lo, hi, bins, new_min, new_max);
+  std::vector<int64_t> moved(bins, 0);
+  if (plan.factor > 0) {
+    for (int64_t i = 0; i < bins; ++i) {
+      moved[std::min((i + plan.shift) / plan.factor, bins - 1)] += hist[i];
+    }
+  } else {
+    const double w = (hi - lo) / static_cast<double>(bins);
+    const double new_w = (plan.hi - plan.lo) / static_cast<double>(bins);
+    for (int64_t i = 0; i < bins; ++i) {
+      if (hist[i] != 0) {
+        const double centre = w > 0.0 ? lo + (static_cast<double>(i) + 0.5) * w : lo;
+        moved[bin_index(centre, plan.lo, new_w, bins)] += hist[i];
+      }
+    }
+  }
+  std::copy(moved.begin(), moved.end(), hist);
+  lo = plan.lo;
+  hi = plan.hi;
+}
+
+// Folds n values into one histogram row and its range / min / max; returns
+// how many were not finite.
+template <typename scalar_t>
+int64_t observe_row(
+    const scalar_t* x,
+    int64_t n,
+    int64_t* hist,
+    int64_t bins,
+    double* range,
+    float* min_val,
+    float* max_val) {
+  double bmin = kInf, bmax = -kInf;
+  int64_t nonfinite = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = static_cast<double>(x[i]);
+    if (!std::isfinite(v)) {
+      ++nonfinite;
+      continue;
+    }
+    bmin = std::min(bmin, v);
+    bmax = std::max(bmax, v);
+  }
+  if (!(bmin <= bmax)) {
+    return nonfinite;  // nothing finite in this batch
+  }
+  *min_val = std::min(*min_val, float_at_most(bmin));
+  *max_val = std::max(*max_val, float_at_least(bmax));
+
+  int64_t mass = 0;
+  for (int64_t k = 0; k < bins; ++k) mass += hist[k];
+  double lo = range[0], hi = range[1];
+  if (mass == 0) {
+    lo = bmin;
+    hi = bmax;
+  } else if (bmin < lo || bmax > hi) {
+    rebin(hist, bins, lo, hi, std::min(lo, bmin), std::max(hi, bmax));
+  }
+  range[0] = lo;
+  range[1] = hi;
+
+  const double w = (hi - lo) / static_cast<double>(bins);
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = static_cast<double>(x[i]);
+    if (std::isfinite(v)) {
+      ++hist[bin_index(v, lo, w, bins)];
+    }
+  }
+  return nonfinite;
+}
+
+// The kernels update contiguous copies of non-contiguous state tensors
+// (t.contiguous() is t itself otherwise); this copies them back.
+void write_back(const at::Tensor& work, const at::Tensor& t) {
+  if (!work.is_same(t)) t.copy_(work);
+}
+
+void observe_histogram_cpu(
+    const at::Tensor& input,
+    const at::Tensor& histogram,
+    const at::Tensor& histogram_range,
+    const at::Tensor& min_val,
+    const at::Tensor& max_val,
+    const at::Tensor& nonfinite_count,
+    int64_t axis) {
+  const char* op = "observe_histogram_";
+  const HistogramLayout layout = check_observe_histogram_args(
+      op, input, histogram, histogram_range, min_val, max_val, nonfinite_count, axis);
+  const int64_t channels = layout.channels, bins = layout.bins;
+
+  at::Tensor hist = histogram.contiguous();
+  at::Tensor range = histogram_range.contiguous();
+  at::Tensor mn = min_val.contiguous();
+  at::Tensor mx = max_val.contiguous();
+  int64_t* ph = hist.data_ptr<int64_t>();
+  double* pr = range.data_ptr<double>();
+  float* pmin = mn.data_ptr<float>();
+  float* pmax = mx.data_ptr<float>();
+
+  // A non-empty histogram must come with the range of its bins.
+  for (int64_t c = 0; c < channels; ++c) {
+    int64_t mass = 0;
+    for (int64_t k = 0; k < bins; ++k) mass += ph[c * bins + k];
+    TORCH_CHECK_VALUE(
+        mass == 0 || (std::isfinite(pr[2 * c]) && std::isfinite(pr[2 * c + 1]) && pr[2 * c] <= pr[2 * c + 1]),
+        fmt::format(
+            "mcuq::{}: expected histogram_range to be a finite (lo, hi) with lo <= hi for a "
+            "non-empty histogram, but got ({}, {}){}",
+            op, pr[2 * c], pr[2 * c + 1], layout.per_channel ? fmt::format(" for channel {}", c) : ""));
+  }
+  if (input.numel() == 0) {
+    return;
+  }
+
+  // One contiguous row of values per channel, in float or double.
+  at::Tensor x = input.detach();
+  if (x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16) {
+    x = x.to(at::kFloat);
+  }
+  x = layout.per_channel ? x.movedim(layout.axis, 0).contiguous() : x.contiguous();
+  const int64_t n = x.numel() / channels;
+
+  std::vector<int64_t> nonfinite(channels, 0);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mcuq::observe_histogram_", [&] {
+    const scalar_t* px = x.data_ptr<scalar_t>();
+    // Channels are independent, so the result does not depend on threads.
+    at::parallel_for(0, channels, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t c = begin; c < end; ++c) {
+        nonfinite[c] = observe_row<scalar_t>(
+            px + c * n, n, ph + c * bins, bins, pr + 2 * c, pmin + c, pmax + c);
+      }
+    });
+  });
+
+  write_back(hist, histogram);
+  write_back(range, histogram_range);
+  write_back(mn, min_val);
+  write_back(mx, max_val);
+  int64_t total = 0;
+  for (int64_t v : nonfinite) total += v;
+  *nonfinite_count.data_ptr<int64_t>() += total;
+}
+
+// ---- histogram_range ---------------------------------------------------------
+
+// One channel's histogram as the range methods see it.
+struct Row {
+  const int64_t* m;   // counts
+  int64_t bins;
+  double lo, w;       // bin i covers [lo + i w, lo + (i + 1) w]
+  double min_val, max_val;
+  double total;       // sum of counts
+};
+
+struct Range {
+  double lo, hi;
+};
+
+// Q(q): the q-quantile of the histogram, mass spread uniformly in each bin.
+double quantile(const Row& r, double q) {
+  const double target = q * r.total;
+  double cum = 0.0;
+  for (int64_t k = 0; k < r.bins; ++k) {
+    const double mk = static_cast<double>(r.m[k]);
+    if (mk <= 0.0) continue;
+    if (cum + mk >= target) {
+      const double frac = std::clamp((target - cum) / mk, 0.0, 1.0);
+      return r.lo + (static_cast<double>(k) + frac) * r.w;
+    }
+    cum += mk;
+  }
+  return r.lo + static_cast<double>(r.bins) * r.w;
+}
+
+// "percentile": [Q(1 - p/100), Q(p/100)] clamped to the observed range
+// (ordered, should p < 50 swap them); symmetric: [-a, a] with a the larger
+// magnitude of the two.
+Range percentile_range(const Row& r, double percentile, bool symmetric) {
+  const double p = percentile / 100.0;
+  double a = std::clamp(quantile(r, 1.0 - p), r.min_val, r.max_val);
+  double b = std::clamp(quantile(r, p), r.min_val, r.max_val);
+  if (a > b) std::swap(a, b);
+  if (symmetric) {
+    const double amax = std::max(std::fabs(a), std::fabs(b));
+    return {-amax, amax};
+  }
+  return {a, b};
+}
+
+// Prefix sums over bins of m, m t and m t^2, where t = i + 0.5 is the bin
+// centre in units of w from lo: the clipping error of any range is O(1).
+// Working in these units keeps the sums well conditioned even when the data
+// sit far from 0.
+struct Moments {
+  std::vector<double> m0, m1, m2;  // [bins + 1], prefix sums
+  explicit Moments(const Row& r) : m0(r.bins + 1, 0.0), m1(r.bins + 1, 0.0), m2(r.bins + 1, 0.0) {
+    for (int64_t i = 0; i < r.bins; ++i) {
+      const double m = static_cast<double>(r.m[i]);
+      const double t = static_cast<double>(i) + 0.5;
+      m0[i + 1] = m0[i] + m;
+      m1[i + 1] = m1[i] + m * t;
+      m2[i + 1] = m2[i] + m * t * t;
+    }
+  }
+  // Sum over bins [a, b) of m (t - x)^2, never negative.
+  double sq_err(int64_t a, int64_t b, double x) const {
+    const double s0 = m0[b] - m0[a], s1 = m1[b] - m1[a], s2 = m2[b] - m2[a];
+    return std::max(0.0, s2 - 2.0 * x * s1 + x * x * s0);
+  }
+  double mass(int64_t a, int64_t b) const {
+    return m0[b] - m0[a];
+  }
+};
+
+// Bins whose centre t = i + 0.5 lies below u: i < u - 0.5.
+int64_t bins_below(double u, int64_t bins) {
+  return static_cast<int64_t>(std::clamp(std::ceil(u - 0.5), 0.0, static_cast<double>(bins)));
+}
+// Bins whose centre lies at or below u: i <= u - 0.5.
+int64_t bins_at_or_below(double u, int64_t bins) {
+  return static_cast<int64_t>(std::clamp(std::floor(u - 0.5) + 1.0, 0.0, static_cast<double>(bins)));
+}
+
+// One side of a candidate range: its position in bin units from lo, its
+// value, the first bin not clipped by it (low side) or the first clipped
+// (high side), and that side's clipping error.
+struct Endpoint {
+  double u, value;
+  int64_t k = 0;
+  double err = 0.0;
+};
+
+struct MassBins {  // the non-empty bins: [a, b] and mass / (b - a)
+  std::vector<double> a, b, density;
+  explicit MassBins(const Row& r) {
+    for (int64_t i = 0; i < r.bins; ++i) {
+      if (r.m[i] == 0) continue;
+      a.push_back(r.lo + static_cast<double>(i) * r.w);
+      b.push_back(r.lo + static_cast<double>(i + 1) * r.w);
+      density.push_back(static_cast<double>(r.m[i]) / (b.back() - a.back()));
+    }
+  }
+};
+
+// The expected squared error of quantizing the histogram's values, with
+// each bin's mass spread uniformly over the bin, on the actual grid of the
+// range [range_min, range_max]: the scale and zero point choose_qparams
+// computes (float32), levels (q - z) * s, decision boundaries halfway
+// between. Each bin's integral of (x - level)^2 is in closed form (below the
+// lowest boundary, above the highest, and rounding in between), so the cost
+// is O(bins) whatever the number of levels.
+double grid_error(const MassBins& bins, float range_min, float range_max, int64_t quant_min, int64_t quant_max, bool symmetric) {
+  const QParams qp = qparams_from_range(range_min, range_max, quant_min, quant_max, symmetric, false);
+  const double s = qp.scale, inv_s = 1.0 / s, cell = s * s * s / 12.0;
+  const double low_level = static_cast<double>(quant_min - qp.zero_point) * s;
+  const double high_level = static_cast<double>(quant_max - qp.zero_point) * s;
+  const double low_edge = low_level + 0.5 * s, high_edge = high_level - 0.5 * s;
+  // The integral over [u, v] of (x - level)^2.
+  const auto clipped = [](double u, double v, double level) {
+    const double d0 = u - level, d1 = v - level;
+    return (v - u) * (d1 * d1 + d1 * d0 + d0 * d0) / 3.0;
+  };
+  // The integral over [u, v] of (x - s round(x / s))^2: whole cells give
+  // s^3 / 12 each, plus the partial cells at both ends.
+  const auto rounded = [&](double u, double v) {
+    const double nu = std::floor(u * inv_s + 0.5), nv = std::floor(v * inv_s + 0.5);
+    const double cu = u - nu * s, cv = v - nv * s;
+    return (nv - nu) * cell + (cv * cv * cv - cu * cu * cu) / 3.0;
+  };
+  double total = 0.0;
+  for (size_t i = 0; i < bins.a.size(); ++i) {
+    const double a = bins.a[i], b = bins.b[i];
+    double acc = 0.0;
+    if (a < low_edge) acc += clipped(a, std::min(b, low_edge), low_level);
+    if (b > high_edge) acc += clipped(std::max(a, high_edge), b, high_level);
+    const double u = std::max(a, low_edge), v = std::min(b, high_edge);
+    if (v > u) acc += rounded(u, v);
+    total += bins.density[i] * acc;
+  }
+  return total;
+}
+
+// "mse": the range that minimizes the expected squared quantization error
+// estimated from the histogram, in two stages.
+//
+// 1. Search every candidate with a model that costs O(1) per candidate
+//    (prefix sums), each bin's mass at its centre. The effective range
+//    [lo', hi'] = [min(lo, 0), max(hi, 0)] includes 0, since choose_qparams
+//    widens it so; with Δ = (hi' - lo') / (quant_max - quant_min), values
+//    outside it cost their squared distance to it (clipping), values within
+//    Δ/2 of 0 their squared distance to 0 (0 is always a level: the spike of
+//    zeros after a ReLU quantizes exactly), other values inside Δ²/12
+//    (rounding noise). Candidates: bin edges inside the observed range plus
+//    the observed min and max; affine: every (lo, hi) pair; symmetric: every
+//    a, with range [-a, a] and Δ = 2a / (quant_max - quant_min).
+// 2. Δ²/12 ignores where the grid's levels fall among the bins, which moves
+//    the real error by a few percent, so the candidates around the stage-1
+//    optimum (±kRefineAffine lows × highs, ±kRefineSymmetric values of a)
+//    are re-scored with grid_error, and the best of those is the answer.
+//
+// Ties keep the first candidate in ascending order. Returns the effective
+// range clamped to the observed one.
+constexpr int64_t kRefineAffine = 16;
+constexpr int64_t kRefineSymmetric = 64;
+
+Range mse_range(const Row& r, int64_t quant_min, int64_t quant_max, bool symmetric) {
+  const Moments mom(r);
+  const MassBins mass_bins(r);
+  const double nq = static_cast<double>(quant_max - quant_min);
+  const double zero_u = -r.lo / r.w;
+  const int64_t bins = r.bins;
+  const auto u_of = [&](double v) { return (v - r.lo) / r.w; };
+  // Error inside [l, h] (bin units): bins [kl, kh) are not clipped.
+  const auto inside_err = [&](double l, double h, int64_t kl, int64_t kh) {
+    const double d = (h - l) / nq;
+    const int64_t b1 = std::max(kl, bins_at_or_below(zero_u - d / 2, bins));
+    const int64_t b2 = std::max(b1, std::min(kh, bins_below(zero_u + d / 2, bins)));
+    return mom.sq_err(b1, b2, zero_u) + (mom.mass(kl, kh) - mom.mass(b1, b2)) * d * d / 12.0;
+  };
+  const auto low_side = [&](double u, double value) {
+    Endpoint e{u, value};
+    e.k = bins_below(u, bins);
+    e.err = mom.sq_err(0, e.k, u);
+    return e;
+  };
+  const auto high_side = [&](double u, double value) {
+    Endpoint e{u, value};
+    e.k = bins_at_or_below(u, bins);
+    e.err = mom.sq_err(e.k, bins, u);
+    return e;
+  };
+
+  if (symmetric) {
+    const double amax = std::max(std::fabs(r.min_val), std::fabs(r.max_val));
+    std::vector<double> cands{amax};
+    for (int64_t k = 0; k <= bins; ++k) {
+      const double a = std::fabs(r.lo + static_cast<double>(k) * r.w);
+      if (a > 0.0 && a < amax) cands.push_back(a);
+    }
+    std::sort(cands.begin(), cands.end());
+    cands.erase(std::unique(cands.begin(), cands.end()), cands.end());
+    const int64_t n = static_cast<int64_t>(cands.size());
+    double best = kInf;
+    int64_t best_j = n - 1;
+    for (int64_t j = 0; j < n; ++j) {
+      const double a = cands[j];
+      const Endpoint l = low_side(u_of(-a), -a), h = high_side(u_of(a), a);
+      const double err = l.err + h.err + inside_err(l.u, h.u, l.k, h.k);
+      if (err < best) {
+        best = err;
+        best_j = j;
+      }
+    }
+    best = kInf;
+    float best_a = static_cast<float>(amax);
+    for (int64_t j = std::max<int64_t>(0, best_j - kRefineSymmetric);
+         j <= std::min(n - 1, best_j + kRefineSymmetric); ++j) {
+      const float a = static_cast<float>(cands[j]);
+      const double err = grid_error(mass_bins, -a, a, quant_min, quant_max, true);
+      if (err < best) {
+        best = err;
+        best_a = a;
+      }
+    }
+    return {-best_a, best_a};
+  }
+
+  // Candidate lows and highs, ascending; a candidate beyond 0 stands for 0.
+  std::vector<Endpoint> lows, highs;
+  const auto add = [&](double u, double value) {
+    lows.push_back(value > 0.0 ? low_side(zero_u, 0.0) : low_side(u, value));
+    highs.push_back(value < 0.0 ? high_side(zero_u, 0.0) : high_side(u, value));
+  };
+  add(u_of(r.min_val), r.min_val);
+  for (int64_t k = 0; k <= bins; ++k) {
+    const double v = r.lo + static_cast<double>(k) * r.w;
+    if (v > r.min_val && v < r.max_val) add(static_cast<double>(k), v);
+  }
+  add(u_of(r.max_val), r.max_val);
+  lows.pop_back();  // max_val is no low, min_val no high
+  highs.erase(highs.begin());
+  // Seeded with the last pair (min_val, max_val), so that clipping errors
+  // alone rule out most pairs early; an earlier pair that ties the seed
+  // still wins, as the order says.
+  const int64_t nl = static_cast<int64_t>(lows.size()), nh = static_cast<int64_t>(highs.size());
+  const Endpoint& lo0 = lows.front();
+  const Endpoint& hi0 = highs.back();
+  double best = lo0.err + hi0.err + inside_err(lo0.u, hi0.u, lo0.k, hi0.k);
+  int64_t best_l = 0, best_h = nh - 1;
+  bool seeded = true;
+  for (int64_t li = 0; li < nl; ++li) {
+    const Endpoint& l = lows[li];
+    for (int64_t hi = 0; hi < nh; ++hi) {
+      const Endpoint& h = highs[hi];
+      if (!(h.u > l.u) || l.err + h.err > best) continue;
+      const double err = l.err + h.err + inside_err(l.u, h.u, l.k, h.k);
+      if (err < best || (err == best && seeded)) {
+        best = err;
+        best_l = li;
+        best_h = hi;
+        seeded = false;
+      }
+    }
+  }
+  // The range returned for a pair, as float32 (what choose_qparams will see).
+  const auto returned = [&](int64_t li, int64_t hi) {
+    return std::pair<float, float>{
+        static_cast<float>(std::max(lows[li].value, r.min_val)),
+        static_cast<float>(std::min(highs[hi].value, r.max_val))};
+  };
+  auto [best_lo, best_hi] = returned(best_l, best_h);
+  best = kInf;
+  for (int64_t li = std::max<int64_t>(0, best_l - kRefineAffine);
+       li <= std::min(nl - 1, best_l + kRefineAffine); ++li) {
+    for (int64_t hi = std::max<int64_t>(0, best_h - kRefineAffine);
+         hi <= std::min(nh - 1, best_h + kRefineAffine); ++hi) {
+      if (!(highs[hi].u > lows[li].u)) continue;
+      const auto [lo_f, hi_f] = returned(li, hi);
+      const double err = grid_error(mass_bins, lo_f, hi_f, quant_min, quant_max, false);
+      if (err < best) {
+        best = err;
+        best_lo = lo_f;
+        best_hi = hi_f;
+      }
+    }
+  }
+  return {best_lo, best_hi};
+}
+
+// The histogram folded onto |x|: `bins` bins over [0, A], A = max(|lo|, |hi|)
+// of the histogram's range. Each bin's mass is spread uniformly over its
+// interval of |x| (a bin straddling 0 splits its mass between its negative
+// and positive parts in proportion) and shared among the folded bins it
+// overlaps (overlaps under 1e-9 of a folded bin are rounding noise and skipped).
+std::vector<double> fold_abs(const Row& r, double& fold_width) {
+  const int64_t bins = r.bins;
+  const double hi = r.lo + static_cast<double>(bins) * r.w;
+  const double amax = std::max(std::fabs(r.lo), std::fabs(hi));
+  const double wa = amax / static_cast<double>(bins);
+  fold_width = wa;
+  std::vector<double> f(bins, 0.0);
+  const auto spread = [&](double a, double b, double mass) {
+    const double ua = a / wa, ub = b / wa;
+    const int64_t j0 = std::max<int64_t>(0, static_cast<int64_t>(std::floor(ua)));
+    const int64_t j1 = std::min<int64_t>(bins - 1, static_cast<int64_t>(std::ceil(ub)) - 1);
+    for (int64_t j = j0; j <= j1; ++j) {
+      const double overlap = std::min(ub, static_cast<double>(j + 1)) - std::max(ua, static_cast<double>(j));
+      if (overlap > 1e-9) f[j] += mass * overlap / (ub - ua);
+    }
+  };
+  for (int64_t i = 0; i < bins; ++i) {
+    if (r.m[i] == 0) continue;
+    const double m = static_cast<double>(r.m[i]);
+    const double e0 = r.lo + static_cast<double>(i) * r.w;
+    const double e1 = r.lo + static_cast<double>(i + 1) * r.w;
+    if (e1 <= 0.0) {
+      spread(-e1, -e0, m);
+    } else if (e0 >= 0.0) {
+      spread(e0, e1, m);
+    } else {
+      spread(0.0, -e0, m * (-e0 / r.w));
+      spread(0.0, e1, m * (e1 / r.w));
+    }
+  }
+  return f;
+}
+
+// "entropy": TensorRT's KL-divergence calibration (Migacz, GTC 2017) on the
+// |x| histogram f with h = (quant_max - quant_min + 1) / 2 levels. For each
+// threshold i = h .. bins: the reference P is f[0, i) with the tail
+// f[i, bins) added to its last bin; the candidate Q quantizes the clipped
+// f[0, i) (without the tail, as TensorRT does: quantizing P itself would give
+// Q == P at i == h) into h groups, group g holding bins
+// [ceil(g i / h), ceil((g + 1) i / h)), and spreads each group's mass evenly
+// over the group's bins where P > 0 (MXNet's variant). The score is
+// KL(P / |P| || Q / |Q|); the threshold with the smallest (the first, on
+// ties) gives a = i * (fold width). Q is constant on each group, so
+// sum P log Q = sum_g G_g log(G'_g / n_g) (G: P's mass in the group, G': Q's,
+// n: bins with P > 0), and with prefix sums each threshold costs O(h).
+double entropy_threshold(const Row& r, int64_t quant_min, int64_t quant_max) {
+  const int64_t h = (quant_max - quant_min + 1) / 2;
+  const double amax = std::max(std::fabs(r.min_val), std::fabs(r.max_val));
+  double wa = 0.0;
+  const std::vector<double> f = fold_abs(r, wa);
+  const int64_t bins = r.bins;
+  if (bins < h) {
+    return amax;  // the histogram is coarser than the levels: no clipping
+  }
+  std::vector<double> mass(bins + 1, 0.0), plogp(bins + 1, 0.0), nonzero(bins + 1, 0.0);
+  for (int64_t k = 0; k < bins; ++k) {
+    mass[k + 1] = mass[k] + f[k];
+    plogp[k + 1] = plogp[k] + (f[k] > 0.0 ? f[k] * std::log(f[k]) : 0.0);
+    nonzero[k + 1] = nonzero[k] + (f[k] > 0.0 ? 1.0 : 0.0);
+  }
+  const double total = mass[bins];
+  double best = kInf;
+  int64_t best_i = bins;
+  for (int64_t i = h; i <= bins; ++i) {
+    const double tail = mass[bins] - mass[i];
+    const double last = f[i - 1] + tail;  // P's last bin
+    const double clipped_total = mass[i];
+    if (!(clipped_total > 0.0)) continue;  // Q would be empty
+    double score = plogp[i - 1] + (last > 0.0 ? last * std::log(last) : 0.0);
+    bool finite = true;
+    for (int64_t g = 0; g < h && finite; ++g) {
+      const int64_t start = (g * i + h - 1) / h;
+      const int64_t stop = ((g + 1) * i + h - 1) / h;
+      const double q_mass = mass[stop] - mass[start];
+      double p_mass = q_mass;
+      double p_nonzero = nonzero[stop] - nonzero[start];
+      if (g == h - 1) {  // holds bin i - 1, which carries the tail
+        p_mass += tail;
+        p_nonzero += (last > 0.0 ? 1.0 : 0.0) - (f[i - 1] > 0.0 ? 1.0 : 0.0);
+      }
+      if (p_mass > 0.0) {
+        finite = q_mass > 0.0;  // else P has mass where Q has none: KL = inf
+        score -= p_mass * std::log(q_mass / p_nonzero);
+      }
+    }
+    if (!finite) continue;
+    score = score / total + std::log(clipped_total / total);
+    if (score < best) {
+      best = score;
+      best_i = i;
+    }
+  }
+  return std::min(static_cast<double>(best_i) * wa, amax);
+}
+
+std::tuple<at::Tensor, at::Tensor> histogram_range_cpu(
+    const at::Tensor& histogram,
+    const at::Tensor& histogram_range,
+    const at::Tensor& min_val,
+    const at::Tensor& max_val,
+    int64_t quant_min,
+    int64_t quant_max,
+    bool symmetric,
+    c10::string_view method,
+    double percentile) {
+  const char* op = "histogram_range";
+  const HistogramRangeArgs args = check_histogram_range_args(
+      op, histogram, histogram_range, min_val, max_val, quant_min, quant_max,
+      std::string(method.data(), method.size()), percentile);
+  const int64_t channels = args.layout.channels, bins = args.layout.bins;
+  const at::Tensor hist = histogram.contiguous();
+  const at::Tensor range = histogram_range.contiguous();
+  const at::Tensor mn = min_val.contiguous();
+  const at::Tensor mx = max_val.contiguous();
+  const int64_t* ph = hist.data_ptr<int64_t>();
+  const double* pr = range.data_ptr<double>();
+  const float* pmin = mn.data_ptr<float>();
+  const float* pmax = mx.data_ptr<float>();
+
+  std::vector<Row> rows(channels);
+  for (int64_t c = 0; c < channels; ++c) {
+    const std::string where = args.layout.per_channel ? fmt::format("channel {}", c) : "it";
+    const std::string for_channel = args.layout.per_channel ? fmt::format(" for channel {}", c) : "";
+    TORCH_CHECK_VALUE(
+        !std::isnan(pmin[c]) && !std::isnan(pmax[c]),
+        fmt::format(
+            "mcuq::{}: expected min_val and max_val not NaN, but got ({}, {}){}", op, pmin[c],
+            pmax[c], for_channel));
+    TORCH_CHECK_VALUE(
+        pmin[c] <= pmax[c],
+        fmt::format(
+            "mcuq::{}: expected a histogram that saw at least one finite value, but {} saw none",
+            op, where));
+    Row& r = rows[c];
+    r.m = ph + c * bins;
+    r.bins = bins;
+    r.lo = pr[2 * c];
+    r.w = (pr[2 * c + 1] - pr[2 * c]) / static_cast<double>(bins);
+    r.min_val = pmin[c];
+    r.max_val = pmax[c];
+    r.total = 0.0;
+    for (int64_t k = 0; k < bins; ++k) r.total += static_cast<double>(r.m[k]);
+    if (args.method != RangeMethod::kMinMax) {
+      TORCH_CHECK_VALUE(
+          r.total > 0.0,
+          fmt::format(
+              "mcuq::{}: expected a histogram holding the values it saw, but got an empty "
+              "histogram{}",
+              op, for_channel));
+      TORCH_CHECK_VALUE(
+          std::isfinite(r.lo) && std::isfinite(r.w) && r.w >= 0.0,
+          fmt::format(
+              "mcuq::{}: expected histogram_range to be a finite (lo, hi) with lo <= hi, but got "
+              "({}, {}){}",
+              op, pr[2 * c], pr[2 * c + 1], for_channel));
+    }
+  }
+
+  at::Tensor out_min = at::empty(min_val.sizes(), min_val.options().dtype(at::kFloat));
+  at::Tensor out_max = at::empty(min_val.sizes(), min_val.options().dtype(at::kFloat));
+  float* po_min = out_min.data_ptr<float>();
+  float* po_max = out_max.data_ptr<float>();
+  at::parallel_for(0, channels, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      const Row& r = rows[c];
+      Range result{r.min_val, r.max_val};
+      // A zero-width histogram (one value seen) has nothing to choose from.
+      if (args.method == RangeMethod::kPercentile) {
+        result = percentile_range(r, percentile, symmetric);
+      } else if (args.method == RangeMethod::kMse && r.w > 0.0 && r.max_val > r.min_val) {
+        result = mse_range(r, quant_min, quant_max, symmetric);
+      } else if (args.method == RangeMethod::kEntropy && r.w > 0.0) {
+        const double a = entropy_threshold(r, quant_min, quant_max);
+        result = symmetric ? Range{-a, a} : Range{std::max(r.min_val, -a), std::min(r.max_val, a)};
+      } else if (symmetric && args.method != RangeMethod::kMinMax) {
+        const double a = std::max(std::fabs(r.min_val), std::fabs(r.max_val));
+        result = {-a, a};
+      }
+      po_min[c] = static_cast<float>(result.lo);
+      po_max[c] = static_cast<float>(result.hi);
+    }
+  });
+  return {out_min, out_max};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(mcuq, CPU, m) {
+  m.impl("observe_histogram_", &observe_histogram_cpu);
+  m.impl("histogram_range", &histogram_range_cpu);
+}
+
+}  // namespace mcuq::ops

@@ -1,0 +1,192 @@
+"""Plain, slow Python references for the histogram observer ops, written from
+the rules in csrc/mcuq/ops/cpu/histogram.cpp (the header comment and the
+comments at each method), one formula at a time, without the prefix-sum
+shortcuts the C++ code takes.
+
+- ``observe``: binning and exact re-binning of one histogram row;
+- ``fold_abs`` and ``entropy_threshold``: TensorRT's KL calibration, computed
+  directly (P, Q and the KL sum for every threshold);
+- ``mse_estimate`` / ``mse_range``: the histogram's estimate of the
+  quantization error and its exhaustive minimizer (for small histograms);
+- ``qparams`` and ``quantization_mse``: DESIGN.md §3's range-to-qparams rule
+  (float32, as torch.ao's observers) and the actual error of fake-quantizing
+  data with it.
+"""
+
+import math
+from typing import List, Sequence, Tuple
+
+import numpy as np
+import torch
+
+
+# ---- observe --------------------------------------------------------------
+
+
+def bin_index(x: float, lo: float, width: float, bins: int) -> int:
+    if not width > 0:
+        return 0
+    t = math.floor((x - lo) / width)
+    return min(max(t, 0), bins - 1)
+
+
+def plan_rebin(lo: float, hi: float, bins: int, new_min: float, new_max: float) -> Tuple[float, float, int, int]:
+    """(new_lo, new_hi, f, j) by the exact rule: searched directly, smallest f then smallest j."""
+    w = (hi - lo) / bins
+    assert w > 0
+    f = 1
+    while True:
+        for j in range(0, bins * f - bins + 1):
+            nlo, nhi = lo - j * w, lo + (bins * f - j) * w
+            if nlo <= new_min and nhi >= new_max:
+                return nlo, nhi, f, j
+        f += 1
+
+
+def observe(values: Sequence[float], hist: List[int], rng: List[float]) -> List[int]:
+    """Folds finite `values` into one histogram row `hist` over `rng` = [lo, hi] (both updated)."""
+    bins = len(hist)
+    vals = [v for v in values if math.isfinite(v)]
+    if not vals:
+        return hist
+    bmin, bmax = min(vals), max(vals)
+    if sum(hist) == 0:
+        rng[0], rng[1] = bmin, bmax
+    elif bmin < rng[0] or bmax > rng[1]:
+        lo, hi = rng
+        new_min, new_max = min(lo, bmin), max(hi, bmax)
+        if hi > lo:
+            nlo, nhi, f, j = plan_rebin(lo, hi, bins, new_min, new_max)
+            moved = [0] * bins
+            for i, m in enumerate(hist):
+                moved[(i + j) // f] += m
+        else:  # zero width: the old mass sits at lo
+            nlo, nhi = new_min, new_max
+            moved = [0] * bins
+            moved[bin_index(lo, nlo, (nhi - nlo) / bins, bins)] += sum(hist)
+        hist[:] = moved
+        rng[0], rng[1] = nlo, nhi
+    w = (rng[1] - rng[0]) / bins
+    for v in vals:
+        hist[bin_index(v, rng[0], w, bins)] += 1
+    return hist
+
+
+# ---- entropy --------------------------------------------------------------
+
+
+def fold_abs(hist: Sequence[int], lo: float, hi: float) -> Tuple[np.ndarray, float]:
+    """The histogram folded onto |x|: len(hist) bins over [0, max(|lo|, |hi|)]."""
+    bins = len(hist)
+    w = (hi - lo) / bins
+    top = lo + bins * w
+    amax = max(abs(lo), abs(top))
+    wa = amax / bins
+    f = [0.0] * bins
+
+    def spread(a, b, mass):
+        ua, ub = a / wa, b / wa
+        for j in range(max(0, math.floor(ua)), min(bins - 1, math.ceil(ub) - 1) + 1):
+            overlap = min(ub, j + 1.0) - max(ua, float(j))
+            if overlap > 1e-9:
+                f[j] += mass * overlap / (ub - ua)
+
+    for i, m in enumerate(hist):
+        if m == 0:
+            continue
+        e0, e1 = lo + i * w, lo + (i + 1) * w
+        if e1 <= 0:
+            spread(-e1, -e0, float(m))
+        elif e0 >= 0:
+            spread(e0, e1, float(m))
+        else:
+            spread(0.0, -e0, m * (-e0 / w))
+            spread(0.0, e1, m * (e1 / w))
+    return np.array(f), wa
+
+
+def kl_scores(f: np.ndarray, half_levels: int) -> List[Tuple[int, float]]:
+    """(i, KL(P || Q)) for every threshold i = half_levels .. len(f), TensorRT's way."""
+    h = half_levels
+    out = []
+    for i in range(h, len(f) + 1):
+        p = f[:i].copy()
+        p[-1] += f[i:].sum()
+        clipped = f[:i]
+        q = np.zeros(i)
+        for g in range(h):
+            start, stop = -(-g * i // h), -(-(g + 1) * i // h)
+            nonzero = p[start:stop] > 0
+            if nonzero.any():
+                q[start:stop][nonzero] = clipped[start:stop].sum() / nonzero.sum()
+        if q.sum() <= 0:
+            continue
+        pn, qn = p / p.sum(), q / q.sum()
+        mask = pn > 0
+        if (qn[mask] <= 0).any():
+            continue  # KL = inf
+        out.append((i, float(np.sum(pn[mask] * np.log(pn[mask] / qn[mask])))))
+    return out
+
+
+def entropy_threshold(hist, lo, hi, min_val, max_val, quant_min, quant_max) -> float:
+    f, wa = fold_abs(hist, lo, hi)
+    h = (quant_max - quant_min + 1) // 2
+    amax = max(abs(min_val), abs(max_val))
+    if len(f) < h:
+        return amax
+    scores = kl_scores(f, h)
+    best_i = min(scores, key=lambda s: s[1])[0]  # first minimum
+    return min(best_i * wa, amax)
+
+
+# ---- mse ------------------------------------------------------------------
+
+
+def mse_estimate(hist, lo, hi, rmin, rmax, nq) -> float:
+    """Estimated squared error (units of the data) of the effective range [min(rmin,0), max(rmax,0)]."""
+    bins = len(hist)
+    w = (hi - lo) / bins
+    elo, ehi = min(rmin, 0.0), max(rmax, 0.0)
+    delta = (ehi - elo) / nq
+    err = 0.0
+    for i, m in enumerate(hist):
+        c = lo + (i + 0.5) * w
+        if c < elo:
+            err += m * (c - elo) ** 2
+        elif c > ehi:
+            err += m * (c - ehi) ** 2
+        else:
+            err += m * delta**2 / 12
+    return err
+
+
+def mse_candidates(hist, lo, hi, min_val, max_val):
+    bins = len(hist)
+    w = (hi - lo) / bins
+    edges = [lo + k * w for k in range(bins + 1)]
+    inner = [e for e in edges if min_val < e < max_val]
+    return [min_val] + inner, inner + [max_val]
+
+
+# ---- qparams and the actual error ------------------------------------------
+
+
+def qparams(rmin: float, rmax: float, quant_min: int, quant_max: int, symmetric: bool) -> Tuple[float, int]:
+    """DESIGN.md §3 in float32, as torch.ao.quantization's observers compute it."""
+    f32 = np.float32
+    lo, hi = min(f32(rmin), f32(0)), max(f32(rmax), f32(0))
+    eps = f32(2.0**-23)
+    if symmetric:
+        scale = max(f32(max(-lo, hi) / f32((quant_max - quant_min) / 2)), eps)
+        zp = 0 if quant_min < 0 else (quant_min + quant_max + 1) // 2
+    else:
+        scale = max(f32(f32(hi - lo) / f32(quant_max - quant_min)), eps)
+        zp = int(quant_min - np.round(lo / scale))
+        zp = min(max(zp, quant_min), quant_max)
+    return float(scale), zp
+
+
+def quantization_mse(x: torch.Tensor, scale: float, zero_point: int, quant_min: int, quant_max: int) -> float:
+    xq = torch.fake_quantize_per_tensor_affine(x, scale, zero_point, quant_min, quant_max)
+    return float(((xq.double() - x.double()) ** 2).mean())

@@ -1,0 +1,682 @@
+"""The histogram observer ops: torch.ops.mcuq.observe_histogram_ (state
+updated in place, exact re-binning) and torch.ops.mcuq.histogram_range
+("minmax", "percentile", "mse", "entropy").
+
+Oracles: plain Python references in ``_histogram_reference.py`` (binning and
+re-binning, TensorRT's KL calibration computed directly), ``torch.quantile``
+(percentile), and torch.ao.quantization.HistogramObserver, whose MSE search
+ours must match or beat on the real quantization error of the data.
+"""
+
+import math
+import re
+
+import pytest
+import torch
+
+import mcuq  # noqa: F401  (registers torch.ops.mcuq.*)
+
+import _histogram_reference as R
+
+INF = math.inf
+OPS = torch.ops.mcuq
+
+
+# ---- helpers ----------------------------------------------------------------
+
+
+def new_state(bins=2048, channels=None):
+    """[histogram, histogram_range, min_val, max_val, nonfinite_count], freshly initialized."""
+    if channels is None:
+        return [
+            torch.zeros(bins, dtype=torch.int64),
+            torch.zeros(2, dtype=torch.float64),
+            torch.tensor([INF]),
+            torch.tensor([-INF]),
+            torch.zeros(1, dtype=torch.int64),
+        ]
+    return [
+        torch.zeros(channels, bins, dtype=torch.int64),
+        torch.zeros(channels, 2, dtype=torch.float64),
+        torch.full((channels,), INF),
+        torch.full((channels,), -INF),
+        torch.zeros(1, dtype=torch.int64),
+    ]
+
+
+def observe(x, state, axis=0):
+    OPS.observe_histogram_(x, *state, axis)
+    return state
+
+
+def observed(*batches, bins=2048):
+    state = new_state(bins)
+    for b in batches:
+        observe(b, state)
+    return state
+
+
+def hrange(state, quant_min, quant_max, symmetric, method, percentile=99.99):
+    return OPS.histogram_range(*state[:4], quant_min, quant_max, symmetric, method, percentile)
+
+
+def assert_state_equal(a, b):
+    for x, y in zip(a, b):
+        assert torch.equal(x, y), (x, y)
+
+
+def ref_observe(batches, bins):
+    """The Python reference's histogram and range after `batches` (1-d tensors)."""
+    hist, rng = [0] * bins, [0.0, 0.0]
+    for b in batches:
+        R.observe(b.double().tolist(), hist, rng)
+    return hist, rng
+
+
+# Heavy-tailed and one-sided data, from a seeded generator.
+def laplace(g, n):
+    u = torch.rand(n, generator=g, dtype=torch.float64) - 0.5
+    return (-torch.sign(u) * torch.log1p(-2 * u.abs())).float()
+
+
+def student_t3(g, n):
+    z = torch.randn(n, generator=g)
+    chi2 = (torch.randn(3, n, generator=g) ** 2).sum(0)
+    return z / torch.sqrt(chi2 / 3)
+
+
+def relu_mixture(g, n):
+    first = torch.rand(n, generator=g) < 0.7
+    return torch.where(first, torch.randn(n, generator=g) * 0.5, torch.randn(n, generator=g) * 2 + 3).relu()
+
+
+def normal(g, n):
+    return torch.randn(n, generator=g)
+
+
+DATA = {"normal": normal, "laplace": laplace, "student_t3": student_t3, "relu_mixture": relu_mixture}
+
+
+# ---- observe_histogram_ --------------------------------------------------------
+
+
+class TestObserve:
+    def test_first_batch_sets_range(self, gen):
+        x = torch.randn(1000, generator=gen)
+        hist, rng, mn, mx, count = observed(x, bins=64)
+        assert rng.tolist() == [x.min().item(), x.max().item()]
+        assert mn.item() == x.min().item() and mx.item() == x.max().item()
+        assert hist.sum().item() == 1000 and count.item() == 0
+        assert hist.tolist() == ref_observe([x], 64)[0]
+
+    @pytest.mark.parametrize("bins", [2, 16, 64])
+    def test_matches_reference_across_rebins(self, gen, bins):
+        # Batches whose ranges grow on either side (and sometimes not at all).
+        batches = [torch.randn(200, generator=gen) * (1 + 3 * k) + (k % 3 - 1) * 2 * k for k in range(8)]
+        hist, rng, mn, mx, _ = observed(*batches, bins=bins)
+        ref_hist, ref_rng = ref_observe(batches, bins)
+        assert hist.tolist() == ref_hist
+        assert rng.tolist() == ref_rng
+        allx = torch.cat(batches)
+        assert mn.item() == allx.min().item() and mx.item() == allx.max().item()
+
+    def test_mass_conserved(self, gen):
+        state = new_state(128)
+        seen = 0
+        for k in range(20):
+            x = torch.randn(500, generator=gen) * (1.5**k) + k
+            observe(x, state)
+            seen += x.numel()
+            assert state[0].sum().item() == seen
+            lo, hi = state[1].tolist()
+            assert lo <= state[2].item() and state[3].item() <= hi
+
+    def test_rebin_hand_example(self):
+        # [0, 4] in 4 bins of width 1 holding 1, 2, 3, 4 values; then -1.5 and 9.
+        # Union [-1.5, 9]: j = 2 old widths below, f = 3 (f = 2 would reach only 6),
+        # so [-2, 10] in bins of 3: old bin i -> (i + 2) // 3 = 0, 1, 1, 1.
+        state = observed(torch.tensor([0.0, 1.5, 1.5, 2.5, 2.5, 2.5, 3.5, 3.5, 3.5, 4.0]), bins=4)
+        assert state[0].tolist() == [1, 2, 3, 4] and state[1].tolist() == [0.0, 4.0]
+        observe(torch.tensor([-1.5, 9.0]), state)
+        assert state[1].tolist() == [-2.0, 10.0]
+        assert state[0].tolist() == [1 + 1, 2 + 3 + 4, 0, 1]
+
+    def test_rebin_only_to_the_right(self):
+        # Smallest shift first: j = 0, then f = 2 covers 5. Old bins 0-1 and
+        # 2-3 merge; 5 lands in [4, 6).
+        state = observed(torch.tensor([0.0, 1.0, 2.0, 4.0]), torch.tensor([5.0]), bins=4)
+        assert state[1].tolist() == [0.0, 8.0]
+        assert state[0].tolist() == [1 + 1, 1 + 1, 1, 0]
+
+    def test_order_of_batches_once_ranges_coincide(self, gen):
+        # Dyadic values keep every bin computation exact: A sets [-8, 8] (w = 1),
+        # B widens it to [-8, 24] (w = 2), C lies inside both ranges. Binning C
+        # before or after the re-bin, or together with A, gives the same histogram.
+        a = torch.tensor([-8.0, 8.0])
+        b = torch.tensor([20.0, -3.5])
+        c = torch.randint(-512, 512, (300,), generator=gen).float() / 64
+        first = observed(a, b, c, bins=16)
+        assert first[1].tolist() == [-8.0, 24.0]
+        assert_state_equal(first, observed(a, c, b, bins=16))
+        assert_state_equal(first, observed(torch.cat([a, c]), b, bins=16))
+        assert_state_equal(first, observed(a, torch.cat([c[:100], b, c[100:]]), bins=16))
+
+    def test_chunking_inside_the_first_range(self, gen):
+        x = torch.randn(3000, generator=gen)
+        i, j = int(x.argmin()), int(x.argmax())
+        first = torch.stack([x[i], x[j]])
+        rest = x[[k for k in range(3000) if k not in (i, j)]]
+        whole = observed(torch.cat([first, rest]))
+        assert_state_equal(whole, observed(first, rest))
+        assert_state_equal(whole, observed(first, *rest.split(700)))
+
+    def test_deterministic_repeat(self, gen):
+        batches = [torch.randn(5000, generator=gen) * (k + 1) for k in range(5)]
+        assert_state_equal(observed(*batches), observed(*batches))
+
+    def test_constant_input(self):
+        state = observed(torch.full((10,), 3.0), torch.full((5,), 3.0), bins=4)
+        assert state[1].tolist() == [3.0, 3.0]
+        assert state[0].tolist() == [15, 0, 0, 0]
+        # The zero-width range widens to the union; the old mass sits at 3.
+        observe(torch.tensor([1.0, 5.0]), state)
+        assert state[1].tolist() == [1.0, 5.0]
+        assert state[0].tolist() == [1, 0, 15, 1]
+        together = observed(torch.cat([torch.full((15,), 3.0), torch.tensor([1.0, 5.0])]), bins=4)
+        assert_state_equal(state, together)
+
+    def test_nonfinite_skipped_and_counted(self, gen):
+        x = torch.randn(100, generator=gen)
+        bad = torch.tensor([math.nan, INF, -INF])
+        state = observed(torch.cat([x[:50], bad, x[50:]]))
+        clean = observed(x)
+        assert_state_equal(state[:4], clean[:4])
+        assert state[4].item() == 3
+        observe(torch.tensor([math.nan, math.nan]), state)  # nothing finite: only the count moves
+        assert_state_equal(state[:4], clean[:4])
+        assert state[4].item() == 5
+
+    def test_nonfinite_count_0d(self, gen):
+        state = new_state(16)
+        state[4] = torch.tensor(0)
+        observe(torch.tensor([1.0, INF, 2.0]), state)
+        assert state[4].item() == 1 and state[4].dim() == 0
+
+    @pytest.mark.parametrize("shape,axis", [((0,), 0), ((0, 3), 1)])
+    def test_empty_input_is_a_no_op(self, shape, axis):
+        state = new_state(16, channels=3 if axis == 1 else None)
+        before = [t.clone() for t in state]
+        observe(torch.empty(shape), state, axis)
+        assert_state_equal(state, before)
+
+    @pytest.mark.parametrize("axis", [1, -2])
+    def test_per_channel_equals_per_tensor_slices(self, gen, axis):
+        # Channels along dim 1 of a 3-d input, several batches (with re-bins),
+        # the input non-contiguous for good measure.
+        batches = [(torch.randn(5, 3, 7, generator=gen) * (k + 1) + k).transpose(0, 2) for k in range(4)]
+        assert not batches[0].is_contiguous()
+        state = new_state(32, channels=3)
+        for b in batches:
+            observe(b, state, axis)
+        for c in range(3):
+            per_tensor = observed(*[b.select(1, c) for b in batches], bins=32)
+            assert torch.equal(state[0][c], per_tensor[0])
+            assert torch.equal(state[1][c], per_tensor[1])
+            assert state[2][c] == per_tensor[2] and state[3][c] == per_tensor[3]
+
+    def test_per_channel_counts_nonfinite_in_all(self):
+        state = new_state(8, channels=2)
+        observe(torch.tensor([[1.0, math.nan], [INF, 2.0], [3.0, 4.0]]), state, -1)
+        assert state[4].tolist() == [2]
+        assert state[2].tolist() == [1.0, 2.0] and state[3].tolist() == [3.0, 4.0]
+
+    def test_noncontiguous_state_is_written(self, gen):
+        x = torch.randn(4, 6, generator=gen)
+        state = [
+            torch.zeros(16, 4, dtype=torch.int64).t(),
+            torch.zeros(2, 4, dtype=torch.float64).t(),
+            torch.full((8,), INF)[::2],
+            torch.full((8,), -INF)[::2],
+            torch.zeros(3, dtype=torch.int64)[1:2],
+        ]
+        observe(x, state, 0)
+        contiguous = observe(x, new_state(16, channels=4), 0)
+        assert_state_equal([t.contiguous() for t in state], contiguous)
+
+    @pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+    def test_input_dtypes(self, gen, dtype):
+        # Values exact in every dtype: the histogram is the float32 one.
+        x = torch.randint(-64, 64, (500,), generator=gen).float() / 8
+        assert_state_equal(observed(x.to(dtype)), observed(x))
+
+    def test_float64_min_max_round_outwards(self):
+        hist, rng, mn, mx, _ = observed(torch.tensor([0.1, 0.3], dtype=torch.float64))
+        assert rng.tolist() == [0.1, 0.3]
+        assert mn.double().item() <= 0.1 and mx.double().item() >= 0.3
+
+    def test_requires_grad_input(self, gen):
+        x = torch.randn(10, generator=gen, requires_grad=True)
+        assert_state_equal(observed(x), observed(x.detach()))
+
+
+# ---- histogram_range ---------------------------------------------------------
+
+
+class TestMinMaxAndPercentile:
+    def test_minmax(self, gen):
+        x = torch.randn(1000, generator=gen)
+        state = observed(x, x * 3)
+        for symmetric in (False, True):
+            lo, hi = hrange(state, 0, 255, symmetric, "minmax")
+            assert lo.tolist() == state[2].tolist() and hi.tolist() == state[3].tolist()
+            assert lo.dtype == torch.float32 and lo.shape == (1,)
+
+    def test_output_shaped_like_min_val(self, gen):
+        state = observed(torch.randn(100, generator=gen))
+        state[2], state[3] = state[2].reshape(()), state[3].reshape(())
+        lo, hi = hrange(state, -128, 127, False, "mse")
+        assert lo.shape == () and hi.shape == ()
+
+    @pytest.mark.parametrize("data", ["normal", "laplace", "student_t3"])
+    @pytest.mark.parametrize("p", [99.99, 99.0, 90.0])
+    def test_percentile_within_one_bin_of_exact(self, gen, data, p):
+        x = DATA[data](gen, 100_000)
+        state = observed(*x.split(25_000))  # several batches: the range re-bins
+        lo_h, hi_h = state[1].tolist()
+        w = (hi_h - lo_h) / 2048
+        q_lo, q_hi = torch.quantile(x.double(), torch.tensor([1 - p / 100, p / 100], dtype=torch.float64)).tolist()
+        lo, hi = hrange(state, -128, 127, False, "percentile", p)
+        assert abs(lo.item() - q_lo) <= w * (1 + 1e-6), (lo.item(), q_lo, w)
+        assert abs(hi.item() - q_hi) <= w * (1 + 1e-6), (hi.item(), q_hi, w)
+        slo, shi = hrange(state, -128, 127, True, "percentile", p)
+        a = max(abs(q_lo), abs(q_hi))
+        assert slo.item() == -shi.item() and abs(shi.item() - a) <= w * (1 + 1e-6)
+
+    def test_percentile_100_is_minmax(self, gen):
+        state = observed(torch.randn(5000, generator=gen))
+        lo, hi = hrange(state, 0, 255, False, "percentile", 100.0)
+        assert lo.item() == state[2].item() and hi.item() == state[3].item()
+
+    def test_percentile_constant(self):
+        state = observed(torch.full((10,), -2.5))
+        assert [t.item() for t in hrange(state, 0, 255, False, "percentile", 99.0)] == [-2.5, -2.5]
+        assert [t.item() for t in hrange(state, 0, 255, True, "percentile", 99.0)] == [-2.5, 2.5]
+
+
+class TestMse:
+    @pytest.mark.parametrize("data", ["laplace", "student_t3", "relu_mixture"])
+    @pytest.mark.parametrize("scheme", ["quint8_affine", "qint8_symmetric"])
+    def test_not_worse_than_torch_histogram_observer(self, gen, data, scheme):
+        from torch.ao.quantization import HistogramObserver
+
+        if scheme == "quint8_affine":
+            symmetric, qmin, qmax = False, 0, 255
+            observer = HistogramObserver(bins=2048, dtype=torch.quint8, qscheme=torch.per_tensor_affine)
+        else:
+            symmetric, qmin, qmax = True, -128, 127
+            observer = HistogramObserver(bins=2048, dtype=torch.qint8, qscheme=torch.per_tensor_symmetric)
+        x = DATA[data](gen, 200_000)
+        lo, hi = hrange(observed(x), qmin, qmax, symmetric, "mse")
+        ours = R.quantization_mse(x, *R.qparams(lo.item(), hi.item(), qmin, qmax, symmetric), qmin, qmax)
+        observer(x)
+        scale, zero_point = observer.calculate_qparams()
+        theirs = R.quantization_mse(x, scale.item(), int(zero_point.item()), qmin, qmax)
+        assert ours <= theirs, f"{data} {scheme}: MSE ratio mcuq / HistogramObserver = {ours / theirs:.4f}"
+
+    def test_uniform_data_is_barely_clipped(self, gen):
+        # Clipping uniform data costs more than the finer step saves, beyond a
+        # fraction of a step (here 1/255 of the range = 8 bins).
+        x = torch.rand(100_000, generator=gen) * 2 - 1
+        state = observed(x)
+        w = (state[1][1] - state[1][0]).item() / 2048
+        for symmetric in (False, True):
+            lo, hi = hrange(state, -128, 127, symmetric, "mse")
+            assert abs(lo.item() - state[2].item()) <= 8 * w and abs(hi.item() - state[3].item()) <= 8 * w
+
+    def test_heavy_tails_are_clipped(self, gen):
+        x = laplace(gen, 100_000)
+        for symmetric in (False, True):
+            lo, hi = hrange(observed(x), -128, 127, symmetric, "mse")
+            assert x.min().item() * 0.5 > lo.item() > x.min().item() * 0.95
+            assert x.max().item() * 0.5 < hi.item() < x.max().item() * 0.95
+
+    def test_a_single_far_value_is_kept(self, gen):
+        # One value at 1000 among 10^5 in [-1, 1]: clipping it to ~1 would cost
+        # (999)^2 / 10^5 ~ 10 per value, keeping it costs (1001/255)^2 / 12 ~ 1.3.
+        x = torch.cat([torch.rand(100_000, generator=gen) * 2 - 1, torch.tensor([1000.0])])
+        lo, hi = hrange(observed(x), -128, 127, False, "mse")
+        assert hi.item() > 900
+
+    def test_nonnegative_data_starts_at_observed_min(self, gen):
+        x = torch.rand(10_000, generator=gen) + 0.5
+        lo, hi = hrange(observed(x), 0, 255, False, "mse")
+        assert lo.item() == x.min().item() and hi.item() <= x.max().item()
+
+    def test_relu_spike_at_zero(self, gen):
+        x = relu_mixture(gen, 100_000)
+        lo, hi = hrange(observed(x), 0, 255, False, "mse")
+        assert lo.item() == 0.0 and 0 < hi.item() <= x.max().item()
+
+    @pytest.mark.parametrize("method", ["mse", "entropy", "percentile"])
+    def test_wide_integer_ranges(self, gen, method):
+        # 16- and 32-bit targets: the cost does not grow with the number of levels.
+        x = laplace(gen, 10_000)
+        state = observed(x)
+        for qmin, qmax in [(-(2**15), 2**15 - 1), (-(2**31), 2**31 - 1)]:
+            lo, hi = hrange(state, qmin, qmax, False, method)
+            assert x.min().item() <= lo.item() < 0 < hi.item() <= x.max().item()
+
+    def test_constant(self):
+        state = observed(torch.full((10,), 4.0))
+        assert [t.item() for t in hrange(state, 0, 255, False, "mse")] == [4.0, 4.0]
+        assert [t.item() for t in hrange(state, -128, 127, True, "mse")] == [-4.0, 4.0]
+
+    def test_per_channel_equals_per_tensor_and_deterministic(self, gen):
+        x = torch.stack([laplace(gen, 5000), student_t3(gen, 5000) * 3, relu_mixture(gen, 5000)], dim=-1)
+        state = observe(x, new_state(512, channels=3), -1)
+        for symmetric in (False, True):
+            lo, hi = hrange(state, 0, 255, symmetric, "mse")
+            assert lo.shape == (3,)
+            for c in range(3):
+                one = [state[0][c], state[1][c], state[2][c : c + 1], state[3][c : c + 1]]
+                l1, h1 = hrange(one, 0, 255, symmetric, "mse")
+                assert l1.item() == lo[c].item() and h1.item() == hi[c].item()
+            again = hrange(state, 0, 255, symmetric, "mse")
+            assert torch.equal(again[0], lo) and torch.equal(again[1], hi)
+
+    def test_independent_of_threads(self, gen):
+        x = torch.randn(6, 3000, generator=gen) * torch.arange(1.0, 7.0)[:, None]
+        threads = torch.get_num_threads()
+        results = []
+        try:
+            for n in (1, 2):
+                torch.set_num_threads(n)
+                state = observe(x, new_state(256, channels=6), 0)
+                results.append(state + list(hrange(state, 0, 255, False, "mse")))
+        finally:
+            torch.set_num_threads(threads)
+        assert_state_equal(results[0], results[1])
+
+
+class TestEntropy:
+    @pytest.mark.parametrize(
+        "name,make",
+        [
+            ("normal", lambda g: torch.randn(50_000, generator=g)),
+            ("laplace", lambda g: laplace(g, 50_000)),
+            ("relu", lambda g: torch.randn(50_000, generator=g).relu()),
+            ("shifted", lambda g: torch.randn(50_000, generator=g) * 0.5 + 2),
+            ("skewed", lambda g: torch.cat([torch.randn(40_000, generator=g), laplace(g, 10_000) * 4 - 3])),
+        ],
+    )
+    @pytest.mark.parametrize("qmin,qmax", [(-128, 127), (-8, 7)])
+    def test_matches_reference(self, gen, name, make, qmin, qmax):
+        x = make(gen)
+        state = observed(*x.split(20_000), bins=512)  # re-binned: lo not a multiple of the width
+        hist, (lo_h, hi_h) = state[0].tolist(), state[1].tolist()
+        mn, mx = state[2].item(), state[3].item()
+        a = R.entropy_threshold(hist, lo_h, hi_h, mn, mx, qmin, qmax)
+        slo, shi = hrange(state, qmin, qmax, True, "entropy")
+        assert shi.item() == pytest.approx(a, rel=1e-6) and slo.item() == -shi.item()
+        lo, hi = hrange(state, qmin, qmax, False, "entropy")
+        assert lo.item() == pytest.approx(max(mn, -a), rel=1e-6)
+        assert hi.item() == pytest.approx(min(mx, a), rel=1e-6)
+
+    def test_known_case(self, gen):
+        # Mass only in the first h = 128 bins of [0, 16]: at threshold i = 128
+        # every group is one bin, so Q == P and KL = 0; any larger threshold
+        # merges bins of unequal mass (KL > 0). a = 128 * 16 / 2048 = 1.
+        hist = torch.zeros(2048, dtype=torch.int64)
+        hist[:128] = torch.randint(1, 1000, (128,), generator=gen)
+        state = [hist, torch.tensor([0.0, 16.0], dtype=torch.float64), torch.tensor([0.0]), torch.tensor([16.0])]
+        assert R.entropy_threshold(hist.tolist(), 0.0, 16.0, 0.0, 16.0, -128, 127) == 1.0
+        assert [t.item() for t in hrange(state, -128, 127, True, "entropy")] == [-1.0, 1.0]
+        assert [t.item() for t in hrange(state, -128, 127, False, "entropy")] == [0.0, 1.0]
+
+    def test_coarse_histogram_does_not_clip(self, gen):
+        # 16-bit levels: more levels than bins, nothing to calibrate.
+        state = observed(torch.randn(1000, generator=gen), bins=256)
+        lo, hi = hrange(state, -32768, 32767, True, "entropy")
+        a = max(-state[2].item(), state[3].item())
+        assert (lo.item(), hi.item()) == (-a, a)
+
+    def test_per_channel(self, gen):
+        x = torch.randn(2, 4000, generator=gen) * torch.tensor([[1.0], [5.0]])
+        state = observe(x, new_state(512, channels=2), 0)
+        lo, hi = hrange(state, -128, 127, True, "entropy")
+        for c in range(2):
+            a = R.entropy_threshold(
+                state[0][c].tolist(), *state[1][c].tolist(), state[2][c].item(), state[3][c].item(), -128, 127
+            )
+            assert hi[c].item() == pytest.approx(a, rel=1e-6)
+
+
+# ---- errors ------------------------------------------------------------------
+
+
+def raises(op, exc, fragment):
+    return pytest.raises(exc, match=re.escape(f"mcuq::{op}: expected") + ".*" + re.escape(fragment))
+
+
+def obs_raises(exc, fragment):
+    return raises("observe_histogram_", exc, fragment)
+
+
+def range_raises(exc, fragment):
+    return raises("histogram_range", exc, fragment)
+
+
+X = torch.zeros(3, 4)
+
+
+class TestObserveErrors:
+    def test_integer_input(self):
+        with obs_raises(TypeError, "input to be float32, float64, float16 or bfloat16, but got int64"):
+            observe(torch.zeros(3, dtype=torch.int64), new_state(8))
+
+    @pytest.mark.parametrize(
+        "index,name,dtype,expected",
+        [
+            (0, "histogram", torch.float32, "int64"),
+            (1, "histogram_range", torch.float32, "float64"),
+            (2, "min_val", torch.float64, "float32"),
+            (3, "max_val", torch.float16, "float32"),
+            (4, "nonfinite_count", torch.int32, "int64"),
+        ],
+    )
+    def test_state_dtype(self, index, name, dtype, expected):
+        state = new_state(8)
+        state[index] = state[index].to(dtype)
+        got = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16", torch.int32: "int32"}[dtype]
+        with obs_raises(TypeError, f"{name} to be {expected}, but got {got}"):
+            observe(X, state)
+
+    def test_device(self):
+        state = new_state(8)
+        state[0] = state[0].to("meta")
+        with obs_raises(ValueError, "histogram on the input's device (cpu), but got meta"):
+            observe(X, state)
+
+    def test_histogram_3d(self):
+        state = new_state(8)
+        state[0] = torch.zeros(2, 2, 8, dtype=torch.int64)
+        with obs_raises(ValueError, "histogram to be 1-d ([bins], per-tensor) or 2-d ([channels, bins], per-channel), but got shape [2, 2, 8]"):
+            observe(X, state)
+
+    def test_too_few_bins(self):
+        with obs_raises(ValueError, "histogram to have at least 2 bins, but got 1"):
+            observe(X, new_state(1))
+
+    def test_histogram_range_shape(self):
+        state = new_state(8)
+        state[1] = torch.zeros(3, dtype=torch.float64)
+        with obs_raises(ValueError, "histogram_range of shape [2] for a per-tensor histogram, but got shape [3]"):
+            observe(X, state)
+
+    def test_histogram_range_shape_per_channel(self):
+        state = new_state(8, channels=4)
+        state[1] = torch.zeros(4, 3, dtype=torch.float64)
+        with obs_raises(ValueError, "histogram_range of shape [4, 2] for a histogram of 4 channels, but got shape [4, 3]"):
+            observe(X, state, 1)
+
+    def test_min_val_shape(self):
+        state = new_state(8)
+        state[2] = torch.full((2,), INF)
+        with obs_raises(ValueError, "min_val to have one element for a per-tensor histogram, but got shape [2]"):
+            observe(X, state)
+
+    def test_max_val_shape_per_channel(self):
+        state = new_state(8, channels=4)
+        state[3] = torch.full((3,), -INF)
+        with obs_raises(ValueError, "max_val of shape [4] for a histogram of 4 channels, but got shape [3]"):
+            observe(X, state, 1)
+
+    def test_nonfinite_count_shape(self):
+        state = new_state(8)
+        state[4] = torch.zeros(2, dtype=torch.int64)
+        with obs_raises(ValueError, "nonfinite_count to have one element, but got shape [2]"):
+            observe(X, state)
+
+    @pytest.mark.parametrize("axis", [2, -3])
+    def test_axis_out_of_range(self, axis):
+        with obs_raises(ValueError, f"axis in [-2, 2) for a 2-d input, but got {axis}"):
+            observe(X, new_state(8, channels=4), axis)
+
+    def test_channel_count_mismatch(self):
+        with obs_raises(ValueError, "histogram to have input.size(0) = 3 rows (one per channel), but got 4"):
+            observe(X, new_state(8, channels=4), 0)
+
+    def test_per_channel_0d_input(self):
+        with obs_raises(ValueError, "an input with a channel axis for a per-channel (2-d) histogram, but got a 0-d input"):
+            observe(torch.tensor(1.0), new_state(8, channels=1))
+
+    def test_corrupt_histogram_range(self):
+        state = observed(torch.tensor([1.0, 2.0]), bins=8)
+        state[1][1] = math.nan
+        with obs_raises(ValueError, "histogram_range to be a finite (lo, hi) with lo <= hi for a non-empty histogram, but got (1, nan)"):
+            observe(X, state)
+
+
+class TestRangeErrors:
+    def test_saw_nothing(self):
+        with range_raises(ValueError, "a histogram that saw at least one finite value, but it saw none"):
+            hrange(observed(torch.tensor([math.nan])), 0, 255, False, "mse")
+
+    def test_saw_nothing_message_exact(self):
+        expected = "mcuq::histogram_range: expected a histogram that saw at least one finite value, but it saw none"
+        with pytest.raises(ValueError) as info:
+            hrange(new_state(8), 0, 255, False, "minmax")
+        assert expected in str(info.value)
+
+    def test_saw_nothing_per_channel(self):
+        state = observe(torch.tensor([[1.0, math.nan], [2.0, INF]]), new_state(8, channels=2), 1)
+        with range_raises(ValueError, "a histogram that saw at least one finite value, but channel 1 saw none"):
+            hrange(state, 0, 255, False, "entropy")
+
+    def test_unknown_method(self):
+        with range_raises(ValueError, "method to be one of 'minmax', 'percentile', 'mse', 'entropy', but got 'kl'"):
+            hrange(observed(torch.ones(3)), 0, 255, False, "kl")
+
+    @pytest.mark.parametrize("p,shown", [(0.0, "0"), (-1.0, "-1"), (100.5, "100.5"), (math.nan, "nan")])
+    def test_bad_percentile(self, p, shown):
+        with range_raises(ValueError, f"percentile in (0, 100], but got {shown}"):
+            hrange(observed(torch.ones(3)), 0, 255, False, "percentile", p)
+
+    @pytest.mark.parametrize("qmin,qmax", [(0, 0), (5, 1)])
+    def test_quant_range(self, qmin, qmax):
+        with range_raises(ValueError, f"quant_min < quant_max, but got quant_min={qmin}, quant_max={qmax}"):
+            hrange(observed(torch.ones(3)), qmin, qmax, False, "mse")
+
+    @pytest.mark.parametrize(
+        "index,name,dtype,expected,got",
+        [
+            (0, "histogram", torch.int32, "int64", "int32"),
+            (1, "histogram_range", torch.float32, "float64", "float32"),
+            (2, "min_val", torch.float64, "float32", "float64"),
+            (3, "max_val", torch.float64, "float32", "float64"),
+        ],
+    )
+    def test_state_dtype(self, index, name, dtype, expected, got):
+        state = observed(torch.ones(3))
+        state[index] = state[index].to(dtype)
+        with range_raises(TypeError, f"{name} to be {expected}, but got {got}"):
+            hrange(state, 0, 255, False, "mse")
+
+    def test_shape_mismatch(self):
+        state = observe(torch.ones(2, 3), new_state(8, channels=3), 1)
+        state[2] = state[2][:2]
+        with range_raises(ValueError, "min_val of shape [3] for a histogram of 3 channels, but got shape [2]"):
+            hrange(state, 0, 255, False, "mse")
+
+    def test_device(self):
+        state = observed(torch.ones(3))
+        state[1] = state[1].to("meta")
+        with range_raises(ValueError, "histogram_range on the histogram's device (cpu), but got meta"):
+            hrange(state, 0, 255, False, "mse")
+
+    def test_empty_histogram_with_a_range(self):
+        state = new_state(8)
+        state[2], state[3] = torch.tensor([0.0]), torch.tensor([1.0])
+        with range_raises(ValueError, "a histogram holding the values it saw, but got an empty histogram"):
+            hrange(state, 0, 255, False, "mse")
+        assert [t.item() for t in hrange(state, 0, 255, False, "minmax")] == [0.0, 1.0]
+
+    def test_nan_min_val(self):
+        state = observed(torch.ones(3))
+        state[2][0] = math.nan
+        with range_raises(ValueError, "min_val and max_val not NaN, but got (nan, 1)"):
+            hrange(state, 0, 255, False, "mse")
+
+
+# ---- Meta --------------------------------------------------------------------
+
+
+class TestMeta:
+    def test_shapes(self):
+        meta = [t.to("meta") for t in new_state(16, channels=3)]
+        OPS.observe_histogram_(torch.empty(4, 3, 5, device="meta"), *meta, -2)
+        lo, hi = hrange(meta, 0, 255, False, "mse")
+        assert lo.device.type == "meta" and lo.shape == (3,) and lo.dtype == torch.float32
+        assert hi.shape == (3,)
+
+    def test_checks(self):
+        meta = [t.to("meta") for t in new_state(16, channels=3)]
+        with obs_raises(ValueError, "histogram to have input.size(0) = 4 rows (one per channel), but got 3"):
+            OPS.observe_histogram_(torch.empty(4, 3, device="meta"), *meta, 0)
+        with range_raises(ValueError, "method to be one of"):
+            hrange(meta, 0, 255, False, "median")
+
+
+def test_torchscript(gen):
+    @torch.jit.script
+    def calibrate(x: torch.Tensor, h: torch.Tensor, r: torch.Tensor, mn: torch.Tensor, mx: torch.Tensor, n: torch.Tensor):
+        torch.ops.mcuq.observe_histogram_(x, h, r, mn, mx, n)
+        return torch.ops.mcuq.histogram_range(h, r, mn, mx, 0, 255, False, "percentile", 99.0)
+
+    x = torch.randn(1000, generator=gen)
+    lo, hi = calibrate(x, *new_state(64))
+    expected = hrange(observed(x, bins=64), 0, 255, False, "percentile", 99.0)
+    assert lo.item() == expected[0].item() and hi.item() == expected[1].item()
+
+
+@pytest.mark.torch21
+class TestTorch2:
+    """torch >= 2.1: opcheck (schema incl. in-place state, fake tensors, AOT dispatch)."""
+
+    @staticmethod
+    def _opcheck():
+        opcheck = getattr(torch.library, "opcheck", None)
+        if opcheck is None:  # torch 2.1 .. 2.3
+            from torch.testing._internal.optests import opcheck
+        return opcheck
+
+    @pytest.mark.parametrize("channels", [None, 3])
+    def test_opcheck_observe_histogram(self, gen, channels):
+        x = torch.randn(3, 5, generator=gen) if channels is None else torch.randn(4, 3, 5, generator=gen)
+        state = observed(torch.randn(64, generator=gen), bins=64) if channels is None else new_state(64, channels)
+        self._opcheck()(OPS.observe_histogram_.default, (x * 3, *state, 1 if channels else 0))
+
+    @pytest.mark.parametrize("method", ["minmax", "percentile", "mse", "entropy"])
+    def test_opcheck_histogram_range(self, gen, method):
+        state = observed(laplace(gen, 4096), bins=256)
+        self._opcheck()(OPS.histogram_range.default, (*state[:4], 0, 255, False, method, 99.9))
