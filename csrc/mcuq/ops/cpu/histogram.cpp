@@ -552,6 +552,8 @@ double grid_error(const MassBins& bins, float range_min, float range_max, int64_
 // range clamped to the observed one.
 constexpr int64_t kRefineAffine = 16;
 constexpr int64_t kRefineSymmetric = 64;
+// Sub-bin steps of the final refinement (between neighbouring bin edges).
+constexpr int kSubBinSteps = 32;
 
 Range mse_range(const Row& r, int64_t quant_min, int64_t quant_max, bool symmetric) {
   const Moments mom(r);
@@ -603,9 +605,23 @@ Range mse_range(const Row& r, int64_t quant_min, int64_t quant_max, bool symmetr
     }
     best = kInf;
     float best_a = static_cast<float>(amax);
+    int64_t refined_j = best_j;
     for (int64_t j = std::max<int64_t>(0, best_j - kRefineSymmetric);
          j <= std::min(n - 1, best_j + kRefineSymmetric); ++j) {
       const float a = static_cast<float>(cands[j]);
+      const double err = grid_error(mass_bins, -a, a, quant_min, quant_max, true);
+      if (err < best) {
+        best = err;
+        best_a = a;
+        refined_j = j;
+      }
+    }
+    // Bin edges are coarse next to a flat optimum: search between the
+    // neighbouring edges too.
+    const double from = cands[std::max<int64_t>(0, refined_j - 1)];
+    const double to = cands[std::min(n - 1, refined_j + 1)];
+    for (int step = 1; step < kSubBinSteps; ++step) {
+      const float a = static_cast<float>(from + (to - from) * step / kSubBinSteps);
       const double err = grid_error(mass_bins, -a, a, quant_min, quant_max, true);
       if (err < best) {
         best = err;
@@ -666,6 +682,22 @@ Range mse_range(const Row& r, int64_t quant_min, int64_t quant_max, bool symmetr
          hi <= std::min(nh - 1, best_h + kRefineAffine); ++hi) {
       if (!(highs[hi].u > lows[li].u)) continue;
       const auto [lo_f, hi_f] = returned(li, hi);
+      const double err = grid_error(mass_bins, lo_f, hi_f, quant_min, quant_max, false);
+      if (err < best) {
+        best = err;
+        best_lo = lo_f;
+        best_hi = hi_f;
+      }
+    }
+  }
+  // Between bin edges too, around the best pair (within one bin each way).
+  const float edge_lo = best_lo, edge_hi = best_hi;
+  const double sub = r.w / (kSubBinSteps / 4);
+  for (int dl = -kSubBinSteps / 4; dl <= kSubBinSteps / 4; ++dl) {
+    for (int dh = -kSubBinSteps / 4; dh <= kSubBinSteps / 4; ++dh) {
+      const float lo_f = static_cast<float>(std::max<double>(edge_lo + dl * sub, r.min_val));
+      const float hi_f = static_cast<float>(std::min<double>(edge_hi + dh * sub, r.max_val));
+      if (!(hi_f > lo_f)) continue;
       const double err = grid_error(mass_bins, lo_f, hi_f, quant_min, quant_max, false);
       if (err < best) {
         best = err;
