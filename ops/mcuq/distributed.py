@@ -10,6 +10,13 @@ instead, so every rank ends with identical state and qparams:
   mean of the ranks' averages, over the ranks that have seen a finite value
   (an average of averages: a process seeing all data would average the
   batches in some order, which no rank knows);
+- histograms (``HistogramObserver``): MIN of the minima and MAX of the
+  maxima, then each rank re-bins its histogram exactly onto the canonical grid
+  of that common range (``_histogram_rebin_``; a rank that saw nothing just
+  takes the grid) and the histograms are SUMmed. Histograms on canonical grids
+  depend only on the values seen, so for float32 / float16 / bfloat16 input
+  this equals one process that saw every rank's data (float64 input: the
+  float32 extremes are rounded outwards, so the grid may be coarser);
 - non-finite counts: SUM.
 
 ``FakeQuantize`` then recomputes its scale and zero point from the synced
@@ -23,7 +30,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .observers import FakeQuantize, _MinMaxObserverBase
+from .observers import FakeQuantize, HistogramObserver, _MinMaxObserverBase
 
 
 def _sync_average(module: nn.Module, group) -> None:
@@ -40,14 +47,33 @@ def _sync_average(module: nn.Module, group) -> None:
     module.max_val.copy_(torch.where(any_seen, stats[1] / ranks.clamp_min(1), module.max_val))
 
 
+def _sync_histogram(module: nn.Module, group) -> None:
+    dist.all_reduce(module.min_val, op=dist.ReduceOp.MIN, group=group)
+    dist.all_reduce(module.max_val, op=dist.ReduceOp.MAX, group=group)
+    torch.ops.mcuq._histogram_rebin_(module.histogram, module.histogram_range, module.min_val, module.max_val)
+    dist.all_reduce(module.histogram, op=dist.ReduceOp.SUM, group=group)
+    # The grid is a function of the common extremes, so the ranges agree; a
+    # mismatch (e.g. observers configured differently) would make the sum
+    # meaningless. Checked collectively, so that every rank raises alike.
+    bounds = torch.stack([module.histogram_range, -module.histogram_range])
+    dist.all_reduce(bounds, op=dist.ReduceOp.MAX, group=group)
+    if not torch.equal(bounds[0], -bounds[1]):
+        raise RuntimeError(
+            "mcuq: sync_observers: HistogramObserver ranks disagree on the histogram range after "
+            "re-binning; are the observers configured alike (bins, axis) on every rank?"
+        )
+
+
 def sync_observers(module: nn.Module, group: Optional[dist.ProcessGroup] = None) -> int:
     """All-reduces the state of every mcuq observer in ``module`` (see the
     module docstring for the rules); returns how many observers it synced."""
     synced = 0
     for m in module.modules():
-        if not isinstance(m, (_MinMaxObserverBase, FakeQuantize)):
+        if not isinstance(m, (_MinMaxObserverBase, FakeQuantize, HistogramObserver)):
             continue
-        if m.averaging_constant is None:
+        if isinstance(m, HistogramObserver):
+            _sync_histogram(m, group)
+        elif m.averaging_constant is None:
             dist.all_reduce(m.min_val, op=dist.ReduceOp.MIN, group=group)
             dist.all_reduce(m.max_val, op=dist.ReduceOp.MAX, group=group)
         else:

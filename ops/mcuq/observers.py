@@ -251,9 +251,11 @@ class FakeQuantize(FakeQuantizeBase):
 
 
 class HistogramObserver(ObserverBase):
-    """A histogram of the finite values seen (``bins`` bins, re-binned exactly
-    when new data leaves its range), from which ``calculate_qparams`` picks a
-    clipping range with ``method``:
+    """A histogram of the finite values seen (``bins`` bins of a power-of-two
+    width on a grid aligned to it, re-binned exactly when new data leaves its
+    range, so the state depends only on the values seen, not on their order or
+    batching, and ``sync_observers`` can merge it across ranks exactly), from
+    which ``calculate_qparams`` picks a clipping range with ``method``:
 
     - ``"minmax"``: the observed range;
     - ``"percentile"``: the ``percentile`` and ``100 - percentile`` quantiles;

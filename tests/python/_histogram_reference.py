@@ -3,7 +3,8 @@ the rules in csrc/mcuq/ops/cpu/histogram.cpp (the header comment and the
 comments at each method), one formula at a time, without the prefix-sum
 shortcuts the C++ code takes.
 
-- ``observe``: binning and exact re-binning of one histogram row;
+- ``histogram``: the canonical grid and binning of all values seen, at once
+  (what any sequence of batches must produce);
 - ``fold_abs`` and ``entropy_threshold``: TensorRT's KL calibration, computed
   directly (P, Q and the KL sum for every threshold);
 - ``mse_estimate`` / ``mse_range``: the histogram's estimate of the
@@ -20,56 +21,58 @@ import numpy as np
 import torch
 
 
-# ---- observe --------------------------------------------------------------
+# ---- histogram --------------------------------------------------------------
 
 
-def bin_index(x: float, lo: float, width: float, bins: int) -> int:
-    if not width > 0:
-        return 0
-    t = math.floor((x - lo) / width)
-    return min(max(t, 0), bins - 1)
+FLT_MAX = float(np.finfo(np.float32).max)
 
 
-def plan_rebin(lo: float, hi: float, bins: int, new_min: float, new_max: float) -> Tuple[float, float, int, int]:
-    """(new_lo, new_hi, f, j) by the exact rule: searched directly, smallest f then smallest j."""
-    w = (hi - lo) / bins
-    assert w > 0
-    f = 1
+def float32_outwards(v: float, down: bool) -> float:
+    """v rounded to float32 towards -inf (down) or +inf, saturating at ±FLT_MAX."""
+    f = np.float32(min(max(v, -FLT_MAX), FLT_MAX))
+    if down and float(f) > v:
+        f = np.nextafter(f, np.float32(-np.inf))
+    if not down and float(f) < v:
+        f = np.nextafter(f, np.float32(np.inf))
+    return float(f)
+
+
+def min_grid_exponent(amax: float) -> int:
+    """The float32 ulp exponent of amax (at least -149, the ulp of 0)."""
+    if amax == 0:
+        return -149
+    return max(math.frexp(amax)[1] - 1 - 23, -149)
+
+
+def canonical_grid(mn: float, mx: float, amax: float, bins: int) -> Tuple[int, int]:
+    """(e, k): the smallest e >= min_grid_exponent(amax) with floor(mn / 2^e) + bins > mx / 2^e
+    (searched one e at a time from the floor), k = floor(mn / 2^e)."""
+    e = min_grid_exponent(amax)
     while True:
-        for j in range(0, bins * f - bins + 1):
-            nlo, nhi = lo - j * w, lo + (bins * f - j) * w
-            if nlo <= new_min and nhi >= new_max:
-                return nlo, nhi, f, j
-        f += 1
+        w = math.ldexp(1.0, e)
+        k = math.floor(mn / w)
+        if (k + bins) * w > mx:
+            return e, k
+        e += 1
 
 
-def observe(values: Sequence[float], hist: List[int], rng: List[float]) -> List[int]:
-    """Folds finite `values` into one histogram row `hist` over `rng` = [lo, hi] (both updated)."""
-    bins = len(hist)
-    vals = [v for v in values if math.isfinite(v)]
+def histogram(values: Sequence[float], bins: int) -> Tuple[List[int], List[float]]:
+    """The state's histogram and range after seeing `values` (in any order or
+    chunking): every finite value, saturated to ±FLT_MAX, counted in its bin of
+    the canonical grid of all of them."""
+    vals = [min(max(v, -FLT_MAX), FLT_MAX) for v in values if math.isfinite(v)]
+    hist = [0] * bins
     if not vals:
-        return hist
-    bmin, bmax = min(vals), max(vals)
-    if sum(hist) == 0:
-        rng[0], rng[1] = bmin, bmax
-    elif bmin < rng[0] or bmax > rng[1]:
-        lo, hi = rng
-        new_min, new_max = min(lo, bmin), max(hi, bmax)
-        if hi > lo:
-            nlo, nhi, f, j = plan_rebin(lo, hi, bins, new_min, new_max)
-            moved = [0] * bins
-            for i, m in enumerate(hist):
-                moved[(i + j) // f] += m
-        else:  # zero width: the old mass sits at lo
-            nlo, nhi = new_min, new_max
-            moved = [0] * bins
-            moved[bin_index(lo, nlo, (nhi - nlo) / bins, bins)] += sum(hist)
-        hist[:] = moved
-        rng[0], rng[1] = nlo, nhi
-    w = (rng[1] - rng[0]) / bins
+        return hist, [0.0, 0.0]
+    mn, mx = min(vals), max(vals)
+    amax = max(abs(float32_outwards(mn, True)), abs(float32_outwards(mx, False)))
+    e, k = canonical_grid(mn, mx, amax, bins)
+    w = math.ldexp(1.0, e)
     for v in vals:
-        hist[bin_index(v, rng[0], w, bins)] += 1
-    return hist
+        i = math.floor(v / w) - k
+        assert 0 <= i < bins
+        hist[i] += 1
+    return hist, [k * w, (k + bins) * w]
 
 
 # ---- entropy --------------------------------------------------------------

@@ -1,6 +1,6 @@
 """sync_observers across two processes (gloo on localhost): every rank ends
-with identical observer state and qparams; for running min/max they equal
-those of one process that saw all ranks' data."""
+with identical observer state and qparams; for running min/max and
+histograms they equal those of one process that saw all ranks' data."""
 
 import os
 import socket
@@ -27,7 +27,16 @@ def _model() -> torch.nn.ModuleDict:
         "per_channel": mcuq.MinMaxObserver(quant_min=-127, quant_max=127, symmetric=True, axis=1),
         "ema": mcuq.MovingAverageMinMaxObserver(averaging_constant=0.1),
         "fake_quant": mcuq.FakeQuantize(quant_min=0, quant_max=255),
+        "histogram": mcuq.HistogramObserver(bins=256),
+        "histogram_per_channel": mcuq.HistogramObserver(bins=64, method="percentile", axis=1),
     })
+
+
+def _rank_data(rank: int) -> torch.Tensor:
+    """What rank `rank` observes: its shard with one NaN."""
+    x = _shard(rank)
+    x.view(-1)[rank] = float("nan")  # counted, then summed across ranks
+    return x
 
 
 def _observe(model, x: torch.Tensor) -> None:
@@ -40,10 +49,8 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
     try:
         model = _model()
-        x = _shard(rank)
-        x.view(-1)[rank] = float("nan")  # counted, then summed across ranks
-        _observe(model, x)
-        assert mcuq.sync_observers(model) == 4
+        _observe(model, _rank_data(rank))
+        assert mcuq.sync_observers(model) == 6
         torch.save({k: v.clone() for k, v in model.state_dict().items()}, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -83,14 +90,35 @@ def test_running_min_max_equals_one_process_that_saw_everything(synced_states):
     assert int(state["running.nonfinite_count"]) == WORLD  # one NaN per rank
 
 
+def test_histograms_equal_one_process_that_saw_everything(synced_states):
+    # Histograms depend only on the values seen, so the summed, re-binned ones
+    # are those of one process fed all ranks' data at once (in another order
+    # and chunking than the ranks': one batch, not slices).
+    single = _model()
+    everything = torch.cat([_rank_data(r) for r in range(WORLD)])
+    state = synced_states[0]
+    for name in ("histogram", "histogram_per_channel"):
+        single[name](everything)
+        for buffer in ("histogram", "histogram_range", "min_val", "max_val", "nonfinite_count"):
+            assert torch.equal(state[f"{name}.{buffer}"], getattr(single[name], buffer)), (name, buffer)
+        assert int(state[f"{name}.histogram"].sum()) == everything.isfinite().sum()
+    assert state["histogram_per_channel.histogram"].shape == (4, 64)
+    # Rank 0 alone had a finer grid: the re-binning really moved mass.
+    alone = _model()["histogram"]
+    alone(_rank_data(0))
+    assert not torch.equal(alone.histogram_range, state["histogram.histogram_range"])
+    qparams = single["histogram"].calculate_qparams()
+    synced = _model()
+    synced.load_state_dict(state)
+    assert all(torch.equal(a, b) for a, b in zip(synced["histogram"].calculate_qparams(), qparams))
+
+
 def test_moving_averages_are_the_mean_of_the_ranks(synced_states):
     # The documented rule, recomputed here without torch.distributed.
     per_rank = []
     for rank in range(WORLD):
         model = _model()
-        x = _shard(rank)
-        x.view(-1)[rank] = float("nan")
-        _observe(model, x)
+        _observe(model, _rank_data(rank))
         per_rank.append(model)
     state = synced_states[0]
     for name in ("ema", "fake_quant"):

@@ -1,9 +1,10 @@
 """The histogram observer ops: torch.ops.mcuq.observe_histogram_ (state
-updated in place, exact re-binning) and torch.ops.mcuq.histogram_range
-("minmax", "percentile", "mse", "entropy").
+updated in place on canonical grids: exact re-binning, independent of the
+order and chunking of the data), torch.ops.mcuq._histogram_rebin_ (merging)
+and torch.ops.mcuq.histogram_range ("minmax", "percentile", "mse", "entropy").
 
-Oracles: plain Python references in ``_histogram_reference.py`` (binning and
-re-binning, TensorRT's KL calibration computed directly), ``torch.quantile``
+Oracles: plain Python references in ``_histogram_reference.py`` (the
+canonical grid and binning of all values at once, TensorRT's KL calibration computed directly), ``torch.quantile``
 (percentile), and torch.ao.quantization.HistogramObserver, whose MSE search
 ours must match or beat on the real quantization error of the data.
 """
@@ -66,11 +67,24 @@ def assert_state_equal(a, b):
 
 
 def ref_observe(batches, bins):
-    """The Python reference's histogram and range after `batches` (1-d tensors)."""
-    hist, rng = [0] * bins, [0.0, 0.0]
-    for b in batches:
-        R.observe(b.double().tolist(), hist, rng)
-    return hist, rng
+    """The Python reference's histogram and range after `batches` (1-d tensors):
+    all their values binned at once on their canonical grid."""
+    return R.histogram(torch.cat([b.double().flatten() for b in batches]).tolist(), bins)
+
+
+def rebin(state, min_val, max_val):
+    OPS._histogram_rebin_(state[0], state[1], min_val, max_val)
+    return state
+
+
+def grid_of(rng, bins):
+    """(w, k) of a canonical range, checked to be one: w = 2^e, lo = k w."""
+    lo, hi = rng.tolist()
+    w = (hi - lo) / bins
+    assert math.frexp(w)[0] == 0.5, (lo, hi)
+    k = lo / w
+    assert k == math.floor(k) and (k + bins) * w == hi, (lo, hi)
+    return w, int(k)
 
 
 # Heavy-tailed and one-sided data, from a seeded generator.
@@ -101,13 +115,23 @@ DATA = {"normal": normal, "laplace": laplace, "student_t3": student_t3, "relu_mi
 
 
 class TestObserve:
-    def test_first_batch_sets_range(self, gen):
+    def test_first_batch_sets_canonical_grid(self, gen):
         x = torch.randn(1000, generator=gen)
         hist, rng, mn, mx, count = observed(x, bins=64)
-        assert rng.tolist() == [x.min().item(), x.max().item()]
+        # The smallest power-of-two width w whose grid from floor(min / w) w
+        # reaches past max: the half width would not.
+        w, k = grid_of(rng, 64)
+        lo, hi = rng.tolist()
+        assert lo <= x.min().item() and x.max().item() < hi
+        assert math.floor(x.min().item() / (w / 2)) * (w / 2) + 64 * (w / 2) <= x.max().item()
+        assert k == math.floor(x.min().item() / w)
+        assert rng.tolist() == ref_observe([x], 64)[1]
         assert mn.item() == x.min().item() and mx.item() == x.max().item()
         assert hist.sum().item() == 1000 and count.item() == 0
         assert hist.tolist() == ref_observe([x], 64)[0]
+        assert hist[0] > 0 and hist.tolist() == torch.bincount(
+            (torch.floor(x.double() / w) - k).long(), minlength=64
+        ).tolist()
 
     @pytest.mark.parametrize("bins", [2, 16, 64])
     def test_matches_reference_across_rebins(self, gen, bins):
@@ -131,27 +155,37 @@ class TestObserve:
             lo, hi = state[1].tolist()
             assert lo <= state[2].item() and state[3].item() <= hi
 
+    FIRST = torch.tensor([0.0, 1.5, 1.5, 2.5, 2.5, 2.5, 3.5, 3.5, 3.5, 3.75])
+
     def test_rebin_hand_example(self):
-        # [0, 4] in 4 bins of width 1 holding 1, 2, 3, 4 values; then -1.5 and 9.
-        # Union [-1.5, 9]: j = 2 old widths below, f = 3 (f = 2 would reach only 6),
-        # so [-2, 10] in bins of 3: old bin i -> (i + 2) // 3 = 0, 1, 1, 1.
-        state = observed(torch.tensor([0.0, 1.5, 1.5, 2.5, 2.5, 2.5, 3.5, 3.5, 3.5, 4.0]), bins=4)
+        # [0, 3.75] in 4 bins: w = 1 ([0, 4], past 3.75; w = 1/2 ends at 2),
+        # holding 1, 2, 3, 4 values. Then -1: [-1, 3.75] needs w = 2 (w = 1
+        # from -1 ends at 3), k = floor(-1 / 2) = -1: [-2, 6]; old bin [i, i + 1)
+        # moves whole into new bin floor(i / 2) + 1 = 1, 1, 2, 2.
+        state = observed(self.FIRST, bins=4)
         assert state[0].tolist() == [1, 2, 3, 4] and state[1].tolist() == [0.0, 4.0]
+        observe(torch.tensor([-1.0]), state)
+        assert state[1].tolist() == [-2.0, 6.0]
+        assert state[0].tolist() == [1, 1 + 2, 3 + 4, 0]
+        # Then -1.5 and 9: [-1.5, 9] needs w = 4 (w = 2 from -2 ends at 6): [-4, 12];
+        # [-2, 0) -> bin 0, [0, 4) -> bin 1, 9 -> bin 3.
         observe(torch.tensor([-1.5, 9.0]), state)
-        assert state[1].tolist() == [-2.0, 10.0]
-        assert state[0].tolist() == [1 + 1, 2 + 3 + 4, 0, 1]
+        assert state[1].tolist() == [-4.0, 12.0]
+        assert state[0].tolist() == [1 + 1, 3 + 7, 0, 1]
+        assert_state_equal(state, observed(torch.cat([self.FIRST, torch.tensor([-1.0, -1.5, 9.0])]), bins=4))
 
     def test_rebin_only_to_the_right(self):
-        # Smallest shift first: j = 0, then f = 2 covers 5. Old bins 0-1 and
-        # 2-3 merge; 5 lands in [4, 6).
-        state = observed(torch.tensor([0.0, 1.0, 2.0, 4.0]), torch.tensor([5.0]), bins=4)
+        # [0, 5] needs w = 2 ([0, 8]; w = 1 ends at 4): old bins 0-1 and 2-3
+        # merge; 5 lands in [4, 6).
+        state = observed(self.FIRST, torch.tensor([5.0]), bins=4)
         assert state[1].tolist() == [0.0, 8.0]
-        assert state[0].tolist() == [1 + 1, 1 + 1, 1, 0]
+        assert state[0].tolist() == [1 + 2, 3 + 4, 1, 0]
 
     def test_order_of_batches_once_ranges_coincide(self, gen):
-        # Dyadic values keep every bin computation exact: A sets [-8, 8] (w = 1),
-        # B widens it to [-8, 24] (w = 2), C lies inside both ranges. Binning C
-        # before or after the re-bin, or together with A, gives the same histogram.
+        # A alone gets [-8, 24] (w = 2: w = 1 from -8 ends at 8, not past it);
+        # B and C stay inside. Binning C before or after B, or together with A,
+        # gives the same histogram (test_order_and_chunking_independent covers
+        # growing ranges).
         a = torch.tensor([-8.0, 8.0])
         b = torch.tensor([20.0, -3.5])
         c = torch.randint(-512, 512, (300,), generator=gen).float() / 64
@@ -175,15 +209,91 @@ class TestObserve:
         assert_state_equal(observed(*batches), observed(*batches))
 
     def test_constant_input(self):
+        # One value: the finest width allowed, 3's float32 ulp 2^-22, from 3.
         state = observed(torch.full((10,), 3.0), torch.full((5,), 3.0), bins=4)
-        assert state[1].tolist() == [3.0, 3.0]
+        assert state[1].tolist() == [3.0, 3.0 + 4 * 2.0**-22]
         assert state[0].tolist() == [15, 0, 0, 0]
-        # The zero-width range widens to the union; the old mass sits at 3.
+        # [1, 5] needs w = 2 (w = 1 from 1 ends at 5, not past it): [0, 8].
         observe(torch.tensor([1.0, 5.0]), state)
-        assert state[1].tolist() == [1.0, 5.0]
-        assert state[0].tolist() == [1, 0, 15, 1]
+        assert state[1].tolist() == [0.0, 8.0]
+        assert state[0].tolist() == [1, 15, 1, 0]
         together = observed(torch.cat([torch.full((15,), 3.0), torch.tensor([1.0, 5.0])]), bins=4)
         assert_state_equal(state, together)
+
+    def test_all_zeros(self):
+        # The float32 ulp of 0, 2^-149, is the width; -0.0 is 0.
+        state = observed(torch.tensor([0.0, -0.0, 0.0]), bins=4)
+        assert state[1].tolist() == [0.0, 4 * 2.0**-149]
+        assert state[0].tolist() == [3, 0, 0, 0]
+        observe(torch.tensor([-1.0]), state)
+        assert state[1].tolist() == [-1.0, 1.0] and state[0].tolist() == [1, 0, 3, 0]
+
+    @pytest.mark.parametrize("bins", [2, 7, 64, 2048])
+    def test_order_and_chunking_independent(self, gen, bins):
+        # Growing and shifting ranges, a constant run, zeros and a far value:
+        # every order and chunking of the same values gives the same state,
+        # the reference's (all values binned at once on their grid).
+        x = torch.cat([
+            torch.full((50,), 0.75), torch.zeros(20), torch.randn(400, generator=gen) * 0.01 + 3,
+            torch.randn(400, generator=gen) * 40 - 7, laplace(gen, 300) * 1e-3, torch.tensor([1e4, -2.5e-30]),
+        ])
+        x[5] = math.nan
+        expected = None
+        for trial in range(6):
+            perm = torch.randperm(x.numel(), generator=gen)
+            cuts = sorted(torch.randint(0, x.numel(), (trial * 3,), generator=gen).tolist())
+            chunks = [c for c in torch.tensor_split(x[perm], cuts) if c.numel()]
+            state = observed(*chunks, bins=bins)
+            if expected is None:
+                expected = state
+                assert [state[0].tolist(), state[1].tolist()] == list(ref_observe([x], bins))
+                assert state[4].item() == 1
+            assert_state_equal(state, expected)
+
+    def test_order_independent_per_channel_float64(self, gen):
+        scales = torch.tensor([1.0, 1e-3, 50.0], dtype=torch.float64)
+        x = torch.randn(600, 3, generator=gen, dtype=torch.float64) * scales
+        x[7, 1] = 1e-310  # a float64 subnormal
+        x[8, 1] = -1e-310
+        expected = observe(x, new_state(32, channels=3), 1)
+        for c in range(3):
+            assert [expected[0][c].tolist(), expected[1][c].tolist()] == list(ref_observe([x[:, c]], 32))
+        for _ in range(3):
+            perm = torch.randperm(600, generator=gen)
+            state = new_state(32, channels=3)
+            for chunk in x[perm].split(97):
+                observe(chunk, state, 1)
+            assert_state_equal(state, expected)
+
+    @pytest.mark.parametrize("bins", [4, 64, 2048])
+    def test_merge_equals_one_histogram(self, gen, bins):
+        # Two histograms moved to the grid of their union and summed: the one
+        # histogram of all values (what sync_observers does across ranks).
+        x = torch.cat([torch.randn(3000, generator=gen), torch.randn(1000, generator=gen) * 9 + 20])
+        x = x[torch.randperm(x.numel(), generator=gen)]
+        parts = [observed(*x[:1500].split(400), bins=bins), observed(x[1500:], bins=bins)]
+        lo = torch.minimum(parts[0][2], parts[1][2])
+        hi = torch.maximum(parts[0][3], parts[1][3])
+        for p in parts:
+            rebin(p, lo, hi)
+        assert torch.equal(parts[0][1], parts[1][1])
+        whole = observed(x, bins=bins)
+        assert torch.equal(parts[0][0] + parts[1][0], whole[0])
+        assert torch.equal(parts[0][1], whole[1])
+
+    def test_merge_per_channel_with_an_empty_part(self, gen):
+        x = torch.randn(5, 200, generator=gen) * torch.arange(1.0, 6.0)[:, None]
+        a = observe(x[:, :120], new_state(64, channels=5), 0)
+        b = observe(x[:, 120:], new_state(64, channels=5), 0)
+        empty = new_state(64, channels=5)  # saw nothing
+        lo = torch.minimum(a[2], b[2])
+        hi = torch.maximum(a[3], b[3])
+        for p in (a, b, empty):
+            rebin(p, lo, hi)
+        whole = observe(x, new_state(64, channels=5), 0)
+        assert torch.equal(a[0] + b[0] + empty[0], whole[0])
+        for p in (a, b, empty):
+            assert torch.equal(p[1], whole[1])
 
     def test_nonfinite_skipped_and_counted(self, gen):
         x = torch.randn(100, generator=gen)
@@ -251,7 +361,9 @@ class TestObserve:
 
     def test_float64_min_max_round_outwards(self):
         hist, rng, mn, mx, _ = observed(torch.tensor([0.1, 0.3], dtype=torch.float64))
-        assert rng.tolist() == [0.1, 0.3]
+        # w = 2^-13 (2048 bins of 2^-14 from 0.1 end before 0.3), k = floor(0.1 / w) = 819.
+        assert rng.tolist() == [819 / 8192, (819 + 2048) / 8192]
+        assert rng.tolist() == ref_observe([torch.tensor([0.1, 0.3], dtype=torch.float64)], 2048)[1]
         assert mn.double().item() <= 0.1 and mx.double().item() >= 0.3
 
     def test_requires_grad_input(self, gen):
@@ -412,7 +524,7 @@ class TestEntropy:
     @pytest.mark.parametrize("qmin,qmax", [(-128, 127), (-8, 7)])
     def test_matches_reference(self, gen, name, make, qmin, qmax):
         x = make(gen)
-        state = observed(*x.split(20_000), bins=512)  # re-binned: lo not a multiple of the width
+        state = observed(*x.split(20_000), bins=512)  # several batches: re-binned
         hist, (lo_h, hi_h) = state[0].tolist(), state[1].tolist()
         mn, mx = state[2].item(), state[3].item()
         a = R.entropy_threshold(hist, lo_h, hi_h, mn, mx, qmin, qmax)
@@ -628,6 +740,113 @@ class TestRangeErrors:
             hrange(state, 0, 255, False, "mse")
 
 
+class TestRebin:
+    def hand_state(self):
+        return observed(TestObserve.FIRST, bins=4)  # [0, 4], w = 1: 1, 2, 3, 4
+
+    def test_exact_to_a_wider_range(self):
+        state = rebin(self.hand_state(), torch.tensor([-1.5]), torch.tensor([9.0]))
+        # As observing -1.5 and 9 would, without counting them: [-4, 12], w = 4.
+        assert state[1].tolist() == [-4.0, 12.0]
+        assert state[0].tolist() == [0, 10, 0, 0]
+        with_values = observe(torch.tensor([-1.5, 9.0]), self.hand_state())
+        assert torch.equal(with_values[0] - torch.tensor([1, 0, 0, 1]), state[0])
+        assert torch.equal(with_values[1], state[1])
+
+    def test_inside_is_a_no_op(self):
+        state = rebin(self.hand_state(), torch.tensor([0.5]), torch.tensor([2.0]))
+        assert_state_equal(state, self.hand_state())
+        # Extremes narrower than its own bins: it still covers them.
+        state = rebin(self.hand_state(), torch.tensor([1.0]), torch.tensor([1.0]))
+        assert_state_equal(state, self.hand_state())
+
+    def test_random_exact(self, gen):
+        x = torch.randn(2000, generator=gen)
+        for lo, hi in [(-50.0, 3.0), (0.0, 1000.0), (-1e-3, 1e-3), (-1e6, -1e5)]:
+            state = rebin(observed(x, bins=128), torch.tensor([lo]), torch.tensor([hi]))
+            w, k = grid_of(state[1], 128)
+            expected = torch.bincount((torch.floor(x.double() / w) - k).long(), minlength=128)
+            assert torch.equal(state[0], expected)
+            assert state[1][0] <= min(lo, x.min().item()) and max(hi, x.max().item()) < state[1][1]
+
+    def test_empty(self):
+        # Nothing seen, something to cover: the grid of [min_val, max_val].
+        state = rebin(new_state(4), torch.tensor([-1.0]), torch.tensor([3.75]))
+        assert state[0].tolist() == [0, 0, 0, 0]
+        assert state[1].tolist() == list(ref_observe([torch.tensor([-1.0, 3.75])], 4)[1])
+        # Nothing at all: the initial range.
+        state = rebin(new_state(4), torch.tensor([INF]), torch.tensor([-INF]))
+        assert state[1].tolist() == [0.0, 0.0] and state[0].tolist() == [0] * 4
+
+    def test_nothing_to_cover_keeps_a_canonical_histogram(self):
+        state = rebin(self.hand_state(), torch.tensor([INF]), torch.tensor([-INF]))
+        assert_state_equal(state, self.hand_state())
+
+    def test_non_canonical_range_is_made_canonical(self):
+        # [0, 3] in bins of 0.75 (an older state): each bin's mass goes to the
+        # bin of its centre (0.375, 1.125, 1.875, 2.625) on w = 1, [0, 4].
+        state = [
+            torch.tensor([1, 2, 3, 4]), torch.tensor([0.0, 3.0], dtype=torch.float64),
+            torch.tensor([0.0]), torch.tensor([3.0]),
+        ]
+        rebin(state, state[2], state[3])
+        assert state[1].tolist() == [0.0, 4.0]
+        assert state[0].tolist() == [1, 5, 4, 0]
+
+    def test_per_channel_equals_per_tensor(self, gen):
+        x = torch.randn(3, 500, generator=gen) * torch.tensor([[1.0], [10.0], [0.1]])
+        state = observe(x, new_state(32, channels=3), 0)
+        lo, hi = torch.tensor([-5.0, 0.0, 7.0]), torch.tensor([5.0, 100.0, 8.0])
+        rebin(state, lo, hi)
+        for c in range(3):
+            one = rebin(observed(x[c], bins=32), lo[c : c + 1], hi[c : c + 1])
+            assert torch.equal(state[0][c], one[0]) and torch.equal(state[1][c], one[1])
+
+    def test_noncontiguous_state_is_written(self, gen):
+        x = torch.randn(4, 6, generator=gen)
+        state = observe(x, new_state(16, channels=4), 0)
+        hist, rng = state[0].t().contiguous().t(), state[1].t().contiguous().t()
+        assert not hist.is_contiguous()
+        lo, hi = torch.full((4,), -10.0), torch.full((4,), 10.0)
+        OPS._histogram_rebin_(hist, rng, lo, hi)
+        rebin(state, lo, hi)
+        assert torch.equal(hist, state[0]) and torch.equal(rng, state[1])
+
+
+def rebin_raises(exc, fragment):
+    return raises("_histogram_rebin_", exc, fragment)
+
+
+class TestRebinErrors:
+    def test_dtype(self):
+        state = new_state(8)
+        with rebin_raises(TypeError, "histogram_range to be float64, but got float32"):
+            rebin([state[0], state[1].float()], state[2], state[3])
+        with rebin_raises(TypeError, "min_val to be float32, but got float64"):
+            rebin(state, state[2].double(), state[3])
+
+    def test_shape(self):
+        state = new_state(8, channels=3)
+        with rebin_raises(ValueError, "max_val of shape [3] for a histogram of 3 channels, but got shape [2]"):
+            rebin(state, state[2], state[3][:2])
+
+    def test_device(self):
+        state = new_state(8)
+        with rebin_raises(ValueError, "min_val on the histogram's device (cpu), but got meta"):
+            rebin(state, state[2].to("meta"), state[3])
+
+    @pytest.mark.parametrize("lo,hi,shown", [(math.nan, 1.0, "(nan, 1)"), (-INF, 1.0, "(-inf, 1)"), (0.0, INF, "(0, inf)")])
+    def test_bad_extremes(self, lo, hi, shown):
+        with rebin_raises(ValueError, f"min_val <= max_val both finite, or min_val > max_val (nothing to cover), but got {shown}"):
+            rebin(new_state(8), torch.tensor([lo]), torch.tensor([hi]))
+
+    def test_corrupt_histogram_range(self):
+        state = observed(torch.tensor([1.0, 2.0]), bins=8)
+        state[1][0] = INF
+        with rebin_raises(ValueError, "histogram_range to be a finite (lo, hi) with lo <= hi for a non-empty histogram, but got (inf,"):
+            rebin(state, state[2], state[3])
+
+
 # ---- Meta --------------------------------------------------------------------
 
 
@@ -645,6 +864,9 @@ class TestMeta:
             OPS.observe_histogram_(torch.empty(4, 3, device="meta"), *meta, 0)
         with range_raises(ValueError, "method to be one of"):
             hrange(meta, 0, 255, False, "median")
+        with rebin_raises(ValueError, "min_val of shape [3] for a histogram of 3 channels, but got shape [2]"):
+            OPS._histogram_rebin_(meta[0], meta[1], meta[2][:2], meta[3])
+        OPS._histogram_rebin_(*meta[:4])  # shapes fine: nothing to compute
 
 
 def test_torchscript(gen):
@@ -675,6 +897,16 @@ class TestTorch2:
         x = torch.randn(3, 5, generator=gen) if channels is None else torch.randn(4, 3, 5, generator=gen)
         state = observed(torch.randn(64, generator=gen), bins=64) if channels is None else new_state(64, channels)
         self._opcheck()(OPS.observe_histogram_.default, (x * 3, *state, 1 if channels else 0))
+
+    @pytest.mark.parametrize("channels", [None, 3])
+    def test_opcheck_histogram_rebin(self, gen, channels):
+        if channels is None:
+            state = observed(torch.randn(64, generator=gen), bins=64)
+            lo, hi = torch.tensor([-10.0]), torch.tensor([3.0])
+        else:
+            state = observe(torch.randn(3, 50, generator=gen), new_state(64, channels), 0)
+            lo, hi = torch.tensor([-10.0, INF, 0.0]), torch.tensor([3.0, -INF, 0.0])
+        self._opcheck()(OPS._histogram_rebin_.default, (state[0], state[1], lo, hi))
 
     @pytest.mark.parametrize("method", ["minmax", "percentile", "mse", "entropy"])
     def test_opcheck_histogram_range(self, gen, method):

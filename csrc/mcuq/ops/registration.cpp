@@ -29,6 +29,11 @@ TORCH_LIBRARY(mcuq, m) {
       "histogram_range(Tensor histogram, Tensor histogram_range, Tensor min_val, "
       "Tensor max_val, int quant_min, int quant_max, bool symmetric, str method=\"mse\", "
       "float percentile=99.99) -> (Tensor range_min, Tensor range_max)");
+  // Private: re-bins a histogram exactly onto the canonical grid that also
+  // covers [min_val, max_val] (per channel), so that histograms can be summed.
+  m.def(
+      "_histogram_rebin_(Tensor(a!) histogram, Tensor(b!) histogram_range, Tensor min_val, "
+      "Tensor max_val) -> ()");
   m.def(
       "observe_fake_quantize(Tensor input, Tensor(a!) min_val, Tensor(b!) max_val, "
       "Tensor(c!) nonfinite_count, Tensor(d!) scale, Tensor(e!) zero_point, "

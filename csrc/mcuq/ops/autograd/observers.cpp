@@ -112,6 +112,7 @@ TORCH_LIBRARY_IMPL(mcuq, Autograd, m) {
   // State updates and range statistics: never differentiated.
   m.impl("observe_minmax_", torch::CppFunction::makeFallthrough());
   m.impl("observe_histogram_", torch::CppFunction::makeFallthrough());
+  m.impl("_histogram_rebin_", torch::CppFunction::makeFallthrough());
   m.impl("_finite_aminmax", torch::CppFunction::makeFallthrough());
   // Float outputs that carry no gradient: backward through them raises.
   m.impl("choose_qparams", torch::autograd::autogradNotImplementedFallback());

@@ -1,5 +1,6 @@
-// CPU kernels of the histogram observer: observe_histogram_ (updates the
-// state in place) and histogram_range (picks a clipping range from it).
+// CPU kernels of the histogram observer ops: observe_histogram_ (updates the
+// state in place), _histogram_rebin_ (moves it onto a wider range, for DDP
+// sync) and histogram_range (picks a clipping range from it).
 //
 // State (allocated by the caller, e.g. the Python observer):
 //   histogram        int64   [bins] per-tensor, [C, bins] per-channel (bins >= 2)
@@ -10,17 +11,42 @@
 // Per-channel, C == input.size(axis) and every channel has its own range.
 // Initial state: histogram and histogram_range zeros, min/max +inf/-inf.
 //
-// Binning: bin = floor((x - lo) / w), w = (hi - lo) / bins, clamped to
-// [0, bins - 1], in double. The first batch with finite values of an empty
-// histogram sets [lo, hi] to its own [min, max] (lo == hi for a constant
-// batch: everything lands in bin 0). A batch beyond [lo, hi] first re-bins
-// the histogram exactly (plan_rebin in histogram_math.h): the new width is
-// f old widths and the new lo is j old widths below, so old bin i moves whole
-// into new bin (i + j) / f; the smallest f, then the smallest j, whose range
-// covers the union of the old range and the batch. A zero-width range (or
-// an astronomically large f) instead becomes exactly that union, old mass
-// going to the bin of its old position. Counts are integers, so the result
-// is deterministic and the mass is conserved.
+// Binning on canonical grids (CanonicalGrid in histogram_math.h): bins of
+// width w = 2^e starting at lo = k w (k integer), hi = (k + bins) w; a value
+// x goes to bin floor(x / w) - k, in double (exact: w is a power of two),
+// float64 values saturated to ±FLT_MAX first. The grid of a histogram that
+// saw the finite values S is G(S): with m = min S, M = max S and
+// A = max(|min_val|, |max_val|) (the float32 state extremes), the smallest
+// e >= min_grid_exponent(A) (A's float32 ulp, so that a constant batch, even
+// 0, has a width) such that floor(m / w) w + bins w > M, and k = floor(m / w):
+// every value of S lies strictly inside, no clamping needed.
+//
+// Order independence: the state after any sequence of batches is G(S) with
+// every value of S counted in its bin, whatever the order or chunking.
+// By induction: let the state be G(S) (grid e0, k0) and a batch B arrive.
+// (a) e of G(S ∪ B) >= e0: its extremes are wider and A larger, and a grid
+//     exponent that works for a range works for any range inside it.
+// (b) For e >= e0 each old bin [a, a + w0) nests in one new bin (2^e is a
+//     multiple of 2^e0, and k w a multiple of w0), so floor(a / w) =
+//     floor(x / w) for every value x counted in that bin. With a_first,
+//     a_last the lower edges of the lowest and highest non-empty old bins
+//     (which hold min S and max S), the search over e >= e0 on the points
+//     [min(a_first, min B), max(a_last, max B)] therefore tests exactly the
+//     conditions it tests on [min(S ∪ B), max(S ∪ B)], and finds G(S ∪ B).
+// (c) Moving old bin i to new bin floor(a_i / w) - k is then where each of
+//     its values would have been binned directly, so the counts are those of
+//     binning S ∪ B at once. Counts are integers: the result is exact.
+// The same makes histograms mergeable: _histogram_rebin_ moves a histogram to
+// the grid of [min(a_first, min_val), max(a_last, max_val)] (e >= its own e and
+// >= min_grid_exponent of the given extremes); after an all-reduce of min_val
+// (MIN) and max_val (MAX), every rank lands on G(all ranks' values), and the
+// SUM of the histograms is the histogram of one process that saw everything.
+// (With float64 input the all-reduced float32 extremes are rounded outwards,
+// so the merged grid may be coarser than one process's.)
+//
+// A state whose non-empty range is not a canonical grid (saved by an older
+// version, or made by hand) is moved approximately, once: each bin's mass goes
+// to the new bin of its centre, on a grid no finer than its bins.
 //
 // histogram_range methods ("minmax", "percentile", "mse", "entropy") are
 // described at their functions below; each channel is handled on its own.
@@ -228,6 +254,19 @@ HistogramRangeArgs check_histogram_range_args(
   return args;
 }
 
+HistogramLayout check_histogram_rebin_args(
+    const char* op,
+    const at::Tensor& histogram,
+    const at::Tensor& histogram_range,
+    const at::Tensor& min_val,
+    const at::Tensor& max_val) {
+  check_state(op, "histogram", histogram, at::kLong, histogram, "histogram");
+  check_state(op, "histogram_range", histogram_range, at::kDouble, histogram, "histogram");
+  check_state(op, "min_val", min_val, at::kFloat, histogram, "histogram");
+  check_state(op, "max_val", max_val, at::kFloat, histogram, "histogram");
+  return check_state_shapes(op, histogram, histogram_range, min_val, max_val);
+}
+
 namespace {
 
 // ---- observe_histogram_ ------------------------------------------------------
@@ -246,27 +285,52 @@ float float_at_least(double v) {
   return f;
 }
 
-// Re-bins one histogram row in place to cover [new_min, new_max]; updates lo, hi.
-void rebin(int64_t* hist, int64_t bins, double& lo, double& hi, double new_min, double new_max) {
-  const RebinPlan plan = plan_rebin(lo, hi, bins, new_min, new_max);
-  std::vector<int64_t> moved(bins, 0);
-  if (plan.factor > 0) {
-    for (int64_t i = 0; i < bins; ++i) {
-      moved[std::min((i + plan.shift) / plan.factor, bins - 1)] += hist[i];
-    }
-  } else {
-    const double w = (hi - lo) / static_cast<double>(bins);
-    const double new_w = (plan.hi - plan.lo) / static_cast<double>(bins);
-    for (int64_t i = 0; i < bins; ++i) {
-      if (hist[i] != 0) {
-        const double centre = w > 0.0 ? lo + (static_cast<double>(i) + 0.5) * w : lo;
-        moved[bin_index(centre, plan.lo, new_w, bins)] += hist[i];
-      }
+// Moves one histogram row (`range` = its lo, hi) in place onto the canonical
+// grid of its non-empty bins plus the points [new_min, new_max] (ignored when
+// new_min > new_max), with e >= e_min; returns the grid. An empty row with no
+// points keeps its range and returns a default grid (bins == 0).
+CanonicalGrid regrid(int64_t* hist, int64_t bins, double* range, double new_min, double new_max, int e_min) {
+  int64_t first = -1, last = -1;
+  for (int64_t i = 0; i < bins; ++i) {
+    if (hist[i] != 0) {
+      if (first < 0) first = i;
+      last = i;
     }
   }
-  std::copy(moved.begin(), moved.end(), hist);
-  lo = plan.lo;
-  hi = plan.hi;
+  // Each non-empty old bin's point: its lower edge on a canonical grid (any
+  // point of the bin maps to the same coarser bin), else its centre.
+  CanonicalGrid old;
+  const bool canonical = first >= 0 && grid_of_range(range[0], range[1], bins, old);
+  const double old_w = (range[1] - range[0]) / static_cast<double>(bins);
+  const auto point = [&](int64_t i) {
+    if (canonical) return old.lo + static_cast<double>(i) * old.w;
+    const double centre = old_w > 0.0 ? range[0] + (static_cast<double>(i) + 0.5) * old_w : range[0];
+    return to_float_range(centre);
+  };
+  double m = new_min, M = new_max;
+  if (first >= 0) {
+    if (canonical) {
+      e_min = std::max(e_min, old.e);
+    } else if (old_w > 0.0 && std::isfinite(old_w)) {
+      e_min = std::max(e_min, std::ilogb(old_w) + 1);  // no finer than the old bins
+    }
+    m = std::min(m, point(first));
+    M = std::max(M, point(last));
+  }
+  if (!(m <= M)) {
+    return {};
+  }
+  const CanonicalGrid grid = canonical_grid(m, M, e_min, bins);
+  if (first >= 0 && !(canonical && grid.e == old.e && grid.k == old.k)) {
+    std::vector<int64_t> moved(bins, 0);
+    for (int64_t i = first; i <= last; ++i) {
+      if (hist[i] != 0) moved[grid.bin(point(i))] += hist[i];
+    }
+    std::copy(moved.begin(), moved.end(), hist);
+  }
+  range[0] = grid.lo;
+  range[1] = grid.hi;
+  return grid;
 }
 
 // Folds n values into one histogram row and its range / min / max; returns
@@ -297,23 +361,13 @@ int64_t observe_row(
   *min_val = std::min(*min_val, float_at_most(bmin));
   *max_val = std::max(*max_val, float_at_least(bmax));
 
-  int64_t mass = 0;
-  for (int64_t k = 0; k < bins; ++k) mass += hist[k];
-  double lo = range[0], hi = range[1];
-  if (mass == 0) {
-    lo = bmin;
-    hi = bmax;
-  } else if (bmin < lo || bmax > hi) {
-    rebin(hist, bins, lo, hi, std::min(lo, bmin), std::max(hi, bmax));
-  }
-  range[0] = lo;
-  range[1] = hi;
-
-  const double w = (hi - lo) / static_cast<double>(bins);
+  const int e_min = min_grid_exponent(std::max(std::fabs(*min_val), std::fabs(*max_val)));
+  const CanonicalGrid grid =
+      regrid(hist, bins, range, to_float_range(bmin), to_float_range(bmax), e_min);
   for (int64_t i = 0; i < n; ++i) {
     const double v = static_cast<double>(x[i]);
     if (std::isfinite(v)) {
-      ++hist[bin_index(v, lo, w, bins)];
+      ++hist[grid.bin(to_float_range(v))];
     }
   }
   return nonfinite;
@@ -323,6 +377,21 @@ int64_t observe_row(
 // (t.contiguous() is t itself otherwise); this copies them back.
 void write_back(const at::Tensor& work, const at::Tensor& t) {
   if (!work.is_same(t)) t.copy_(work);
+}
+
+// A non-empty histogram must come with the range of its bins.
+void check_ranges_of_nonempty(const char* op, const HistogramLayout& layout, const int64_t* ph, const double* pr) {
+  const int64_t bins = layout.bins;
+  for (int64_t c = 0; c < layout.channels; ++c) {
+    int64_t mass = 0;
+    for (int64_t k = 0; k < bins; ++k) mass += ph[c * bins + k];
+    TORCH_CHECK_VALUE(
+        mass == 0 || (std::isfinite(pr[2 * c]) && std::isfinite(pr[2 * c + 1]) && pr[2 * c] <= pr[2 * c + 1]),
+        fmt::format(
+            "mcuq::{}: expected histogram_range to be a finite (lo, hi) with lo <= hi for a "
+            "non-empty histogram, but got ({}, {}){}",
+            op, pr[2 * c], pr[2 * c + 1], layout.per_channel ? fmt::format(" for channel {}", c) : ""));
+  }
 }
 
 void observe_histogram_cpu(
@@ -347,17 +416,7 @@ void observe_histogram_cpu(
   float* pmin = mn.data_ptr<float>();
   float* pmax = mx.data_ptr<float>();
 
-  // A non-empty histogram must come with the range of its bins.
-  for (int64_t c = 0; c < channels; ++c) {
-    int64_t mass = 0;
-    for (int64_t k = 0; k < bins; ++k) mass += ph[c * bins + k];
-    TORCH_CHECK_VALUE(
-        mass == 0 || (std::isfinite(pr[2 * c]) && std::isfinite(pr[2 * c + 1]) && pr[2 * c] <= pr[2 * c + 1]),
-        fmt::format(
-            "mcuq::{}: expected histogram_range to be a finite (lo, hi) with lo <= hi for a "
-            "non-empty histogram, but got ({}, {}){}",
-            op, pr[2 * c], pr[2 * c + 1], layout.per_channel ? fmt::format(" for channel {}", c) : ""));
-  }
+  check_ranges_of_nonempty(op, layout, ph, pr);
   if (input.numel() == 0) {
     return;
   }
@@ -389,6 +448,54 @@ void observe_histogram_cpu(
   int64_t total = 0;
   for (int64_t v : nonfinite) total += v;
   *nonfinite_count.data_ptr<int64_t>() += total;
+}
+
+// ---- _histogram_rebin_ -------------------------------------------------------
+
+// Moves each row onto the canonical grid covering its non-empty bins and
+// [min_val, max_val] (see the top of the file); a row whose min_val > max_val
+// (no values to cover) only covers its own bins, and an empty one then gets
+// the initial range (0, 0), so that ranks that saw nothing agree.
+void histogram_rebin_cpu(
+    const at::Tensor& histogram,
+    const at::Tensor& histogram_range,
+    const at::Tensor& min_val,
+    const at::Tensor& max_val) {
+  const char* op = "_histogram_rebin_";
+  const HistogramLayout layout = check_histogram_rebin_args(op, histogram, histogram_range, min_val, max_val);
+  const int64_t channels = layout.channels, bins = layout.bins;
+  at::Tensor hist = histogram.contiguous();
+  at::Tensor range = histogram_range.contiguous();
+  const at::Tensor mn = min_val.contiguous();
+  const at::Tensor mx = max_val.contiguous();
+  int64_t* ph = hist.data_ptr<int64_t>();
+  double* pr = range.data_ptr<double>();
+  const float* pmin = mn.data_ptr<float>();
+  const float* pmax = mx.data_ptr<float>();
+  check_ranges_of_nonempty(op, layout, ph, pr);
+  for (int64_t c = 0; c < channels; ++c) {
+    const double lo = pmin[c], hi = pmax[c];
+    TORCH_CHECK_VALUE(
+        !std::isnan(lo) && !std::isnan(hi) && (lo > hi || (std::isfinite(lo) && std::isfinite(hi))),
+        fmt::format(
+            "mcuq::{}: expected min_val <= max_val both finite, or min_val > max_val (nothing to "
+            "cover), but got ({}, {}){}",
+            op, lo, hi, layout.per_channel ? fmt::format(" for channel {}", c) : ""));
+  }
+  at::parallel_for(0, channels, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      const bool points = pmin[c] <= pmax[c];
+      const int e_min = points ? min_grid_exponent(std::max(std::fabs(pmin[c]), std::fabs(pmax[c]))) : -149;
+      const CanonicalGrid grid = regrid(
+          ph + c * bins, bins, pr + 2 * c, points ? pmin[c] : kInf, points ? pmax[c] : -kInf, e_min);
+      if (grid.bins == 0) {
+        pr[2 * c] = 0.0;
+        pr[2 * c + 1] = 0.0;
+      }
+    }
+  });
+  write_back(hist, histogram);
+  write_back(range, histogram_range);
 }
 
 // ---- histogram_range ---------------------------------------------------------
@@ -545,12 +652,19 @@ double grid_error(const MassBins& bins, float range_min, float range_max, int64_
 //    a, with range [-a, a] and Δ = 2a / (quant_max - quant_min).
 // 2. Δ²/12 ignores where the grid's levels fall among the bins, which moves
 //    the real error by a few percent, so the candidates around the stage-1
-//    optimum (±kRefineAffine lows × highs, ±kRefineSymmetric values of a)
-//    are re-scored with grid_error, and the best of those is the answer.
+//    optimum (affine: each end alone over ±kSweepAffine, then ±kRefineAffine
+//    lows × highs; symmetric: ±kRefineSymmetric values of a) are re-scored
+//    with grid_error, and the best of those is the answer.
 //
 // Ties keep the first candidate in ascending order. Returns the effective
 // range clamped to the observed one.
 constexpr int64_t kRefineAffine = 16;
+// Affine, before the ±kRefineAffine window: each end alone over ±kSweepAffine
+// candidates (the other end fixed). Where the levels fall can move the error
+// by tens of percent (a spike of equal values, e.g. a constant background,
+// lands nearer or farther from a level), several steps away from the stage-1
+// optimum: more bins than the 2-D window spans on a fine histogram.
+constexpr int64_t kSweepAffine = 64;
 constexpr int64_t kRefineSymmetric = 64;
 // Sub-bin steps of the final refinement (between neighbouring bin edges).
 constexpr int kSubBinSteps = 32;
@@ -674,6 +788,29 @@ Range mse_range(const Row& r, int64_t quant_min, int64_t quant_max, bool symmetr
         static_cast<float>(std::max(lows[li].value, r.min_val)),
         static_cast<float>(std::min(highs[hi].value, r.max_val))};
   };
+  const auto pair_error = [&](int64_t li, int64_t hi) {
+    if (!(highs[hi].u > lows[li].u)) return kInf;
+    const auto [lo_f, hi_f] = returned(li, hi);
+    return grid_error(mass_bins, lo_f, hi_f, quant_min, quant_max, false);
+  };
+  // Each end alone first, over a wider window: see kSweepAffine.
+  best = pair_error(best_l, best_h);
+  for (int64_t hi = std::max<int64_t>(0, best_h - kSweepAffine), h0 = best_h;
+       hi <= std::min(nh - 1, h0 + kSweepAffine); ++hi) {
+    const double err = pair_error(best_l, hi);
+    if (err < best) {
+      best = err;
+      best_h = hi;
+    }
+  }
+  for (int64_t li = std::max<int64_t>(0, best_l - kSweepAffine), l0 = best_l;
+       li <= std::min(nl - 1, l0 + kSweepAffine); ++li) {
+    const double err = pair_error(li, best_h);
+    if (err < best) {
+      best = err;
+      best_l = li;
+    }
+  }
   auto [best_lo, best_hi] = returned(best_l, best_h);
   best = kInf;
   for (int64_t li = std::max<int64_t>(0, best_l - kRefineAffine);
@@ -880,12 +1017,13 @@ std::tuple<at::Tensor, at::Tensor> histogram_range_cpu(
     for (int64_t c = begin; c < end; ++c) {
       const Row& r = rows[c];
       Range result{r.min_val, r.max_val};
-      // A zero-width histogram (one value seen) has nothing to choose from.
+      // One value seen (min_val == max_val; its bin has a width) or a
+      // zero-width histogram: nothing to choose from.
       if (args.method == RangeMethod::kPercentile) {
         result = percentile_range(r, percentile, symmetric);
       } else if (args.method == RangeMethod::kMse && r.w > 0.0 && r.max_val > r.min_val) {
         result = mse_range(r, quant_min, quant_max, symmetric);
-      } else if (args.method == RangeMethod::kEntropy && r.w > 0.0) {
+      } else if (args.method == RangeMethod::kEntropy && r.w > 0.0 && r.max_val > r.min_val) {
         const double a = entropy_threshold(r, quant_min, quant_max);
         result = symmetric ? Range{-a, a} : Range{std::max(r.min_val, -a), std::min(r.max_val, a)};
       } else if (symmetric && args.method != RangeMethod::kMinMax) {
@@ -904,6 +1042,7 @@ std::tuple<at::Tensor, at::Tensor> histogram_range_cpu(
 TORCH_LIBRARY_IMPL(mcuq, CPU, m) {
   m.impl("observe_histogram_", &observe_histogram_cpu);
   m.impl("histogram_range", &histogram_range_cpu);
+  m.impl("_histogram_rebin_", &histogram_rebin_cpu);
 }
 
 }  // namespace mcuq::ops

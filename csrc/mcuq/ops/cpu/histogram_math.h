@@ -1,12 +1,14 @@
 // Shared by the CPU and Meta kernels of the histogram observer ops
-// (observe_histogram_, histogram_range): their argument checks, which read no
-// tensor data (defined in cpu/histogram.cpp), and the binning / re-binning
-// arithmetic, kept here as small pure functions so the rule is stated once.
+// (observe_histogram_, histogram_range, _histogram_rebin_): their argument
+// checks, which read no tensor data (defined in cpu/histogram.cpp), and the
+// canonical-grid arithmetic, kept here as small pure functions so the rule is
+// stated once.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -51,64 +53,100 @@ HistogramRangeArgs check_histogram_range_args(
     const std::string& method,
     double percentile);
 
-// The bin of a finite x in a histogram of `bins` bins of `width` from `lo`:
-// floor((x - lo) / width), clamped to [0, bins - 1]. A zero-width range puts
-// everything in bin 0.
-inline int64_t bin_index(double x, double lo, double width, int64_t bins) {
-  if (!(width > 0.0)) {
-    return 0;
-  }
-  const double t = std::floor((x - lo) / width);
-  if (!(t >= 0.0)) {
-    return 0;  // also catches NaN from overflowing ranges
-  }
-  if (t >= static_cast<double>(bins - 1)) {
-    return bins - 1;
-  }
-  return static_cast<int64_t>(t);
-}
+// _histogram_rebin_: dtypes, devices and shapes of the state.
+HistogramLayout check_histogram_rebin_args(
+    const char* op,
+    const at::Tensor& histogram,
+    const at::Tensor& histogram_range,
+    const at::Tensor& min_val,
+    const at::Tensor& max_val);
 
-// How to re-bin a histogram over [lo, hi] so that it covers [new_min,
-// new_max] (which contains [lo, hi]).
+// ---- canonical grids ----------------------------------------------------------
 //
-// Exact rule: with w = (hi - lo) / bins, the new histogram has width f * w
-// and starts j old widths below lo, so new bin edges are old bin edges and
-// old bin i moves whole into new bin (i + j) / f. j is the smallest shift
-// that covers new_min, then f the smallest factor that also covers new_max
-// (a larger j only moves the range away from new_max, so this is also the
-// smallest f overall).
-//
-// Fallback (factor == 0): when the old range has zero width, or the growth
-// is so large (f > 2^40) that old bins collapse anyway, the new range is
-// exactly [new_min, new_max] and each old bin's mass goes to the new bin of
-// its centre (of lo, for a zero-width range).
-struct RebinPlan {
-  double lo = 0.0, hi = 0.0;  // the new range
-  int64_t factor = 0;         // f; 0 selects the fallback
-  int64_t shift = 0;          // j
+// A histogram's bins are a canonical grid: width w = 2^e and lo = k w (k an
+// integer), hi = (k + bins) w; bin i is [lo + i w, lo + (i + 1) w). Any two
+// such bins are nested or disjoint, so a histogram re-bins exactly onto any
+// coarser canonical grid (see cpu/histogram.cpp for the rule and the proof
+// that it makes the state order-independent).
+
+// A canonical grid: e, k and the derived width, lo and hi (all exact in
+// double: |k| + bins < 2^53 and w a power of two within double's range).
+struct CanonicalGrid {
+  int e = 0;
+  double k = 0.0;       // integer-valued
+  double w = 0.0;       // 2^e
+  double inv_w = 0.0;   // 2^-e
+  double lo = 0.0, hi = 0.0;
+  int64_t bins = 0;
+
+  CanonicalGrid() = default;
+  CanonicalGrid(int e_, double k_, int64_t bins_)
+      : e(e_), k(k_), w(std::ldexp(1.0, e_)), inv_w(std::ldexp(1.0, -e_)), bins(bins_) {
+    lo = k * w;
+    hi = (k + static_cast<double>(bins)) * w;
+  }
+
+  // floor(x / w): x * 2^-e is exact unless it underflows (float64
+  // subnormals under a wide grid), where a negative x must still give -1.
+  double floor_units(double x) const {
+    const double t = std::floor(x * inv_w);
+    return (t == 0.0 && x < 0.0) ? -1.0 : t;
+  }
+  // The bin of a finite x (in float range): floor(x / w) - k, clamped to
+  // [0, bins - 1] (a covering grid never needs the clamp; it guards NaN too).
+  int64_t bin(double x) const {
+    const double t = floor_units(x) - k;
+    if (!(t >= 0.0)) return 0;
+    if (t >= static_cast<double>(bins - 1)) return bins - 1;
+    return static_cast<int64_t>(t);
+  }
 };
 
-inline RebinPlan plan_rebin(double lo, double hi, int64_t bins, double new_min, double new_max) {
-  // 2^40: beyond it old bins collapse into one or two new ones anyway.
-  constexpr double kMaxFactor = 1099511627776.0;
-  const double b = static_cast<double>(bins);
-  const double w = (hi - lo) / b;
-  if (w > 0.0 && std::isfinite(w)) {
-    double j = std::max(0.0, std::ceil((lo - new_min) / w));
-    double f = std::max(1.0, std::ceil((j + (new_max - lo) / w) / b));
-    // The estimates above can be off by one through rounding; the stored
-    // range must really cover [new_min, new_max] (else the next batch would
-    // re-bin again for nothing). A few steps fix that; more means the
-    // arithmetic is hopeless (|lo| >> w) and the fallback takes over.
-    for (int step = 0; step < 4 && lo - j * w > new_min; ++step) j += 1.0;
-    f = std::max(f, std::ceil((j + (new_max - lo) / w) / b));
-    for (int step = 0; step < 4 && lo + (b * f - j) * w < new_max; ++step) f += 1.0;
-    if (f <= kMaxFactor && j <= b * f - b && lo - j * w <= new_min &&
-        lo + (b * f - j) * w >= new_max) {
-      return {lo - j * w, lo + (b * f - j) * w, static_cast<int64_t>(f), static_cast<int64_t>(j)};
-    }
+// float64 values are binned saturated to the float32 range, as min_val and
+// max_val saturate: the grid then always fits double's range.
+inline double to_float_range(double v) {
+  return std::clamp(v, -static_cast<double>(FLT_MAX), static_cast<double>(FLT_MAX));
+}
+
+// The finest width a histogram whose values reach magnitude `amax` (the
+// state's float32 min_val / max_val) may have: the float32 ulp of amax,
+// 2^(ilogb(amax) - 23), at least 2^-149 (the float32 ulp of 0). Finer bins
+// could not separate float32 values, and it gives a constant batch (even
+// all zeros) a width. Non-decreasing in amax, which order independence needs.
+inline int min_grid_exponent(double amax) {
+  if (!(amax > 0.0)) return -149;
+  return std::max(std::ilogb(std::min(amax, static_cast<double>(FLT_MAX))) - 23, -149);
+}
+
+// The canonical grid for points [m, M] (finite, in float range, m <= M):
+// the smallest e >= e_min with floor(m / 2^e) 2^e + bins 2^e > M, k =
+// floor(m / 2^e); every point in [m, M] then falls strictly inside, in bins
+// 0 .. bins - 1. The condition holds for every e above one that satisfies it
+// (doubling w moves lo down by at most the old w and hi up by
+// (bins - 1) old w), so the search just counts up from a lower bound:
+// bins 2^e > M - m, less one for rounding in (M - m) / bins. It stops
+// within a few steps (bins >= 2: 2^e >= (M - m) / (bins - 1) suffices).
+inline CanonicalGrid canonical_grid(double m, double M, int e_min, int64_t bins) {
+  int e = e_min;
+  const double per_bin = (M - m) / static_cast<double>(bins);
+  if (per_bin > 0.0) e = std::max(e, std::ilogb(per_bin) - 1);
+  for (;; ++e) {
+    CanonicalGrid g(e, 0.0, bins);
+    g = CanonicalGrid(e, g.floor_units(m), bins);
+    if (g.hi > M) return g;
   }
-  return {new_min, new_max, 0, 0};
+}
+
+// Whether [lo, hi] with `bins` bins is a canonical grid, and which.
+inline bool grid_of_range(double lo, double hi, int64_t bins, CanonicalGrid& grid) {
+  const double w = (hi - lo) / static_cast<double>(bins);
+  if (!(w > 0.0) || !std::isfinite(w) || !std::isfinite(lo)) return false;
+  int exp = 0;
+  if (std::frexp(w, &exp) != 0.5) return false;  // not a power of two
+  const CanonicalGrid g(exp - 1, std::floor(lo / w), bins);
+  if (g.lo != lo || g.hi != hi || std::fabs(g.k) >= 4503599627370496.0) return false;  // 2^52
+  grid = g;
+  return true;
 }
 
 }  // namespace mcuq::ops

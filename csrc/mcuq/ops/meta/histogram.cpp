@@ -42,11 +42,20 @@ std::tuple<at::Tensor, at::Tensor> histogram_range_meta(
   return {at::empty_symint(min_val.sym_sizes(), options), at::empty_symint(min_val.sym_sizes(), options)};
 }
 
+void histogram_rebin_meta(
+    const at::Tensor& histogram,
+    const at::Tensor& histogram_range,
+    const at::Tensor& min_val,
+    const at::Tensor& max_val) {
+  check_histogram_rebin_args("_histogram_rebin_", histogram, histogram_range, min_val, max_val);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(mcuq, Meta, m) {
   m.impl("observe_histogram_", &observe_histogram_meta);
   m.impl("histogram_range", &histogram_range_meta);
+  m.impl("_histogram_rebin_", &histogram_rebin_meta);
 }
 
 }  // namespace mcuq::ops
