@@ -25,6 +25,8 @@ cmake -S . -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
 cmake --build "$build" -j"$jobs"
 
 status=0
+# The Fashion-MNIST tests read Debian's dataset files; vendored ones if there.
+[ -d .deps/fashion-mnist ] && export MCUQ_FASHION_MNIST="$PWD/.deps/fashion-mnist"
 ctest --test-dir "$build" --output-on-failure -j"$jobs" || status=1
 MCUQ_LIBRARY="$build/libmcuq.so" PYTHONPATH="$PWD/ops" \
   "$PYTHON" -m pytest tests/python -q -p no:cacheprovider -rs "$@" || status=1
