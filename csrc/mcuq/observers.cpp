@@ -9,13 +9,14 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// Entries of the range state for this input: 1, or the channel groups along axis.
+// Entries of the range state for this input: 1, or the channel groups along
+// axis (checked as the ops check them, before dividing by group_size).
 int64_t range_entries(const ObserverOptions& o, const at::Tensor& input) {
   if (!o.axis.has_value()) return 1;
-  const int64_t dim = input.dim();
-  const int64_t axis = *o.axis < 0 ? *o.axis + dim : *o.axis;
-  if (axis < 0 || axis >= dim) return -1;  // let the op report the bad axis
-  return input.size(axis) / o.group_size;
+  return std::get<0>(detail::finite_aminmax(
+                         at::empty(input.sizes(), input.options().device(at::kMeta)), o.axis,
+                         o.group_size))
+      .numel();
 }
 
 // Re-creates state tensors with n entries when the input needs another size.
@@ -38,7 +39,7 @@ void MinMaxObserver::size_state(const at::Tensor& input) {
   resize_state(range_entries(options_, input), min_val_, max_val_);
 }
 
-const at::Tensor& MinMaxObserver::operator()(const at::Tensor& input) {
+at::Tensor MinMaxObserver::operator()(const at::Tensor& input) {
   size_state(input);
   observe_minmax_(
       input.detach(), min_val_, max_val_, nonfinite_count_, options_.averaging_constant,

@@ -25,12 +25,14 @@ struct ObserverOptions {
   c10::optional<double> averaging_constant = c10::nullopt;
 };
 
-// Min/max range observer (running or EMA). operator() observes and returns its input.
+// Min/max range observer (running or EMA). operator() observes and returns
+// its input. Bad options (group_size < 1, an axis the input lacks, channels
+// group_size does not divide) throw c10::ValueError.
 class MinMaxObserver {
  public:
   explicit MinMaxObserver(ObserverOptions options = {});
 
-  const at::Tensor& operator()(const at::Tensor& input);
+  at::Tensor operator()(const at::Tensor& input);
 
   // (scale float32, zero_point int32); throws c10::ValueError if no finite value was seen.
   std::tuple<at::Tensor, at::Tensor> calculate_qparams() const;

@@ -74,6 +74,8 @@ class _RangeState:
         module.axis = 0 if axis is None else int(axis)
         module.ch_axis = module.axis
         module.group_size = int(group_size)
+        if module.group_size < 1:
+            raise ValueError(f"mcuq: expected group_size >= 1, but got {group_size}")
         module.qscheme = _qscheme(symmetric, module.per_channel)
         module.observer_name = type(module).__name__  # for messages, also from TorchScript
         module.register_buffer("min_val", torch.tensor([float("inf")]))
@@ -100,7 +102,38 @@ class _RangeState:
                 getattr(module, name).resize_(state_dict[key].shape)
 
 
-class _MinMaxObserverBase(ObserverBase):
+class _RangeMixin:
+    """What the range-keeping modules share (methods compile with TorchScript)."""
+
+    def _range_entries(self, x: Tensor) -> int:
+        """How many ranges this input needs, checked as the ops check it."""
+        if not self.per_channel:
+            return 1
+        axis = self.axis + x.dim() if self.axis < 0 else self.axis
+        if axis < 0 or axis >= x.dim():
+            raise ValueError("mcuq: " + self.observer_name + " expected axis " + str(self.axis)
+                             + " to exist in a " + str(x.dim()) + "-d input")
+        channels = x.size(axis)
+        if channels % self.group_size != 0:
+            raise ValueError("mcuq: " + self.observer_name + " expected group_size="
+                             + str(self.group_size) + " to divide the " + str(channels) + " channels")
+        return channels // self.group_size
+
+    def _check_seen(self) -> None:
+        if bool((self.min_val > self.max_val).any()):
+            raise ValueError(
+                "mcuq: " + self.observer_name + " saw no finite value (for some channel); "
+                "run calibration data through it first"
+            )
+
+    def _qparams_from_state(self) -> Tuple[Tensor, Tensor]:
+        self._check_seen()
+        return torch.ops.mcuq.choose_qparams(
+            self.min_val, self.max_val, self.quant_min, self.quant_max, self.symmetric, self.power_of_two
+        )
+
+
+class _MinMaxObserverBase(_RangeMixin, ObserverBase):
     min_val: Tensor
     max_val: Tensor
     nonfinite_count: Tensor
@@ -121,11 +154,10 @@ class _MinMaxObserverBase(ObserverBase):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.per_channel:
-            n = x.size(self.axis) // self.group_size
-            if self.min_val.numel() != n:
-                self.min_val.resize_(n).fill_(float("inf"))
-                self.max_val.resize_(n).fill_(float("-inf"))
+        n = self._range_entries(x)
+        if self.min_val.numel() != n:
+            self.min_val.resize_(n).fill_(float("inf"))
+            self.max_val.resize_(n).fill_(float("-inf"))
         torch.ops.mcuq.observe_minmax_(
             x.detach(), self.min_val, self.max_val, self.nonfinite_count,
             self.averaging_constant, self.axis, self.group_size,
@@ -134,14 +166,7 @@ class _MinMaxObserverBase(ObserverBase):
 
     @torch.jit.export
     def calculate_qparams(self) -> Tuple[Tensor, Tensor]:
-        if bool((self.min_val > self.max_val).any()):
-            raise ValueError(
-                "mcuq: " + self.observer_name + " saw no finite value (for some channel); "
-                "run calibration data through it first"
-            )
-        return torch.ops.mcuq.choose_qparams(
-            self.min_val, self.max_val, self.quant_min, self.quant_max, self.symmetric, self.power_of_two
-        )
+        return self._qparams_from_state()
 
     def extra_repr(self) -> str:
         return (f"quant_min={self.quant_min}, quant_max={self.quant_max}, symmetric={self.symmetric}, "
@@ -175,7 +200,7 @@ class MovingAverageMinMaxObserver(_MinMaxObserverBase):
                          power_of_two, axis, ch_axis, group_size, **kwargs)
 
 
-class FakeQuantize(FakeQuantizeBase):
+class FakeQuantize(_RangeMixin, FakeQuantizeBase):
     """Observe (EMA min/max) and fake-quantize in one fused op, with a
     straight-through gradient: the QAT building block. Works as a
     ``torch.ao.quantization.QConfig`` activation or weight factory::
@@ -219,13 +244,12 @@ class FakeQuantize(FakeQuantizeBase):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.per_channel:
-            n = x.size(self.axis) // self.group_size
-            if self.min_val.numel() != n:
-                self.min_val.resize_(n).fill_(float("inf"))
-                self.max_val.resize_(n).fill_(float("-inf"))
-                self.scale.resize_(n).fill_(1.0)
-                self.zero_point.resize_(n).fill_(0)
+        n = self._range_entries(x)
+        if self.min_val.numel() != n:
+            self.min_val.resize_(n).fill_(float("inf"))
+            self.max_val.resize_(n).fill_(float("-inf"))
+            self.scale.resize_(n).fill_(1.0)
+            self.zero_point.resize_(n).fill_(0)
         return torch.ops.mcuq.observe_fake_quantize(
             x, self.min_val, self.max_val, self.nonfinite_count, self.scale, self.zero_point,
             self.observer_enabled, self.fake_quant_enabled, self.averaging_constant,
@@ -234,14 +258,7 @@ class FakeQuantize(FakeQuantizeBase):
 
     @torch.jit.export
     def calculate_qparams(self) -> Tuple[Tensor, Tensor]:
-        if bool((self.min_val > self.max_val).any()):
-            raise ValueError(
-                "mcuq: " + self.observer_name + " saw no finite value (for some channel); "
-                "run data through it first"
-            )
-        return torch.ops.mcuq.choose_qparams(
-            self.min_val, self.max_val, self.quant_min, self.quant_max, self.symmetric, self.power_of_two
-        )
+        return self._qparams_from_state()
 
     def extra_repr(self) -> str:
         return (f"quant_min={self.quant_min}, quant_max={self.quant_max}, symmetric={self.symmetric}, "
@@ -250,7 +267,7 @@ class FakeQuantize(FakeQuantizeBase):
 
 
 
-class HistogramObserver(ObserverBase):
+class HistogramObserver(_RangeMixin, ObserverBase):
     """A histogram of the finite values seen (``bins`` bins of a power-of-two
     width on a grid aligned to it, re-binned exactly when new data leaves its
     range, so the state depends only on the values seen, not on their order or
@@ -299,7 +316,7 @@ class HistogramObserver(ObserverBase):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.per_channel:
-            n = x.size(self.axis)
+            n = self._range_entries(x)
             if self.min_val.numel() != n:
                 self.min_val.resize_(n).fill_(float("inf"))
                 self.max_val.resize_(n).fill_(float("-inf"))
@@ -321,11 +338,7 @@ class HistogramObserver(ObserverBase):
 
     @torch.jit.export
     def calculate_qparams(self) -> Tuple[Tensor, Tensor]:
-        if bool((self.min_val > self.max_val).any()):
-            raise ValueError(
-                "mcuq: " + self.observer_name + " saw no finite value (for some channel); "
-                "run calibration data through it first"
-            )
+        self._check_seen()
         lo, hi = self.calculate_range()
         return torch.ops.mcuq.choose_qparams(lo, hi, self.quant_min, self.quant_max, self.symmetric, self.power_of_two)
 

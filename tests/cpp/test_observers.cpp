@@ -100,3 +100,18 @@ TEST(Observers, HistogramThroughTheCppApiPicksARangeInsideTheData) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Observers, BadGroupingIsAValueErrorNotACrash) {
+  mcuq::ObserverOptions options;
+  options.axis = 0;
+  options.group_size = 0;
+  mcuq::MinMaxObserver zero_groups(options);
+  EXPECT_THROW(zero_groups(at::randn({6, 3})), c10::ValueError);
+  options.group_size = 4;  // does not divide 6 channels
+  mcuq::FakeQuantize uneven(options);
+  EXPECT_THROW(uneven(at::randn({6, 3})), c10::ValueError);
+}
+
+}  // namespace

@@ -86,7 +86,10 @@ QParamLayout slice_layout(
       fmt::format("mcuq::{}: expected group_size >= 1, but got {}", op, group_size));
   const int64_t channels = concrete(input.sym_size(*axis < 0 ? *axis + dim : *axis));
   TORCH_CHECK_VALUE(
-      channels % group_size == 0 && channels > 0,
+      channels > 0,
+      fmt::format("mcuq::{}: expected a non-empty axis {} for per-slice ranges, but it has size 0", op, *axis));
+  TORCH_CHECK_VALUE(
+      channels % group_size == 0,
       fmt::format(
           "mcuq::{}: expected group_size to divide the {} channels along axis {}, but got "
           "group_size={}",

@@ -18,7 +18,9 @@ struct QParams {
 };
 
 // 2^ceil(log2 s), exact: shift-only requantization needs power-of-two scales.
+// (inf above 2^127: callers reject non-finite scales.)
 inline float power_of_two_at_least(float s) {
+  if (!std::isfinite(s)) return s;  // frexp's exponent is unspecified there
   int exponent = 0;
   const float mantissa = std::frexp(s, &exponent);  // s = mantissa * 2^exponent, mantissa in [0.5, 1)
   return mantissa == 0.5f ? s : std::ldexp(1.0f, exponent);

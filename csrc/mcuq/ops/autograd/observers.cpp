@@ -52,12 +52,17 @@ class ObserveFakeQuantizeFunction : public torch::autograd::Function<ObserveFake
   static variable_list backward(AutogradContext* ctx, const variable_list& grad_output) {
     const auto saved = ctx->get_saved_variables();
     const at::Tensor& grad = grad_output[0];
+    const int64_t quant_min = ctx->saved_data["quant_min"].toInt();
+    // Branch-free, so that tracing (torch.compile) needs no data-dependent
+    // control flow. With fake-quant off the qparams may be anything (they
+    // were not used): stand-ins that pass the checks take their place.
+    const at::Tensor on = saved[3].ne(0);
+    const at::Tensor scale = at::where(on, saved[1], at::ones_like(saved[1]));
+    const at::Tensor zero_point = at::where(on, saved[2], at::full_like(saved[2], quant_min));
     auto [grad_input, unused_scale, unused_zero_point] = mcuq::detail::fake_quantize_backward(
-        grad, saved[0], saved[1], saved[2], ctx->saved_data["quant_min"].toInt(),
-        ctx->saved_data["quant_max"].toInt(), ctx->saved_data["axis"].toInt(),
-        ctx->saved_data["group_size"].toInt(), false, false);
-    // Branch-free, so that tracing (torch.compile) needs no data-dependent control flow.
-    grad_input = at::where(saved[3].ne(0), grad_input, grad);
+        grad, saved[0], scale, zero_point, quant_min, ctx->saved_data["quant_max"].toInt(),
+        ctx->saved_data["axis"].toInt(), ctx->saved_data["group_size"].toInt(), false, false);
+    grad_input = at::where(on, grad_input, grad);
     variable_list grads(15);
     grads[0] = grad_input;
     return grads;

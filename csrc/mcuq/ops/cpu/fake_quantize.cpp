@@ -41,7 +41,9 @@ inline int64_t saturate(double level, int64_t quant_min, int64_t quant_max) {
 // float16/bfloat16 outputs go through float32 as PyTorch's assignment does.
 template <typename scalar_t>
 inline scalar_t dequantized(int64_t q, float scale, int64_t zero_point) {
-  const double v = static_cast<double>(q - zero_point) * static_cast<double>(scale);
+  // q - z in double: exact for the int32 levels of fake_quantize, and no
+  // int64 overflow for whatever levels dequantize is given.
+  const double v = (static_cast<double>(q) - static_cast<double>(zero_point)) * static_cast<double>(scale);
   if constexpr (std::is_same_v<scalar_t, double>) {
     return v;
   } else {

@@ -274,14 +274,16 @@ namespace {
 // float32 bounds that contain a double: rounded outwards, so min_val and
 // max_val stay true bounds for float64 input (saturating at ±FLT_MAX).
 float float_at_most(double v) {
-  float f = static_cast<float>(std::clamp(v, -static_cast<double>(FLT_MAX), static_cast<double>(FLT_MAX)));
-  if (static_cast<double>(f) > v) f = std::nextafter(f, -std::numeric_limits<float>::infinity());
+  const double clamped = std::clamp(v, -static_cast<double>(FLT_MAX), static_cast<double>(FLT_MAX));
+  float f = static_cast<float>(clamped);
+  if (static_cast<double>(f) > clamped) f = std::nextafter(f, -std::numeric_limits<float>::infinity());
   return f;
 }
 
 float float_at_least(double v) {
-  float f = static_cast<float>(std::clamp(v, -static_cast<double>(FLT_MAX), static_cast<double>(FLT_MAX)));
-  if (static_cast<double>(f) < v) f = std::nextafter(f, std::numeric_limits<float>::infinity());
+  const double clamped = std::clamp(v, -static_cast<double>(FLT_MAX), static_cast<double>(FLT_MAX));
+  float f = static_cast<float>(clamped);
+  if (static_cast<double>(f) < clamped) f = std::nextafter(f, std::numeric_limits<float>::infinity());
   return f;
 }
 

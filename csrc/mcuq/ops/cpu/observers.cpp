@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 #include <torch/library.h>
 
+#include <cfloat>
 #include <limits>
 #include <tuple>
 
@@ -61,6 +62,12 @@ FiniteRange finite_range(const at::Tensor& input, const QParamLayout& layout) {
         lo = lo.view({-1, layout.group_size}).amin(1);
         hi = hi.view({-1, layout.group_size}).amax(1);
       }
+    }
+    // float32 state: finite float64 values beyond its range saturate.
+    // (±inf marks a slice without finite values and stays.)
+    if (lo.scalar_type() == at::kDouble) {
+      lo = at::where(at::isinf(lo), lo, lo.clamp(-FLT_MAX, FLT_MAX));
+      hi = at::where(at::isinf(hi), hi, hi.clamp(-FLT_MAX, FLT_MAX));
     }
     return std::pair{lo.to(at::kFloat).contiguous(), hi.to(at::kFloat).contiguous()};
   };
@@ -153,6 +160,12 @@ void write_qparams(
             "mcuq::{}: expected finite min_val <= max_val, but got min_val={}, max_val={}{}", op,
             plo[i], phi[i], where()));
     const QParams q = qparams_from_range(plo[i], phi[i], quant_min, quant_max, symmetric, power_of_two);
+    TORCH_CHECK_VALUE(
+        std::isfinite(q.scale),
+        fmt::format(
+            "mcuq::{}: expected a range whose scale fits float32, but got min_val={}, "
+            "max_val={}{} (scale would be inf)",
+            op, plo[i], phi[i], where()));
     ps[i] = q.scale;
     pz[i] = q.zero_point;
   }
@@ -188,7 +201,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> finite_aminmax_cpu(
     c10::optional<int64_t> axis,
     int64_t group_size) {
   check_float_input("_finite_aminmax", input);
-  const FiniteRange r = finite_range(input, slice_layout("_finite_aminmax", input, axis, group_size));
+  const FiniteRange r =
+      finite_range(input.detach(), slice_layout("_finite_aminmax", input, axis, group_size));
   return {r.min, r.max, at::full({}, r.nonfinite, input.options().dtype(at::kLong))};
 }
 
