@@ -9,6 +9,7 @@ from . import _library
 
 _library.load()
 
+from . import data, presets  # noqa: E402
 from .distributed import sync_observers  # noqa: E402
 from .observers import (  # noqa: E402
     FakeQuantize,

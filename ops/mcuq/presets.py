@@ -1,0 +1,141 @@
+"""Quantization presets: small declarative descriptions of how weights and
+activations are quantized, and the observer / fake-quantize modules they
+make.
+
+    preset = mcuq.presets.int8()                       # TFLite-style int8
+    preset = mcuq.presets.w4a8().with_activation(estimator="histogram:mse")
+    model.qconfig = preset.qconfig()                    # torch.ao eager QAT
+
+Presets:
+- ``int8``: weights int8 symmetric per output channel on the narrow range
+  [-127, 127]; activations int8 affine [-128, 127] per tensor (TFLite's scheme).
+- ``int16x8``: int8 weights as above; activations int16 symmetric
+  [-32767, 32767] (zero point 0), TFLite's 16x8 mode.
+- ``w4a8``: weights int4 symmetric per channel [-7, 7]; activations int8.
+- ``pow2``: int8 with every scale a power of two, for shift-only MCU kernels.
+"""
+
+from dataclasses import dataclass, replace
+from typing import Tuple
+
+from torch.ao.quantization import QConfig
+
+from .observers import FakeQuantize, HistogramObserver, MinMaxObserver, MovingAverageMinMaxObserver
+
+ESTIMATORS = ("minmax", "ema", "histogram:minmax", "histogram:percentile", "histogram:mse", "histogram:entropy")
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    """How one kind of tensor is quantized."""
+
+    bits: int = 8
+    signed: bool = True
+    symmetric: bool = False
+    narrow: bool = False  # drop the most negative level: [-(2^(b-1) - 1), 2^(b-1) - 1]
+    per_channel: bool = False  # one range per output channel (axis 0 of a weight)
+    group_size: int = 1  # consecutive channels sharing a range
+    power_of_two: bool = False
+    estimator: str = "ema"  # how activations are calibrated (PTQ); QAT always uses the EMA
+    averaging_constant: float = 0.01
+    percentile: float = 99.99
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.bits <= 16:
+            raise ValueError(f"mcuq.presets: expected bits in [2, 16], but got {self.bits}")
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"mcuq.presets: expected estimator in {ESTIMATORS}, but got {self.estimator!r}")
+        if self.group_size < 1:
+            raise ValueError(f"mcuq.presets: expected group_size >= 1, but got {self.group_size}")
+
+    @property
+    def quant_range(self) -> Tuple[int, int]:
+        if self.signed:
+            high = 2 ** (self.bits - 1) - 1
+            return (-high if self.narrow else -high - 1), high
+        return 0, 2**self.bits - (2 if self.narrow else 1)
+
+    def _common(self):
+        quant_min, quant_max = self.quant_range
+        return dict(
+            quant_min=quant_min,
+            quant_max=quant_max,
+            symmetric=self.symmetric,
+            power_of_two=self.power_of_two,
+            axis=0 if self.per_channel else None,
+            group_size=self.group_size,
+        )
+
+    def fake_quant(self) -> FakeQuantize:
+        """The QAT module: EMA observer + fake-quantize."""
+        return FakeQuantize(averaging_constant=self.averaging_constant, **self._common())
+
+    def observer(self):
+        """The PTQ observer chosen by ``estimator``."""
+        common = self._common()
+        if self.estimator == "minmax":
+            return MinMaxObserver(**common)
+        if self.estimator == "ema":
+            return MovingAverageMinMaxObserver(averaging_constant=self.averaging_constant, **common)
+        common.pop("group_size")
+        return HistogramObserver(method=self.estimator.split(":")[1], percentile=self.percentile, **common)
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    weight: QuantSpec
+    activation: QuantSpec
+
+    def with_weight(self, **changes) -> "Preset":
+        return replace(self, weight=replace(self.weight, **changes))
+
+    def with_activation(self, **changes) -> "Preset":
+        return replace(self, activation=replace(self.activation, **changes))
+
+    def qconfig(self, qat: bool = True) -> QConfig:
+        """A torch.ao QConfig made of mcuq modules: fake-quantizers for QAT,
+        observers (per ``estimator``) for PTQ; weights always get
+        fake-quantizers' ranges from their own values."""
+        weight = _factory(self.weight.fake_quant)
+        activation = _factory(self.activation.fake_quant if qat else self.activation.observer)
+        return QConfig(activation=activation, weight=weight)
+
+
+class _factory:
+    """A picklable zero-argument factory that torch.ao can call with kwargs."""
+
+    def __init__(self, make) -> None:
+        self.make = make
+
+    def __call__(self, **_torch_ao_kwargs):
+        return self.make()
+
+
+_INT8_WEIGHT = QuantSpec(bits=8, symmetric=True, narrow=True, per_channel=True)
+_INT8_ACTIVATION = QuantSpec(bits=8, symmetric=False)
+
+
+def int8() -> Preset:
+    return Preset("int8", _INT8_WEIGHT, _INT8_ACTIVATION)
+
+
+def int16x8() -> Preset:
+    return Preset("int16x8", _INT8_WEIGHT, QuantSpec(bits=16, symmetric=True, narrow=True))
+
+
+def w4a8() -> Preset:
+    return Preset("w4a8", replace(_INT8_WEIGHT, bits=4), _INT8_ACTIVATION)
+
+
+def pow2() -> Preset:
+    return Preset("pow2", replace(_INT8_WEIGHT, power_of_two=True), replace(_INT8_ACTIVATION, power_of_two=True))
+
+
+PRESETS = {"int8": int8, "int16x8": int16x8, "w4a8": w4a8, "pow2": pow2}
+
+
+def get(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"mcuq.presets: expected one of {sorted(PRESETS)}, but got {name!r}")
+    return PRESETS[name]()
