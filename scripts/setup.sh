@@ -10,7 +10,7 @@ PACKAGES=(
   libtorch-dev python3-torch
   libgtest-dev libgmock-dev libfmt-dev libbenchmark-dev
   python3-venv python3-pip python3-pytest python3-hypothesis
-  dataset-fashion-mnist
+  dataset-fashion-mnist python3-tqdm
 )
 
 missing=()

@@ -10,6 +10,7 @@ from . import _library
 _library.load()
 
 from . import data, presets  # noqa: E402
+from .calibrate import calibrate  # noqa: E402
 from .distributed import sync_observers  # noqa: E402
 from .observers import (  # noqa: E402
     FakeQuantize,
@@ -38,5 +39,6 @@ __all__ = [
     "HistogramObserver",
     "FakeQuantize",
     "sync_observers",
+    "calibrate",
     "__version__",
 ]
