@@ -12,6 +12,7 @@ _library.load()
 from . import data, presets  # noqa: E402
 from .calibrate import calibrate  # noqa: E402
 from .distributed import sync_observers  # noqa: E402
+from .freeze import FixedFakeQuantize, freeze  # noqa: E402
 from .observers import (  # noqa: E402
     FakeQuantize,
     HistogramObserver,
@@ -40,5 +41,7 @@ __all__ = [
     "FakeQuantize",
     "sync_observers",
     "calibrate",
+    "freeze",
+    "FixedFakeQuantize",
     "__version__",
 ]
