@@ -76,3 +76,21 @@ def forward(self, x):
 }
 
 }  // namespace
+
+namespace {
+
+// data/frozen_model.pt: QAT-trained, mcuq.freeze'd and scripted in Python
+// (data/make_frozen_model.py); C++ must reproduce Python's output exactly.
+TEST(TorchScript, FrozenQatModelFromPythonGivesIdenticalOutputsInCpp) {
+  torch::jit::Module module = torch::jit::load(MCUQ_TEST_DATA_DIR "/frozen_model.pt");
+  module.eval();
+  const at::Tensor input = module.attr("example_input").toTensor();
+  const at::Tensor expected = module.attr("expected_output").toTensor();
+  EXPECT_TRUE(module.forward({input}).toTensor().equal(expected));
+  // Frozen for good: torch.jit.freeze turns the qparams into constants and
+  // the output stays the same.
+  torch::jit::Module constant = torch::jit::freeze(module);
+  EXPECT_TRUE(constant.forward({input}).toTensor().equal(expected));
+}
+
+}  // namespace
