@@ -11,6 +11,7 @@ _library.load()
 
 from . import data, presets  # noqa: E402
 from .calibrate import calibrate  # noqa: E402
+from .conv_bn import ConvBn2d, ConvBnReLU2d, freeze_bn_stats, update_bn_stats  # noqa: E402
 from .distributed import sync_observers  # noqa: E402
 from .freeze import FixedFakeQuantize, freeze  # noqa: E402
 from .observers import (  # noqa: E402
@@ -42,6 +43,10 @@ __all__ = [
     "sync_observers",
     "calibrate",
     "freeze",
+    "ConvBn2d",
+    "ConvBnReLU2d",
+    "freeze_bn_stats",
+    "update_bn_stats",
     "FixedFakeQuantize",
     "__version__",
 ]

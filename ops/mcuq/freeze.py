@@ -44,7 +44,8 @@ class FixedFakeQuantize(nn.Module):
                 f"group_size={self.group_size}, scale={self.scale}, zero_point={self.zero_point}")
 
 
-def _fixed(module: nn.Module, name: str) -> FixedFakeQuantize:
+def fixed_fake_quantize(module: nn.Module, name: str) -> FixedFakeQuantize:
+    """The FixedFakeQuantize with the qparams an observer or fake-quantizer settled on."""
     if isinstance(module, FakeQuantize) and not bool((module.min_val <= module.max_val).all()):
         raise ValueError(f"mcuq.freeze: {name} ({type(module).__name__}) saw no data; run data through the model first")
     scale, zero_point = module.calculate_qparams()  # raises, naming the observer, if it saw nothing
@@ -69,7 +70,7 @@ def _freeze_children(module: nn.Module, prefix: str) -> None:
     for name, child in list(module.named_children()):
         path = f"{prefix}{name}"
         if isinstance(child, _QUANTIZERS):
-            setattr(module, name, _fixed(child, path))
+            setattr(module, name, fixed_fake_quantize(child, path))
         elif hasattr(child, "to_frozen"):
             setattr(module, name, child.to_frozen())
         else:

@@ -94,3 +94,28 @@ def test_freezing_an_uncalibrated_model_names_the_quantizer():
     model = prepare_qat(model.train())
     with pytest.raises(ValueError, match="saw no"):
         mcuq.freeze(model)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_conv_bn_qat_module_freezes_to_a_folded_weight_quantized_conv(relu):
+    torch.manual_seed(0)
+    conv, bn = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
+    qat = mcuq.ConvBn2d.from_modules(conv.train(), bn.train(), relu=relu)
+    opt = torch.optim.SGD(qat.parameters(), lr=0.01)
+    for _ in range(5):
+        opt.zero_grad()
+        qat(torch.randn(4, 3, 8, 8)).pow(2).mean().backward()
+        opt.step()
+    model = nn.Sequential(qat)
+    frozen = mcuq.freeze(model)
+    assert not any(isinstance(m, (mcuq.ConvBn2d, nn.BatchNorm2d, mcuq.FakeQuantize)) for m in frozen.modules())
+    qat.eval().disable_observer()
+    x = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(frozen(x), qat(x), rtol=0, atol=1e-6)
+    scripted = torch.jit.script(frozen)
+    assert torch.equal(scripted(x), frozen(x))
+    assert "mcuq::fake_quantize" in _graph_kinds(scripted)  # the weight quantizer
+    constant = torch.jit.freeze(scripted)
+    # Weight and qparams are constants, so freezing precomputes the quantized weight.
+    assert "aten::batch_norm" not in {n.kind() for n in constant.graph.nodes()}
+    assert torch.equal(constant(x), frozen(x))
