@@ -1,0 +1,187 @@
+"""``mcuq.prepare``: insert fake-quantizers (QAT) or observers (PTQ) into a
+float model, with torch.fx.
+
+Weights: Conv1d/Conv2d/Linear per output channel (axis 0), ConvTranspose2d
+per output channel (axis 1). Conv2d → BatchNorm2d (→ ReLU) becomes one
+``mcuq.ConvBn2d`` / ``ConvBnReLU2d`` (QAT; BatchNorm folded into the weight)
+or, for PTQ, a convolution with the BatchNorm folded in.
+
+Activations get a quantizer on each model input, after every conv/linear
+block (after its ReLU/ReLU6 when one follows), after residual adds and
+concatenations, and after other non-linear activations (sigmoid, tanh,
+hardswish, ...). Pooling, flatten, reshape, dropout and the like keep their
+input's qparams. Anything else is an error naming the layer.
+"""
+
+import copy
+import operator
+from typing import Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from .conv_bn import ConvBn2d, WeightQuantizedConv2d
+from .presets import Preset
+
+# Layers whose weights are quantized, and the axis of their output channels.
+_WEIGHTED = {nn.Conv1d: 0, nn.Conv2d: 0, nn.Linear: 0, nn.ConvTranspose2d: 1}
+_RELUS_MODULES = (nn.ReLU, nn.ReLU6)
+_RELUS_FUNCTIONS = (F.relu, F.relu6, torch.relu, torch.nn.functional.hardtanh)
+# Non-linear activations: requantized after (lookup tables on the MCU).
+_ACTIVATION_MODULES = (nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.SiLU, nn.GELU, nn.LeakyReLU, nn.ELU)
+_ACTIVATION_FUNCTIONS = (torch.sigmoid, torch.tanh, F.hardswish, F.hardsigmoid, F.silu, F.gelu, F.leaky_relu,
+                         F.elu, F.sigmoid, F.tanh)
+# Layers that keep their input's qparams.
+_PASS_MODULES = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
+                 nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout, nn.Identity, nn.Unflatten)
+_PASS_FUNCTIONS = (torch.flatten, F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, F.dropout,
+                   torch.reshape, operator.getitem, getattr)
+_PASS_METHODS = ("view", "reshape", "flatten", "size", "contiguous", "permute", "transpose", "squeeze",
+                 "unsqueeze", "mean", "dim")
+_JOIN_FUNCTIONS = (operator.add, torch.add, torch.cat)
+
+
+class WeightQuantized(nn.Module):
+    """A Conv1d/Conv2d/ConvTranspose2d/Linear whose weight passes through
+    ``weight_fake_quant`` on every forward."""
+
+    def __init__(self, layer: nn.Module, weight_fake_quant: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+        self.weight_fake_quant = weight_fake_quant
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight_fake_quant(self.layer.weight)
+        if isinstance(self.layer, nn.Linear):
+            return F.linear(x, w, self.layer.bias)
+        if isinstance(self.layer, nn.ConvTranspose2d):
+            return F.conv_transpose2d(x, w, self.layer.bias, self.layer.stride, self.layer.padding,
+                                      self.layer.output_padding, self.layer.groups, self.layer.dilation)
+        return self.layer._conv_forward(x, w, self.layer.bias)
+
+
+def _layer_name(node: fx.Node) -> str:
+    return f"'{node.target}'" if node.op == "call_module" else f"'{node.name}' ({node.op} {getattr(node.target, '__name__', node.target)})"
+
+
+def _is_relu(node: fx.Node, modules: Dict[str, nn.Module]) -> bool:
+    if node.op == "call_module":
+        return isinstance(modules[node.target], _RELUS_MODULES)
+    if node.op == "call_function":
+        return node.target in _RELUS_FUNCTIONS
+    return node.op == "call_method" and node.target in ("relu", "relu_")
+
+
+def _only_user(node: fx.Node) -> Optional[fx.Node]:
+    users = list(node.users)
+    return users[0] if len(users) == 1 else None
+
+
+def _weight_axis(layer: nn.Module) -> int:
+    axis = _WEIGHTED[type(layer)]
+    if isinstance(layer, nn.ConvTranspose2d) and layer.groups != 1:
+        raise ValueError("mcuq.prepare: grouped ConvTranspose2d is not supported (its output channels "
+                         "are not one axis of the weight)")
+    return axis
+
+
+def prepare(model: nn.Module, preset: Preset, qat: bool = True, freeze_bn_step: Optional[int] = None) -> fx.GraphModule:
+    """A prepared copy of ``model`` (see the module docstring). ``qat=True``
+    inserts fake-quantizers (train it, then ``mcuq.freeze``); ``qat=False``
+    inserts observers (``mcuq.calibrate``, then ``mcuq.freeze``)."""
+    model = copy.deepcopy(model)
+    try:
+        gm = fx.symbolic_trace(model)
+    except Exception as error:  # fx raises many kinds; name the cause
+        raise ValueError(f"mcuq.prepare: torch.fx cannot trace the model: {error}") from error
+    modules = dict(gm.named_modules())
+    graph = gm.graph
+    activation = preset.activation.fake_quant if qat else preset.activation.observer
+
+    def weight_quantizer(axis: int) -> nn.Module:
+        spec = preset.weight
+        fq = spec.fake_quant()
+        fq.axis = fq.ch_axis = axis if spec.per_channel else 0
+        return fq
+
+    # 1. Conv2d -> BatchNorm2d (-> ReLU): fused.
+    for node in list(graph.nodes):
+        if node.op != "call_module" or type(modules[node.target]) is not nn.Conv2d:
+            continue
+        bn_node = _only_user(node)
+        if bn_node is None or bn_node.op != "call_module" or not isinstance(modules[bn_node.target], nn.BatchNorm2d):
+            continue
+        relu_node = _only_user(bn_node)
+        relu = relu_node is not None and _is_relu(relu_node, modules) and (
+            relu_node.op != "call_module" or isinstance(modules[relu_node.target], nn.ReLU))
+        conv, bn = modules[node.target], modules[bn_node.target]
+        fused = ConvBn2d.from_modules(conv, bn, relu=relu, weight_fake_quant=weight_quantizer(0),
+                                      freeze_bn_step=freeze_bn_step)
+        if not qat:
+            fused = fused.eval()
+        _set_module(gm, node.target, fused)
+        modules[node.target] = fused
+        last = relu_node if relu else bn_node
+        last.replace_all_uses_with(node)
+        graph.erase_node(last)
+        if relu:
+            graph.erase_node(bn_node)
+
+    # 2. Weight quantizers; 3. activation quantizers; 4. refusals.
+    counter = 0
+
+    def quantize_after(node: fx.Node) -> None:
+        nonlocal counter
+        target = node
+        follower = _only_user(node)
+        if follower is not None and _is_relu(follower, modules):
+            target = follower  # the ReLU is fused into the block (a clamp on the MCU)
+        name = f"activation_quantizer_{counter}"
+        counter += 1
+        gm.add_submodule(name, activation())
+        with graph.inserting_after(target):
+            quantized = graph.call_module(name, (target,))
+        target.replace_all_uses_with(quantized)
+        quantized.args = (target,)
+
+    for node in list(graph.nodes):
+        if node.op == "placeholder":
+            quantize_after(node)
+        elif node.op == "call_module":
+            module = modules[node.target]
+            if type(module) in _WEIGHTED:
+                _set_module(gm, node.target, WeightQuantized(module, weight_quantizer(_weight_axis(module))))
+                quantize_after(node)
+            elif isinstance(module, ConvBn2d):
+                quantize_after(node)
+            elif isinstance(module, _ACTIVATION_MODULES):
+                quantize_after(node)
+            elif isinstance(module, _RELUS_MODULES + _PASS_MODULES) or node.target.startswith("activation_quantizer_"):
+                pass
+            else:
+                raise ValueError(f"mcuq.prepare: unsupported layer {_layer_name(node)} "
+                                 f"({type(module).__name__})")
+        elif node.op == "call_function":
+            if node.target in _JOIN_FUNCTIONS or node.target in _ACTIVATION_FUNCTIONS:
+                quantize_after(node)
+            elif node.target in _RELUS_FUNCTIONS or node.target in _PASS_FUNCTIONS:
+                pass
+            else:
+                raise ValueError(f"mcuq.prepare: unsupported operation {_layer_name(node)}")
+        elif node.op == "call_method":
+            if node.target in ("relu", "relu_") or node.target in _PASS_METHODS:
+                pass
+            elif node.target in ("sigmoid", "tanh", "add"):
+                quantize_after(node)
+            else:
+                raise ValueError(f"mcuq.prepare: unsupported method {_layer_name(node)}")
+    graph.lint()
+    gm.recompile()
+    return gm.train(qat)
+
+
+def _set_module(gm: fx.GraphModule, target: str, module: nn.Module) -> None:
+    parent_name, _, name = target.rpartition(".")
+    parent = gm.get_submodule(parent_name) if parent_name else gm
+    setattr(parent, name, module)

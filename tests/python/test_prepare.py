@@ -1,0 +1,115 @@
+"""mcuq.prepare (torch.fx): where quantizers go, what is refused, and the
+PTQ / QAT flows through calibrate / freeze on Fashion-MNIST."""
+
+import pytest
+import torch
+from torch import nn
+
+import mcuq
+from mcuq.data import fashion_mnist, normalized
+
+
+class SmallCnn(nn.Module):
+    """conv-bn-relu x2, pooling, linear: the workflow issue's model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.conv2, self.bn2 = nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(16 * 7 * 7, 10)
+
+    def forward(self, x):
+        x = self.pool(torch.relu(self.bn1(self.conv1(x))))
+        x = self.pool(torch.relu(self.bn2(self.conv2(x))))
+        return self.fc(torch.flatten(x, 1))
+
+
+class Residual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 4)
+        self.act = nn.Sigmoid()
+
+    def forward(self, x):
+        return self.act(self.a(x) + self.b(x))
+
+
+def _quantizers(gm):
+    return [n for n in gm.graph.nodes if n.op == "call_module" and n.target.startswith("activation_quantizer_")]
+
+
+def test_small_cnn_gets_fused_blocks_weight_and_activation_quantizers():
+    gm = mcuq.prepare(SmallCnn(), mcuq.presets.int8())
+    assert sum(isinstance(m, mcuq.ConvBn2d) and m.with_relu for m in gm.modules()) == 2
+    called = [gm.get_submodule(n.target) for n in gm.graph.nodes if n.op == "call_module"]
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in called)  # folded into the blocks
+    # input, conv block 1, conv block 2, fc
+    assert len(_quantizers(gm)) == 4
+    # the conv blocks' quantizers come after their ReLU, which is gone into the block
+    assert not any(n.op == "call_function" and n.target is torch.relu for n in gm.graph.nodes)
+    out = gm(torch.randn(2, 1, 28, 28))
+    out.sum().backward()
+    assert gm.fc.layer.weight.grad is not None
+
+
+def test_residual_add_and_sigmoid_are_requantized():
+    gm = mcuq.prepare(Residual(), mcuq.presets.int8())
+    producers = [q.args[0] for q in _quantizers(gm)]
+    kinds = [p.op if p.op != "call_function" else p.target.__name__ for p in producers]
+    assert kinds.count("add") == 1 and len(producers) == 5  # input, a, b, add, sigmoid
+
+
+def test_unsupported_layer_is_named():
+    model = nn.Sequential(nn.Linear(4, 4), nn.LSTM(4, 4))
+    with pytest.raises(ValueError, match=r"unsupported layer '1' \(LSTM\)"):
+        mcuq.prepare(model, mcuq.presets.int8())
+
+
+def test_untraceable_model_is_a_clear_error():
+    class Branchy(nn.Module):
+        def forward(self, x):
+            return x if x.sum() > 0 else -x
+
+    with pytest.raises(ValueError, match="torch.fx cannot trace"):
+        mcuq.prepare(Branchy(), mcuq.presets.int8())
+
+
+def test_conv_transpose_weights_are_per_output_channel_on_axis_1():
+    gm = mcuq.prepare(nn.Sequential(nn.ConvTranspose2d(3, 5, 2)), mcuq.presets.int8())
+    gm(torch.randn(1, 3, 4, 4))
+    assert gm.get_submodule("0").weight_fake_quant.scale.numel() == 5
+
+
+def _train_float(model, x, y, steps=300):
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for step in range(steps):
+        i = (step * 64) % x.shape[0]
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x[i:i + 64]), y[i:i + 64]).backward()
+        opt.step()
+    return model
+
+
+def _accuracy(model, x, y):
+    with torch.no_grad():
+        return (model.eval()(x).argmax(1) == y).float().mean().item() * 100
+
+
+def test_ptq_int8_on_fashion_mnist_stays_within_one_point_of_float():
+    torch.manual_seed(0)
+    images, labels = fashion_mnist("train")
+    x, y = normalized(images[:19200]), labels[:19200]
+    test_images, test_labels = fashion_mnist("test")
+    xt, yt = normalized(test_images[:2000]), test_labels[:2000]
+    model = _train_float(SmallCnn(), x, y)
+    float_accuracy = _accuracy(model, xt, yt)
+    prepared = mcuq.prepare(model.eval(), mcuq.presets.int8(), qat=False)
+    mcuq.calibrate(prepared, [x[i:i + 256] for i in range(0, 2560, 256)], progress=False)
+    frozen = mcuq.freeze(prepared)
+    int8_accuracy = _accuracy(frozen, xt, yt)
+    assert float_accuracy > 80
+    assert abs(float_accuracy - int8_accuracy) <= 1.0, (float_accuracy, int8_accuracy)
+    scripted = torch.jit.script(frozen)
+    assert torch.equal(scripted(xt[:8]), frozen(xt[:8]))
