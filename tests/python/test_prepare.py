@@ -113,3 +113,23 @@ def test_ptq_int8_on_fashion_mnist_stays_within_one_point_of_float():
     assert abs(float_accuracy - int8_accuracy) <= 1.0, (float_accuracy, int8_accuracy)
     scripted = torch.jit.script(frozen)
     assert torch.equal(scripted(xt[:8]), frozen(xt[:8]))
+
+
+def test_qat_int8_on_fashion_mnist_stays_within_half_a_point_of_float():
+    torch.manual_seed(0)
+    images, labels = fashion_mnist("train")
+    x, y = normalized(images[:19200]), labels[:19200]
+    test_images, test_labels = fashion_mnist("test")
+    xt, yt = normalized(test_images[:2000]), test_labels[:2000]
+    model = _train_float(SmallCnn(), x, y)
+    float_accuracy = _accuracy(model, xt, yt)
+    prepared = mcuq.prepare(model.eval(), mcuq.presets.int8(), qat=True, freeze_bn_step=50)
+    opt = torch.optim.Adam(prepared.parameters(), lr=1e-3)
+    for step in range(150):
+        i = (step * 64) % x.shape[0]
+        opt.zero_grad()
+        nn.functional.cross_entropy(prepared(x[i:i + 64]), y[i:i + 64]).backward()
+        opt.step()
+    assert all(m.bn_stats_frozen() for m in prepared.modules() if isinstance(m, mcuq.ConvBn2d))
+    qat_accuracy = _accuracy(mcuq.freeze(prepared), xt, yt)
+    assert qat_accuracy >= float_accuracy - 0.5, (float_accuracy, qat_accuracy)
