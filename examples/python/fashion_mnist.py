@@ -1,0 +1,124 @@
+"""Fashion-MNIST, float vs post-training and quantization-aware int8, with
+mcuq and with torch.ao's eager PTQ side by side.
+
+A small CNN (conv-bn-relu x2, max-pool, linear) trains one epoch in float;
+then:
+  - mcuq PTQ int8: prepare(qat=False) -> calibrate -> freeze
+  - mcuq QAT int8 and W4A8: prepare(qat=True) -> one epoch of fine-tuning -> freeze,
+    compared with the float model fine-tuned for the same epoch
+  - torch.ao eager PTQ int8 (fuse, prepare, calibrate, convert; a real int8 model)
+Test accuracies are over the full 10k test set (fake-quant accuracy for mcuq;
+integer accuracy arrives with the exporter). Epoch times of float and QAT
+training are printed side by side.
+
+Run: .venv/bin/python examples/python/fashion_mnist.py [--epochs N] [--quick]
+"""
+
+import argparse
+import copy
+import time
+
+import torch
+from torch import nn
+from torch.ao.quantization import DeQuantStub, QuantStub, convert, fuse_modules, get_default_qconfig, prepare
+
+import mcuq
+from mcuq.data import fashion_mnist, normalized
+
+
+class SmallCnn(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.quant = QuantStub()  # identity until torch.ao's convert; mcuq.prepare passes it through
+        self.conv1, self.bn1, self.relu1 = nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU()
+        self.conv2, self.bn2, self.relu2 = nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU()
+        self.pool = nn.MaxPool2d(2)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(16 * 7 * 7, 10)
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        x = self.quant(x)
+        x = self.pool(self.relu1(self.bn1(self.conv1(x))))
+        x = self.pool(self.relu2(self.bn2(self.conv2(x))))
+        return self.dequant(self.fc(self.flatten(x)))
+
+
+def batches(x, y, size, limit=None):
+    n = x.shape[0] if limit is None else min(limit, x.shape[0])
+    for i in range(0, n, size):
+        yield x[i:i + size], y[i:i + size]
+
+
+def train_epoch(model, x, y, lr, limit=None) -> float:
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    start = time.perf_counter()
+    for xb, yb in batches(x, y, 64, limit):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(xb), yb).backward()
+        opt.step()
+    return time.perf_counter() - start
+
+
+def accuracy(model, x, y) -> float:
+    model.eval()
+    with torch.no_grad():
+        correct = sum((model(xb).argmax(1) == yb).sum().item() for xb, yb in batches(x, y, 1000))
+    return 100.0 * correct / x.shape[0]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=1, help="float training epochs")
+    parser.add_argument("--quick", action="store_true", help="train on 12800 images only (for tests)")
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    images, labels = fashion_mnist("train")
+    test_images, test_labels = fashion_mnist("test")
+    x, y = normalized(images), labels
+    xt, yt = normalized(test_images), test_labels
+    limit = 12800 if args.quick else None
+    calibration = [xb for xb, _ in batches(x, y, 256, 2560)]
+
+    model = SmallCnn()
+    float_time = sum(train_epoch(model, x, y, 3e-3, limit) for _ in range(args.epochs)) / args.epochs
+    results = [("float32", accuracy(model, xt, yt))]
+
+    prepared = mcuq.prepare(copy.deepcopy(model).eval(), mcuq.presets.int8(), qat=False)
+    mcuq.calibrate(prepared, calibration, progress=False)
+    results.append(("mcuq PTQ int8", accuracy(mcuq.freeze(prepared), xt, yt)))
+
+    # QAT fine-tunes for one more epoch: the fair float baseline does too.
+    longer = copy.deepcopy(model)
+    train_epoch(longer, x, y, 5e-4, limit)
+    results.append(("float32 + same fine-tuning", accuracy(longer, xt, yt)))
+
+    qat_time = None
+    for name in ("int8", "w4a8"):
+        qat = mcuq.prepare(copy.deepcopy(model).eval(), mcuq.presets.get(name), qat=True, freeze_bn_step=200)
+        seconds = train_epoch(qat, x, y, 5e-4, limit)
+        qat_time = qat_time or seconds
+        results.append((f"mcuq QAT {name}", accuracy(mcuq.freeze(qat), xt, yt)))
+
+    torch.backends.quantized.engine = "qnnpack"
+    ao = copy.deepcopy(model).eval()
+    ao.qconfig = get_default_qconfig("qnnpack")
+    ao = fuse_modules(ao, [["conv1", "bn1", "relu1"], ["conv2", "bn2", "relu2"]])
+    ao = prepare(ao)
+    with torch.no_grad():
+        for xb in calibration:
+            ao(xb)
+    results.append(("torch.ao PTQ int8 (qnnpack)", accuracy(convert(ao), xt, yt)))
+
+    print(f"Fashion-MNIST test accuracy ({xt.shape[0]} images), small CNN, "
+          f"{'quick: 12800 training images' if args.quick else f'{args.epochs} float epoch(s)'}")
+    base = dict(results)
+    for name, acc in results:
+        reference = "float32 + same fine-tuning" if "QAT" in name else "float32"
+        print(f"  {name:<30}{acc:7.2f} %   ({acc - base[reference]:+.2f} pp vs {reference})")
+    print(f"epoch time: float {float_time:.1f} s, QAT int8 {qat_time:.1f} s (ratio {qat_time / float_time:.2f})")
+
+
+if __name__ == "__main__":
+    main()
