@@ -119,6 +119,12 @@ class _RangeMixin:
                              + str(self.group_size) + " to divide the " + str(channels) + " channels")
         return channels // self.group_size
 
+    def _new_range_state(self, n: int, device: torch.device) -> None:
+        # New tensors rather than resize_: buffers of a TorchScript model
+        # loaded from a file cannot be resized.
+        self.min_val = torch.full([n], float("inf"), device=device)
+        self.max_val = torch.full([n], float("-inf"), device=device)
+
     def _check_seen(self) -> None:
         if bool((self.min_val > self.max_val).any()):
             raise ValueError(
@@ -156,8 +162,7 @@ class _MinMaxObserverBase(_RangeMixin, ObserverBase):
     def forward(self, x: Tensor) -> Tensor:
         n = self._range_entries(x)
         if self.min_val.numel() != n:
-            self.min_val.resize_(n).fill_(float("inf"))
-            self.max_val.resize_(n).fill_(float("-inf"))
+            self._new_range_state(n, x.device)
         torch.ops.mcuq.observe_minmax_(
             x.detach(), self.min_val, self.max_val, self.nonfinite_count,
             self.averaging_constant, self.axis, self.group_size,
@@ -246,10 +251,9 @@ class FakeQuantize(_RangeMixin, FakeQuantizeBase):
     def forward(self, x: Tensor) -> Tensor:
         n = self._range_entries(x)
         if self.min_val.numel() != n:
-            self.min_val.resize_(n).fill_(float("inf"))
-            self.max_val.resize_(n).fill_(float("-inf"))
-            self.scale.resize_(n).fill_(1.0)
-            self.zero_point.resize_(n).fill_(0)
+            self._new_range_state(n, x.device)
+            self.scale = torch.ones(n, device=x.device)
+            self.zero_point = torch.zeros(n, dtype=torch.int32, device=x.device)
         return torch.ops.mcuq.observe_fake_quantize(
             x, self.min_val, self.max_val, self.nonfinite_count, self.scale, self.zero_point,
             self.observer_enabled, self.fake_quant_enabled, self.averaging_constant,
@@ -318,10 +322,9 @@ class HistogramObserver(_RangeMixin, ObserverBase):
         if self.per_channel:
             n = self._range_entries(x)
             if self.min_val.numel() != n:
-                self.min_val.resize_(n).fill_(float("inf"))
-                self.max_val.resize_(n).fill_(float("-inf"))
-                self.histogram.resize_(n, self.bins).zero_()
-                self.histogram_range.resize_(n, 2).zero_()
+                self._new_range_state(n, x.device)
+                self.histogram = torch.zeros(n, self.bins, dtype=torch.long, device=x.device)
+                self.histogram_range = torch.zeros(n, 2, dtype=torch.float64, device=x.device)
         torch.ops.mcuq.observe_histogram_(
             x.detach(), self.histogram, self.histogram_range, self.min_val, self.max_val,
             self.nonfinite_count, self.axis,

@@ -81,3 +81,13 @@ def test_dequantize_of_extreme_levels_does_not_overflow():
 def test_finite_aminmax_outputs_do_not_track_gradients():
     lo, hi, count = torch.ops.mcuq._finite_aminmax(torch.randn(4, 3, requires_grad=True), None, 1)
     assert not lo.requires_grad and not hi.requires_grad and not count.requires_grad
+
+
+@pytest.mark.parametrize("name", list(MODULES))
+def test_per_channel_state_is_sized_after_a_torchscript_save_and_load(name, tmp_path):
+    # Saved before its first batch: the loaded buffers cannot be resized in place.
+    module = torch.jit.script(MODULES[name](axis=1))
+    module.save(str(tmp_path / "m.pt"))
+    loaded = torch.jit.load(str(tmp_path / "m.pt"))
+    loaded(torch.randn(2, 5, 3))
+    assert loaded.min_val.numel() == 5
