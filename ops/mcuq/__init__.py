@@ -14,6 +14,7 @@ from .calibrate import calibrate  # noqa: E402
 from .conv_bn import ConvBn2d, ConvBnReLU2d, freeze_bn_stats, update_bn_stats  # noqa: E402
 from .distributed import sync_observers  # noqa: E402
 from .freeze import FixedFakeQuantize, freeze  # noqa: E402
+from .lsq import LearnableFakeQuantize  # noqa: E402
 from .prepare import prepare  # noqa: E402
 from .observers import (  # noqa: E402
     FakeQuantize,
@@ -50,5 +51,6 @@ __all__ = [
     "freeze_bn_stats",
     "update_bn_stats",
     "FixedFakeQuantize",
+    "LearnableFakeQuantize",
     "__version__",
 ]

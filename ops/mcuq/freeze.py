@@ -10,6 +10,7 @@ from typing import Tuple
 import torch
 from torch import Tensor, nn
 
+from .lsq import LearnableFakeQuantize
 from .observers import FakeQuantize, HistogramObserver, _MinMaxObserverBase
 
 
@@ -63,7 +64,7 @@ def freeze(model: nn.Module) -> nn.Module:
     return frozen.eval()
 
 
-_QUANTIZERS = (FakeQuantize, _MinMaxObserverBase, HistogramObserver)
+_QUANTIZERS = (FakeQuantize, LearnableFakeQuantize, _MinMaxObserverBase, HistogramObserver)
 
 
 def _freeze_children(module: nn.Module, prefix: str) -> None:

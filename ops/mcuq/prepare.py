@@ -118,6 +118,8 @@ def prepare(model: nn.Module, preset: Preset, qat: bool = True, freeze_bn_step: 
         conv, bn = modules[node.target], modules[bn_node.target]
         fused = ConvBn2d.from_modules(conv, bn, relu=relu, weight_fake_quant=weight_quantizer(0),
                                       freeze_bn_step=freeze_bn_step)
+        with torch.no_grad():  # size and initialize the weight quantizer from the folded weight
+            fused.weight_fake_quant(fused.folded_weight_and_bias()[0])
         if not qat:
             fused = fused.eval()
         _set_module(gm, node.target, fused)
@@ -151,7 +153,10 @@ def prepare(model: nn.Module, preset: Preset, qat: bool = True, freeze_bn_step: 
         elif node.op == "call_module":
             module = modules[node.target]
             if type(module) in _WEIGHTED:
-                _set_module(gm, node.target, WeightQuantized(module, weight_quantizer(_weight_axis(module))))
+                wrapped = WeightQuantized(module, weight_quantizer(_weight_axis(module)))
+                with torch.no_grad():  # size and initialize the weight quantizer
+                    wrapped.weight_fake_quant(module.weight)
+                _set_module(gm, node.target, wrapped)
                 quantize_after(node)
             elif isinstance(module, ConvBn2d):
                 quantize_after(node)

@@ -20,6 +20,7 @@ from typing import Tuple
 
 from torch.ao.quantization import QConfig
 
+from .lsq import LearnableFakeQuantize
 from .observers import FakeQuantize, HistogramObserver, MinMaxObserver, MovingAverageMinMaxObserver
 
 ESTIMATORS = ("minmax", "ema", "histogram:minmax", "histogram:percentile", "histogram:mse", "histogram:entropy")
@@ -39,12 +40,15 @@ class QuantSpec:
     estimator: str = "ema"  # how activations are calibrated (PTQ); QAT always uses the EMA
     averaging_constant: float = 0.01
     percentile: float = 99.99
+    lsq: bool = False  # QAT: learned scale (and affine zero point) instead of the EMA
 
     def __post_init__(self) -> None:
         if not 2 <= self.bits <= 16:
             raise ValueError(f"mcuq.presets: expected bits in [2, 16], but got {self.bits}")
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"mcuq.presets: expected estimator in {ESTIMATORS}, but got {self.estimator!r}")
+        if self.lsq and self.power_of_two:
+            raise ValueError("mcuq.presets: lsq with power_of_two is not supported (a learned scale is not a power of two)")
         if self.group_size < 1:
             raise ValueError(f"mcuq.presets: expected group_size >= 1, but got {self.group_size}")
 
@@ -66,9 +70,13 @@ class QuantSpec:
             group_size=self.group_size,
         )
 
-    def fake_quant(self) -> FakeQuantize:
-        """The QAT module: EMA observer + fake-quantize."""
-        return FakeQuantize(averaging_constant=self.averaging_constant, **self._common())
+    def fake_quant(self):
+        """The QAT module: EMA observer + fake-quantize, or LSQ's learned qparams."""
+        common = self._common()
+        if self.lsq:
+            common.pop("power_of_two")
+            return LearnableFakeQuantize(**common)
+        return FakeQuantize(averaging_constant=self.averaging_constant, **common)
 
     def observer(self):
         """The PTQ observer chosen by ``estimator``."""
