@@ -1,7 +1,7 @@
 // Quantization-aware training entirely in C++: load a TorchScript model that
 // mcuq.prepare prepared (fake-quantizers and Conv+BN QAT blocks inside),
-// fine-tune it with gradients flowing through mcuq's C++ autograd, freeze
-// it (observers off, BatchNorm statistics frozen) and save it.
+// calibrate it, fine-tune it with gradients flowing through mcuq's C++
+// autograd, freeze it (observers off, BatchNorm statistics frozen) and save it.
 //
 //   qat_example MODEL.pt OUT.pt [STEPS]
 // MODEL.pt carries its data as buffers `images` (uint8 [N, 28, 28]) and
@@ -67,6 +67,18 @@ int main(int argc, char** argv) {
   std::vector<at::Tensor> parameters;
   for (const auto& p : model.parameters()) parameters.push_back(p);
   torch::optim::Adam optimizer(parameters, torch::optim::AdamOptions(3e-3));
+
+  // Calibrate first: observe a few batches with fake quantization off, so
+  // training starts from calibrated ranges.
+  run_on_all(model, "disable_fake_quant");
+  {
+    torch::NoGradGuard no_grad;
+    model.eval();
+    for (int64_t start = 0; start + 64 <= images.size(0); start += 64) {
+      model.forward({images.narrow(0, start, 64)});
+    }
+  }
+  run_on_all(model, "enable_fake_quant");
 
   model.train();
   const int64_t batch = 32;

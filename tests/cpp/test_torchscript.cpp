@@ -79,8 +79,9 @@ def forward(self, x):
 
 namespace {
 
-// data/frozen_model.pt: QAT-trained, mcuq.freeze'd and scripted in Python
-// (data/make_frozen_model.py); C++ must reproduce Python's output exactly.
+// data/frozen_model.pt: mcuq.prepare'd, QAT-trained, mcuq.freeze'd and
+// scripted in Python (data/make_frozen_model.py); C++ must reproduce
+// Python's output exactly.
 TEST(TorchScript, FrozenQatModelFromPythonGivesIdenticalOutputsInCpp) {
   torch::jit::Module module = torch::jit::load(MCUQ_TEST_DATA_DIR "/frozen_model.pt");
   module.eval();

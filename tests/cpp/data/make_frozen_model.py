@@ -1,7 +1,7 @@
-"""Writes frozen_model.pt for the C++ test: a small model trained with
-quantization-aware training (torch.ao eager prepare_qat with an mcuq preset),
-frozen with mcuq.freeze and scripted. It carries its example input and the
-output Python computed for it.
+"""Writes frozen_model.pt for the C++ test: a small CNN prepared with
+mcuq.prepare (int8 preset: Conv+BN+ReLU QAT blocks, weight and activation
+fake-quantizers), trained a few QAT steps, frozen with mcuq.freeze and
+scripted. It carries its example input and the output Python computed for it.
 
 Run from the repository root: .venv/bin/python tests/cpp/data/make_frozen_model.py
 """
@@ -10,7 +10,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.ao.quantization import DeQuantStub, QuantStub, prepare_qat
 
 import mcuq
 
@@ -28,18 +27,20 @@ class WithExample(nn.Module):
 
 def main() -> None:
     torch.manual_seed(0)
-    model = nn.Sequential(QuantStub(), nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4), DeQuantStub())
-    model.qconfig = mcuq.presets.int8().qconfig()
-    model = prepare_qat(model.train())
+    float_model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, stride=2), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.Flatten(), nn.Linear(4 * 7 * 7, 3),
+    )
+    model = mcuq.prepare(float_model.eval(), mcuq.presets.int8(), qat=True, freeze_bn_step=10)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     for _ in range(20):
-        x = torch.randn(32, 8)
+        x = torch.randn(16, 1, 16, 16)
         opt.zero_grad()
-        (model(x) - x[:, :4]).pow(2).mean().backward()
+        model(x).pow(2).mean().backward()
         opt.step()
     frozen = mcuq.freeze(model)
     out = Path(__file__).resolve().parent / "frozen_model.pt"
-    torch.jit.script(WithExample(frozen, torch.randn(5, 8))).save(str(out))
+    torch.jit.script(WithExample(frozen, torch.randn(5, 1, 16, 16))).save(str(out))
     print(f"wrote {out}")
 
 
