@@ -69,11 +69,12 @@ int main(int argc, char** argv) {
   torch::optim::Adam optimizer(parameters, torch::optim::AdamOptions(3e-3));
 
   // Calibrate first: observe a few batches with fake quantization off, so
-  // training starts from calibrated ranges.
+  // training starts from calibrated ranges. In training mode, so that the
+  // (untrained) BatchNorm layers normalize as they will while training.
   run_on_all(model, "disable_fake_quant");
   {
     torch::NoGradGuard no_grad;
-    model.eval();
+    model.train();
     for (int64_t start = 0; start + 64 <= images.size(0); start += 64) {
       model.forward({images.narrow(0, start, 64)});
     }
