@@ -81,8 +81,8 @@ def histogram(batches: int, batch_numel: int, repeats: int) -> None:
     print(f"\n2. histogram calibration: {batches} batches of {batch_numel} Student-t(3) values, 2048 bins, uint8 affine, median of {repeats}")
     print(f"   {'observer':<34}{'observe ms':>12}{'qparams ms':>12}{'MSE':>14}")
 
-    def run_torch():
-        obs = TorchHistogramObserver(bins=2048)
+    def observe_then_choose(make_observer):
+        obs = make_observer()
         t = time.perf_counter()
         for b in data:
             obs(b)
@@ -91,18 +91,9 @@ def histogram(batches: int, batch_numel: int, repeats: int) -> None:
         scale, zp = obs.calculate_qparams()
         return t_obs, time.perf_counter() - t, scale, zp
 
-    def run_ours(method):
-        obs = mcuq.HistogramObserver(bins=2048, method=method)
-        t = time.perf_counter()
-        for b in data:
-            obs(b)
-        t_obs = time.perf_counter() - t
-        t = time.perf_counter()
-        scale, zp = obs.calculate_qparams()
-        return t_obs, time.perf_counter() - t, scale, zp
-
-    rows = [("torch.ao HistogramObserver", run_torch)] + [
-        (f"mcuq.HistogramObserver({m!r})", (lambda m=m: run_ours(m))) for m in ("mse", "entropy", "percentile", "minmax")
+    rows = [("torch.ao HistogramObserver", lambda: observe_then_choose(lambda: TorchHistogramObserver(bins=2048)))] + [
+        (f"mcuq.HistogramObserver({m!r})", lambda m=m: observe_then_choose(lambda: mcuq.HistogramObserver(bins=2048, method=m)))
+        for m in ("mse", "entropy", "percentile", "minmax")
     ]
     base = None
     for name, run in rows:

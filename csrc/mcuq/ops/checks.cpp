@@ -285,17 +285,18 @@ void check_tensor(
     const char* name,
     const at::Tensor& t,
     at::ScalarType dtype,
-    const at::Tensor& input) {
+    const at::Tensor& ref,
+    const char* ref_name) {
   TORCH_CHECK_TYPE(
       t.scalar_type() == dtype,
       fmt::format(
           "mcuq::{}: expected {} to be {}, but got {}", op, name, dtype_name(dtype),
           dtype_name(t.scalar_type())));
   TORCH_CHECK_VALUE(
-      t.device() == input.device(),
+      t.device() == ref.device(),
       fmt::format(
-          "mcuq::{}: expected {} on the input's device ({}), but got {}", op, name,
-          input.device().str(), t.device().str()));
+          "mcuq::{}: expected {} on the {}'s device ({}), but got {}", op, name, ref_name,
+          ref.device().str(), t.device().str()));
 }
 
 QParamLayout check_range_state(

@@ -45,13 +45,15 @@ QParamLayout channel_layout(
     int64_t group_size,
     const char* what);
 
-// Checks a state tensor's dtype and device (against the input's).
+// Checks a state tensor's dtype (TypeError) and device (ValueError, against
+// `ref`, named `ref_name` in the message).
 void check_tensor(
     const char* op,
     const char* name,
     const at::Tensor& t,
     at::ScalarType dtype,
-    const at::Tensor& input);
+    const at::Tensor& ref,
+    const char* ref_name = "input");
 
 // Checks a range observer's state (float32 min_val/max_val with one entry per
 // channel group or one in all, int64 nonfinite_count with one element) and

@@ -83,26 +83,6 @@ std::string shape_str(const at::Tensor& t) {
   return s + "]";
 }
 
-// A state tensor's dtype (TypeError) and device (ValueError, against `ref`).
-void check_state(
-    const char* op,
-    const char* name,
-    const at::Tensor& t,
-    at::ScalarType dtype,
-    const at::Tensor& ref,
-    const char* ref_name) {
-  TORCH_CHECK_TYPE(
-      t.scalar_type() == dtype,
-      fmt::format(
-          "mcuq::{}: expected {} to be {}, but got {}", op, name, dtype_name(dtype),
-          dtype_name(t.scalar_type())));
-  TORCH_CHECK_VALUE(
-      t.device() == ref.device(),
-      fmt::format(
-          "mcuq::{}: expected {} on the {}'s device ({}), but got {}", op, name, ref_name,
-          ref.device().str(), t.device().str()));
-}
-
 // The shapes both ops share: histogram [bins] / [C, bins], histogram_range
 // [2] / [C, 2], min_val and max_val one element / [C]. Dtypes and devices are
 // checked before (against the input or the histogram).
@@ -177,11 +157,11 @@ HistogramLayout check_observe_histogram_args(
     const at::Tensor& nonfinite_count,
     int64_t axis) {
   check_float_input(op, input);
-  check_state(op, "histogram", histogram, at::kLong, input, "input");
-  check_state(op, "histogram_range", histogram_range, at::kDouble, input, "input");
-  check_state(op, "min_val", min_val, at::kFloat, input, "input");
-  check_state(op, "max_val", max_val, at::kFloat, input, "input");
-  check_state(op, "nonfinite_count", nonfinite_count, at::kLong, input, "input");
+  check_tensor(op, "histogram", histogram, at::kLong, input, "input");
+  check_tensor(op, "histogram_range", histogram_range, at::kDouble, input, "input");
+  check_tensor(op, "min_val", min_val, at::kFloat, input, "input");
+  check_tensor(op, "max_val", max_val, at::kFloat, input, "input");
+  check_tensor(op, "nonfinite_count", nonfinite_count, at::kLong, input, "input");
   HistogramLayout layout = check_state_shapes(op, histogram, histogram_range, min_val, max_val);
   TORCH_CHECK_VALUE(
       concrete(nonfinite_count.sym_numel()) == 1,
@@ -223,10 +203,10 @@ HistogramRangeArgs check_histogram_range_args(
     int64_t quant_max,
     const std::string& method,
     double percentile) {
-  check_state(op, "histogram", histogram, at::kLong, histogram, "histogram");
-  check_state(op, "histogram_range", histogram_range, at::kDouble, histogram, "histogram");
-  check_state(op, "min_val", min_val, at::kFloat, histogram, "histogram");
-  check_state(op, "max_val", max_val, at::kFloat, histogram, "histogram");
+  check_tensor(op, "histogram", histogram, at::kLong, histogram, "histogram");
+  check_tensor(op, "histogram_range", histogram_range, at::kDouble, histogram, "histogram");
+  check_tensor(op, "min_val", min_val, at::kFloat, histogram, "histogram");
+  check_tensor(op, "max_val", max_val, at::kFloat, histogram, "histogram");
   HistogramRangeArgs args;
   args.layout = check_state_shapes(op, histogram, histogram_range, min_val, max_val);
   check_quant_range(op, quant_min, quant_max);
@@ -260,10 +240,10 @@ HistogramLayout check_histogram_rebin_args(
     const at::Tensor& histogram_range,
     const at::Tensor& min_val,
     const at::Tensor& max_val) {
-  check_state(op, "histogram", histogram, at::kLong, histogram, "histogram");
-  check_state(op, "histogram_range", histogram_range, at::kDouble, histogram, "histogram");
-  check_state(op, "min_val", min_val, at::kFloat, histogram, "histogram");
-  check_state(op, "max_val", max_val, at::kFloat, histogram, "histogram");
+  check_tensor(op, "histogram", histogram, at::kLong, histogram, "histogram");
+  check_tensor(op, "histogram_range", histogram_range, at::kDouble, histogram, "histogram");
+  check_tensor(op, "min_val", min_val, at::kFloat, histogram, "histogram");
+  check_tensor(op, "max_val", max_val, at::kFloat, histogram, "histogram");
   return check_state_shapes(op, histogram, histogram_range, min_val, max_val);
 }
 
