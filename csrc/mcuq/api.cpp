@@ -167,3 +167,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quantize_backward(
 }  // namespace detail
 
 }  // namespace mcuq
+
+namespace mcuq {
+
+std::tuple<at::Tensor, at::Tensor> quantize_multiplier(const at::Tensor& real_multiplier) {
+  static const auto op = op_handle<decltype(quantize_multiplier)>("mcuq::quantize_multiplier");
+  return op.call(real_multiplier);
+}
+
+at::Tensor requantize(
+    const at::Tensor& input,
+    const at::Tensor& multiplier,
+    const at::Tensor& shift,
+    int64_t zero_point,
+    int64_t quant_min,
+    int64_t quant_max,
+    int64_t axis,
+    c10::string_view rounding) {
+  static const auto op = op_handle<decltype(requantize)>("mcuq::requantize");
+  return op.call(input, multiplier, shift, zero_point, quant_min, quant_max, axis, rounding);
+}
+
+}  // namespace mcuq

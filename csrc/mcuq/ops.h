@@ -130,6 +130,25 @@ at::Tensor fake_quantize_dynamic(
     bool symmetric,
     c10::optional<int64_t> axis = c10::nullopt);
 
+// TFLite's QuantizeMultiplier for each real multiplier (>= 0): int32
+// multipliers in [2^30, 2^31) and shifts with M ~= multiplier * 2^(shift - 31).
+std::tuple<at::Tensor, at::Tensor> quantize_multiplier(const at::Tensor& real_multiplier);
+
+// Requantizes int32 (or int64, 16x8) accumulators: zero_point +
+// MultiplyByQuantizedMultiplier(input, multiplier, shift), clamped to
+// [quant_min, quant_max], as int32. One multiplier/shift, or one per channel
+// along `axis`. rounding: "double" (TFLite's default), "single" or "shift"
+// (power-of-two multipliers). Same arithmetic as the MCU runtime.
+at::Tensor requantize(
+    const at::Tensor& input,
+    const at::Tensor& multiplier,
+    const at::Tensor& shift,
+    int64_t zero_point,
+    int64_t quant_min,
+    int64_t quant_max,
+    int64_t axis = 1,
+    c10::string_view rounding = "double");
+
 namespace detail {
 // Min and max of the finite values (float32, one entry or one per group of
 // slices along axis; +inf/-inf where none) and the count of the others.

@@ -13,6 +13,7 @@ from . import data, presets  # noqa: E402
 from .calibrate import calibrate  # noqa: E402
 from .conv_bn import ConvBn2d, ConvBnReLU2d, freeze_bn_stats, update_bn_stats  # noqa: E402
 from .distributed import sync_observers  # noqa: E402
+from ._export import ExportedModel, export, runtime_dir  # noqa: E402
 from .freeze import FixedFakeQuantize, freeze  # noqa: E402
 from .lsq import LearnableFakeQuantize  # noqa: E402
 from .prepare import prepare  # noqa: E402
@@ -28,6 +29,8 @@ from .ops import (  # noqa: E402
     fake_quantize,
     fake_quantize_dynamic,
     quantize,
+    quantize_multiplier,
+    requantize,
 )
 
 __version__ = "0.1.0"
@@ -38,6 +41,11 @@ __all__ = [
     "dequantize",
     "choose_qparams",
     "fake_quantize_dynamic",
+    "quantize_multiplier",
+    "requantize",
+    "export",
+    "ExportedModel",
+    "runtime_dir",
     "MinMaxObserver",
     "MovingAverageMinMaxObserver",
     "HistogramObserver",

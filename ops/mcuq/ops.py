@@ -102,3 +102,31 @@ def fake_quantize_dynamic(
     """Fake quantization with the range of this input alone (per tensor, or
     per slice along ``axis``); straight-through gradient."""
     return torch.ops.mcuq.fake_quantize_dynamic(input, quant_min, quant_max, symmetric, axis)
+
+
+def quantize_multiplier(real_multiplier: Tensor) -> Tuple[Tensor, Tensor]:
+    """TFLite's ``QuantizeMultiplier`` for each real multiplier ``M >= 0``:
+    int32 ``multiplier`` in [2^30, 2^31) and int32 ``shift`` with
+    ``M ~= multiplier * 2^(shift - 31)`` (ties away from zero; the 2^31
+    carry; shifts below -31 flush to (0, 0); above 30 saturate)."""
+    return torch.ops.mcuq.quantize_multiplier(real_multiplier)
+
+
+def requantize(
+    input: Tensor,
+    multiplier: Tensor,
+    shift: Tensor,
+    zero_point: int,
+    quant_min: int,
+    quant_max: int,
+    axis: int = 1,
+    rounding: str = "double",
+) -> Tensor:
+    """int32 (or int64, 16x8) accumulators -> int32 levels:
+    ``clamp(zero_point + MultiplyByQuantizedMultiplier(input, multiplier,
+    shift), quant_min, quant_max)``, one multiplier/shift or one per channel
+    along ``axis``. ``rounding``: ``"double"`` (TFLite's default, gemmlowp),
+    ``"single"`` (TFLITE_SINGLE_ROUNDING) or ``"shift"`` (power-of-two
+    multipliers). The MCU runtime computes the same bits
+    (``csrc/runtime/mcuq_arith.h``)."""
+    return torch.ops.mcuq.requantize(input, multiplier, shift, zero_point, quant_min, quant_max, axis, rounding)

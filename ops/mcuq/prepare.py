@@ -44,21 +44,39 @@ _JOIN_FUNCTIONS = (operator.add, torch.add, torch.cat)
 
 class WeightQuantized(nn.Module):
     """A Conv1d/Conv2d/ConvTranspose2d/Linear whose weight passes through
-    ``weight_fake_quant`` on every forward."""
+    ``weight_fake_quant`` on every forward. ``WeightQuantized.wrap`` picks the
+    subclass for the layer (one class per layer type, so that TorchScript can
+    script each forward)."""
 
     def __init__(self, layer: nn.Module, weight_fake_quant: nn.Module) -> None:
         super().__init__()
         self.layer = layer
         self.weight_fake_quant = weight_fake_quant
 
+    @staticmethod
+    def wrap(layer: nn.Module, weight_fake_quant: nn.Module) -> "WeightQuantized":
+        if isinstance(layer, nn.Linear):
+            return WeightQuantizedLinear(layer, weight_fake_quant)
+        if isinstance(layer, nn.ConvTranspose2d):
+            return WeightQuantizedConvTranspose2d(layer, weight_fake_quant)
+        return WeightQuantizedConv(layer, weight_fake_quant)
+
+
+class WeightQuantizedLinear(WeightQuantized):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight_fake_quant(self.layer.weight), self.layer.bias)
+
+
+class WeightQuantizedConv(WeightQuantized):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer._conv_forward(x, self.weight_fake_quant(self.layer.weight), self.layer.bias)
+
+
+class WeightQuantizedConvTranspose2d(WeightQuantized):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight_fake_quant(self.layer.weight)
-        if isinstance(self.layer, nn.Linear):
-            return F.linear(x, w, self.layer.bias)
-        if isinstance(self.layer, nn.ConvTranspose2d):
-            return F.conv_transpose2d(x, w, self.layer.bias, self.layer.stride, self.layer.padding,
-                                      self.layer.output_padding, self.layer.groups, self.layer.dilation)
-        return self.layer._conv_forward(x, w, self.layer.bias)
+        return F.conv_transpose2d(x, w, self.layer.bias, self.layer.stride, self.layer.padding,
+                                  self.layer.output_padding, self.layer.groups, self.layer.dilation)
 
 
 def _layer_name(node: fx.Node) -> str:
@@ -153,7 +171,7 @@ def prepare(model: nn.Module, preset: Preset, qat: bool = True, freeze_bn_step: 
         elif node.op == "call_module":
             module = modules[node.target]
             if type(module) in _WEIGHTED:
-                wrapped = WeightQuantized(module, weight_quantizer(_weight_axis(module)))
+                wrapped = WeightQuantized.wrap(module, weight_quantizer(_weight_axis(module)))
                 with torch.no_grad():  # size and initialize the weight quantizer
                     wrapped.weight_fake_quant(module.weight)
                 _set_module(gm, node.target, wrapped)

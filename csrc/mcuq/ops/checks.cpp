@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <cfloat>
 #include <cmath>
@@ -447,6 +448,53 @@ at::Tensor broadcast_along_axis(const at::Tensor& t, const QParamLayout& layout,
     shape[layout.axis] = layout.channels;
   }
   return t.view(shape).expand(like.sizes());
+}
+
+}  // namespace mcuq::ops
+
+namespace mcuq::ops {
+
+void check_quantize_multiplier_args(const char* op, const at::Tensor& real_multiplier) {
+  TORCH_CHECK_TYPE(
+      is_supported_float(real_multiplier.scalar_type()),
+      fmt::format(
+          "mcuq::{}: expected real_multiplier to be a floating-point tensor, but got {}", op,
+          dtype_name(real_multiplier.scalar_type())));
+}
+
+QParamLayout check_requantize_args(
+    const char* op,
+    const at::Tensor& input,
+    const at::Tensor& multiplier,
+    const at::Tensor& shift,
+    int64_t zero_point,
+    int64_t quant_min,
+    int64_t quant_max,
+    int64_t axis,
+    c10::string_view rounding) {
+  TORCH_CHECK_TYPE(
+      input.scalar_type() == at::kInt || input.scalar_type() == at::kLong,
+      fmt::format(
+          "mcuq::{}: expected input (accumulators) to be int32 or int64, but got {}", op,
+          dtype_name(input.scalar_type())));
+  check_tensor(op, "multiplier", multiplier, at::kInt, input);
+  check_tensor(op, "shift", shift, at::kInt, input);
+  TORCH_CHECK_VALUE(
+      multiplier.dim() <= 1 && shift.sizes() == multiplier.sizes(),
+      fmt::format(
+          "mcuq::{}: expected multiplier and shift to be 0-d or 1-d of one shape, but got {} and {}",
+          op, fmt::join(multiplier.sizes(), "x"), fmt::join(shift.sizes(), "x")));
+  check_quant_range(op, quant_min, quant_max);
+  // The zero point may lie outside a clamp (a fused ReLU6 of a negative range).
+  TORCH_CHECK_VALUE(
+      zero_point >= INT32_MIN && zero_point <= INT32_MAX,
+      fmt::format("mcuq::{}: expected zero_point to fit in int32, but got {}", op, zero_point));
+  TORCH_CHECK_VALUE(
+      rounding == "double" || rounding == "single" || rounding == "shift",
+      fmt::format(
+          "mcuq::{}: expected rounding to be 'double', 'single' or 'shift', but got '{}'", op,
+          std::string(rounding.data(), rounding.size())));
+  return channel_layout(op, input, multiplier.numel(), axis, 1, "multiplier");
 }
 
 }  // namespace mcuq::ops

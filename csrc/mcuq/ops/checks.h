@@ -5,6 +5,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/Optional.h>
+#include <c10/util/string_view.h>
 
 namespace mcuq::ops {
 
@@ -146,5 +147,22 @@ ChannelQParams channel_qparams(
 // `t` ([channels] or [1]) viewed so that it broadcasts against `like`
 // along the layout's axis, with zero strides elsewhere.
 at::Tensor broadcast_along_axis(const at::Tensor& t, const QParamLayout& layout, const at::Tensor& like);
+
+// quantize_multiplier: a floating tensor of real multipliers.
+void check_quantize_multiplier_args(const char* op, const at::Tensor& real_multiplier);
+
+// requantize: an int32/int64 accumulator, int32 multiplier and shift with
+// one entry or one per channel along `axis`, a known rounding rule, and an
+// int32 zero point. Returns the layout.
+QParamLayout check_requantize_args(
+    const char* op,
+    const at::Tensor& input,
+    const at::Tensor& multiplier,
+    const at::Tensor& shift,
+    int64_t zero_point,
+    int64_t quant_min,
+    int64_t quant_max,
+    int64_t axis,
+    c10::string_view rounding);
 
 }  // namespace mcuq::ops

@@ -50,6 +50,16 @@ TORCH_LIBRARY(mcuq, m) {
       "_finite_aminmax(Tensor input, int? axis=None, int group_size=1) -> "
       "(Tensor min_val, Tensor max_val, Tensor nonfinite_count)");
 
+  // Integer arithmetic of the exported model (csrc/runtime/mcuq_arith.h):
+  // TFLite's QuantizeMultiplier, and requantization of int32/int64
+  // accumulators to an integer range with per-tensor or per-channel
+  // multipliers ("double": gemmlowp double rounding, TFLite's default;
+  // "single": one rounding; "shift": power-of-two multipliers).
+  m.def("quantize_multiplier(Tensor real_multiplier) -> (Tensor multiplier, Tensor shift)");
+  m.def(
+      "requantize(Tensor input, Tensor multiplier, Tensor shift, int zero_point, int quant_min, "
+      "int quant_max, int axis=1, str rounding=\"double\") -> Tensor");
+
   // Private: the gradient of fake_quantize. Returns (grad_input, grad_scale, grad_zero_point);
   // the last two are zeros unless asked for.
   m.def(

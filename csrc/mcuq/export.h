@@ -1,0 +1,88 @@
+// The exporter: a frozen TorchScript model (mcuq.freeze, then torch.jit.trace
+// or torch.jit.script, *before* torch.jit.freeze, which would fold the weight
+// quantizers away) lowered to an integer graph, executed by a LibTorch
+// integer reference and written as C99 tables + an invoke function for the
+// mcuq runtime (csrc/runtime). README.md, "Export", documents the rules.
+#pragma once
+
+#include "mcuq/export/graph.h"
+
+#include <ATen/core/Tensor.h>
+#include <ATen/core/ivalue.h>
+#include <torch/custom_class.h>
+
+#include <string>
+#include <vector>
+
+namespace torch::jit {
+struct Module;
+}
+
+namespace mcuq {
+
+struct ExportOptions {
+  // Requantization rounding of layers whose multipliers are not powers of
+  // two: "double" (TFLite's default, gemmlowp) or "single"
+  // (TFLITE_SINGLE_ROUNDING). Power-of-two multipliers always use a
+  // rounding shift.
+  std::string rounding = "double";
+  // How generated files name the model (default: its path or class name).
+  std::string source;
+};
+
+class ExportedModel : public torch::CustomClassHolder {
+ public:
+  ExportedModel(exporter::Graph graph, std::string source);
+
+  const exporter::Graph& graph() const { return graph_; }
+  const exporter::ArenaPlan& arena() const { return arena_; }
+
+  // Float input [N, ...] -> integer levels (int32) through the model's input
+  // quantizer, exactly as its fake-quantizer rounds.
+  at::Tensor quantize_input(const at::Tensor& input) const;
+  // Integer output levels -> float32 through the output qparams.
+  at::Tensor dequantize_output(const at::Tensor& output) const;
+  // The integer graph run with LibTorch integer arithmetic: input levels
+  // [N, ...] (any integer dtype) -> output levels (int32).
+  at::Tensor integer_reference(const at::Tensor& q_input) const;
+  // Every tensor of the graph (levels, int32), in tensor order.
+  std::vector<at::Tensor> integer_reference_all(const at::Tensor& q_input) const;
+
+  // Writes NAME.h, NAME.c and report.json into `directory` (created if its
+  // parent exists). All files are written to temporaries first and renamed
+  // only once every one is complete, so a failure leaves nothing half-written.
+  void write(const std::string& directory, const std::string& name) const;
+  std::string c_header(const std::string& name) const;
+  std::string c_source(const std::string& name) const;
+  std::string report_json(const std::string& name) const;
+  // The summary table the CLI prints (layers, flash bytes, arena, MACs).
+  std::string summary() const;
+
+  // Totals.
+  int64_t flash_bytes() const;  // const tables: weights, biases, multipliers, LUTs
+  int64_t arena_bytes() const { return arena_.arena_bytes; }
+  int64_t macs() const;
+
+ private:
+  exporter::Graph graph_;
+  exporter::ArenaPlan arena_;
+  std::string source_;
+};
+
+// Lowers `module` for an input of `input_shape` ([N, C, H, W] or [N, F]).
+// `sample` (float, that shape up to N; undefined: uniform random in the
+// input quantizer's range) is run through the model to find shapes and the
+// per-layer SQNR in the report. Anything the exporter cannot lower is a
+// ValueError naming the node and its source line.
+c10::intrusive_ptr<ExportedModel> export_model(
+    const torch::jit::Module& module,
+    const std::vector<int64_t>& input_shape,
+    const ExportOptions& options = {},
+    const at::Tensor& sample = {});
+c10::intrusive_ptr<ExportedModel> export_model(
+    const std::string& path,
+    const std::vector<int64_t>& input_shape,
+    const ExportOptions& options = {},
+    const at::Tensor& sample = {});
+
+}  // namespace mcuq

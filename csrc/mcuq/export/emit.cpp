@@ -1,0 +1,443 @@
+// The exporter's output: generated C (tables + NAME_invoke calling the mcuq
+// runtime), report.json, the CLI's summary table, and the static arena plan.
+#include "mcuq/export/emit.h"
+
+#include <c10/util/Exception.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <unistd.h>
+
+#ifndef MCUQ_VERSION
+#define MCUQ_VERSION "unknown"
+#endif
+
+namespace mcuq::exporter {
+
+const char* layer_kind_name(LayerKind kind) {
+  switch (kind) {
+    case LayerKind::kConv2d: return "conv2d";
+    case LayerKind::kDepthwiseConv2d: return "depthwise_conv2d";
+    case LayerKind::kFullyConnected: return "fully_connected";
+    case LayerKind::kMaxPool2d: return "max_pool2d";
+    case LayerKind::kAvgPool2d: return "avg_pool2d";
+    case LayerKind::kAdd: return "add";
+    case LayerKind::kConcat: return "concat";
+    case LayerKind::kRequantize: return "requantize";
+    case LayerKind::kLut: return "lut";
+    case LayerKind::kReshape: return "reshape";
+  }
+  return "?";
+}
+
+ArenaPlan plan_arena(const Graph& g) {
+  ArenaPlan plan;
+  int buffers = 0;
+  for (const TensorInfo& t : g.tensors) buffers = std::max(buffers, t.buffer + 1);
+  plan.buffers.resize(buffers);
+  for (auto& b : plan.buffers) {
+    b.first = static_cast<int>(g.layers.size());
+    b.last = -1;
+  }
+  for (const TensorInfo& t : g.tensors) {
+    auto& b = plan.buffers[t.buffer];
+    b.bytes = std::max<int64_t>(b.bytes, t.numel() * g.element_bytes());
+  }
+  for (int i = 0; i < static_cast<int>(g.layers.size()); ++i) {
+    const Layer& l = g.layers[i];
+    auto& out = plan.buffers[g.tensors[l.output].buffer];
+    out.first = std::min(out.first, i);
+    out.last = std::max(out.last, i);
+    for (int t : l.inputs) {
+      auto& in = plan.buffers[g.tensors[t].buffer];
+      in.first = std::min(in.first, i);
+      in.last = std::max(in.last, i);
+    }
+  }
+  plan.buffers[g.tensors[g.input].buffer].place = ArenaPlan::Place::kInput;
+  plan.buffers[g.tensors[g.output].buffer].place = ArenaPlan::Place::kOutput;
+  // Greedy first fit, largest first (TFLite Micro's greedy planner does the same).
+  std::vector<int> order;
+  for (int i = 0; i < buffers; ++i) {
+    if (plan.buffers[i].place == ArenaPlan::Place::kArena && plan.buffers[i].last >= 0) order.push_back(i);
+  }
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return plan.buffers[a].bytes > plan.buffers[b].bytes; });
+  std::vector<int> placed;
+  for (int i : order) {
+    auto& b = plan.buffers[i];
+    std::vector<std::pair<int64_t, int64_t>> taken;  // [offset, end) of overlapping lifetimes
+    for (int j : placed) {
+      const auto& o = plan.buffers[j];
+      if (!(o.last < b.first || b.last < o.first)) taken.emplace_back(o.offset, o.offset + o.bytes);
+    }
+    std::sort(taken.begin(), taken.end());
+    int64_t offset = 0;
+    for (const auto& [start, end] : taken) {
+      if (offset + b.bytes <= start) break;
+      offset = std::max(offset, (end + 3) / 4 * 4);
+    }
+    b.offset = offset;
+    plan.arena_bytes = std::max(plan.arena_bytes, offset + b.bytes);
+    placed.push_back(i);
+  }
+  plan.arena_bytes = (plan.arena_bytes + 3) / 4 * 4;
+  return plan;
+}
+
+namespace {
+
+bool weighted(const Layer& l) {
+  return l.kind == LayerKind::kConv2d || l.kind == LayerKind::kDepthwiseConv2d ||
+         l.kind == LayerKind::kFullyConnected;
+}
+
+const char* rounding_enum(mcuq_rounding r) {
+  return r == MCUQ_ROUND_SINGLE ? "MCUQ_ROUND_SINGLE" : r == MCUQ_ROUND_SHIFT ? "MCUQ_ROUND_SHIFT" : "MCUQ_ROUND_DOUBLE";
+}
+
+const char* rounding_name(mcuq_rounding r) {
+  return r == MCUQ_ROUND_SINGLE ? "single" : r == MCUQ_ROUND_SHIFT ? "shift" : "double";
+}
+
+// An int32 literal valid in C for every value (INT32_MIN has no literal).
+std::string c_int(int64_t v) {
+  if (v == INT32_MIN) return "(-2147483647 - 1)";
+  return fmt::format("{}", v);
+}
+
+std::string c_int64(int64_t v) {
+  if (v == INT64_MIN) return "(-INT64_C(9223372036854775807) - 1)";
+  return fmt::format("INT64_C({})", v);
+}
+
+// float32 that round-trips.
+std::string c_float(float v) {
+  return fmt::format("{:.9g}f", v);
+}
+
+template <typename T, typename F>
+std::string table(const std::string& type, const std::string& name, const std::vector<T>& values, F literal) {
+  std::string out = fmt::format("static const {} {}[{}] MCUQ_TABLE = {{", type, name, values.size());
+  for (size_t i = 0; i < values.size(); ++i) {
+    out += (i % 16 == 0 ? "\n    " : " ") + literal(static_cast<int64_t>(values[i])) + (i + 1 < values.size() ? "," : "");
+  }
+  return out + "\n};\n";
+}
+
+std::string identifier(const std::string& s) {
+  std::string out;
+  for (char c : s) out += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  return out;
+}
+
+std::string layer_symbol(const std::string& name, size_t index, const Layer& l) {
+  return fmt::format("{}_l{}_{}", name, index, identifier(l.name));
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  return fmt::format("[{}]", fmt::join(shape, ", "));
+}
+
+std::string banner(const std::string& name, const std::string& source) {
+  return fmt::format(
+      "/* {}: generated by mcuq {} from {}.\n"
+      " * Do not edit: re-export the model instead. Integer-only C99 for the mcuq\n"
+      " * runtime (csrc/runtime); bit-exact with mcuq's LibTorch integer reference. */\n",
+      name, MCUQ_VERSION, source);
+}
+
+void check_name(const std::string& name) {
+  bool ok = !name.empty() && (std::isalpha(static_cast<unsigned char>(name[0])) || name[0] == '_');
+  for (char c : name) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
+  TORCH_CHECK_VALUE(ok, fmt::format("mcuq.export: expected name to be a C identifier, but got '{}'", name));
+}
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += fmt::format("\\u{:04x}", static_cast<int>(static_cast<unsigned char>(c)));
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+int64_t layer_flash_bytes(const Graph& g, const Layer& l) {
+  int64_t bytes = static_cast<int64_t>(l.weights.size()) + static_cast<int64_t>(l.table.size());
+  if (weighted(l)) bytes += static_cast<int64_t>(l.bias.size()) * (g.int16() ? 8 : 4) + l.requant.multiplier.size() * 5;
+  return bytes;
+}
+
+}  // namespace
+
+int64_t flash_bytes(const Graph& g) {
+  int64_t total = 0;
+  for (const Layer& l : g.layers) total += layer_flash_bytes(g, l);
+  return total;
+}
+
+std::string emit_header(const Graph& g, const ArenaPlan& arena, const std::string& name, const std::string& source) {
+  check_name(name);
+  const TensorInfo& in = g.tensors[g.input];
+  const TensorInfo& out = g.tensors[g.output];
+  const std::string upper = [&] {
+    std::string u = name;
+    for (char& c : u) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return u;
+  }();
+  std::string h = banner(name, source);
+  h += fmt::format("#ifndef {0}_H_\n#define {0}_H_\n\n#include <stdint.h>\n\n#include \"mcuq_runtime.h\"\n\n", upper);
+  h += "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n";
+  const auto io = [&](const char* what, const TensorInfo& t) {
+    return fmt::format(
+        "/* {0}: {1} levels, shape {2}; real = (q - ZERO_POINT) * SCALE. */\n"
+        "#define {3}_{0}_SIZE {4}\n#define {3}_{0}_SCALE {5}\n#define {3}_{0}_ZERO_POINT ({6})\n"
+        "#define {3}_{0}_QUANT_MIN ({7})\n#define {3}_{0}_QUANT_MAX ({8})\n\n",
+        what, g.int16() ? "int16" : "int8", shape_text(t.shape), upper, t.numel(), c_float(t.scale), t.zero_point,
+        t.quant_min, t.quant_max);
+  };
+  h += io("INPUT", in);
+  h += io("OUTPUT", out);
+  h += fmt::format(
+      "/* Scratch memory NAME_invoke needs, in bytes; pass 4-byte aligned memory,\n"
+      " * e.g. static int32_t arena[({0}_ARENA_SIZE + 3) / 4]. */\n#define {0}_ARENA_SIZE {1}\n\n",
+      upper, std::max<int64_t>(arena.arena_bytes, 4));
+  h += fmt::format("typedef {} {}_activation_t;\n\n", g.int16() ? "int16_t" : "int8_t", name);
+  h += fmt::format(
+      "/* Runs the model on one input ({0}_INPUT_SIZE levels) and writes\n"
+      " * {0}_OUTPUT_SIZE levels to output. Returns MCUQ_OK or the first kernel's\n"
+      " * error status. Input, output and arena must not overlap. */\n"
+      "mcuq_status {1}_invoke(const {1}_activation_t *input, {1}_activation_t *output, void *arena);\n\n",
+      upper, name);
+  h += fmt::format("#ifdef __cplusplus\n}}\n#endif\n\n#endif /* {}_H_ */\n", upper);
+  return h;
+}
+
+std::string emit_source(const Graph& g, const ArenaPlan& arena, const std::string& name, const std::string& source) {
+  check_name(name);
+  const std::string type = g.int16() ? "int16_t" : "int8_t";
+  const std::string suffix = g.int16() ? "s16" : "s8";
+  std::string tables, body;
+  const auto pointer = [&](int tensor, bool writable) {
+    const auto& b = arena.buffers[g.tensors[tensor].buffer];
+    if (b.place == ArenaPlan::Place::kInput) return std::string("input");
+    if (b.place == ArenaPlan::Place::kOutput) return std::string("output");
+    return fmt::format("({}{} *)(base + {})", writable ? "" : "const ", type, b.offset);
+  };
+  const auto out_at = [&](int tensor, int64_t offset) {
+    const std::string p = pointer(tensor, true);
+    return offset == 0 ? p : fmt::format("({} + {})", p, offset);
+  };
+  const auto requant = [&](const Layer& l, const std::string& sym) {
+    return fmt::format("    const mcuq_requant requant = {{{0}_multiplier, {0}_shift, {1}, {2}, {3}, {4}, {5}}};\n", sym,
+                       l.requant.multiplier.size() > 1 ? 1 : 0, rounding_enum(l.requant.rounding),
+                       c_int(l.requant.zero_point), c_int(l.requant.act_min), c_int(l.requant.act_max));
+  };
+  const auto check = "    if (status != MCUQ_OK) return status;\n  }\n";
+  for (size_t i = 0; i < g.layers.size(); ++i) {
+    const Layer& l = g.layers[i];
+    const std::string sym = layer_symbol(name, i, l);
+    const TensorInfo& in = g.tensors[l.inputs[0]];
+    const TensorInfo& out = g.tensors[l.output];
+    if (l.kind == LayerKind::kReshape) continue;
+    body += fmt::format("  /* {} ({}): {} {} -> {} */\n  {{\n", l.name, l.source, layer_kind_name(l.kind),
+                        shape_text(in.shape), shape_text(out.shape));
+    if (weighted(l)) {
+      tables += table("int8_t", sym + "_weights", l.weights, c_int);
+      tables += g.int16() ? table("int64_t", sym + "_bias", l.bias, c_int64) : table("int32_t", sym + "_bias", l.bias, c_int);
+      tables += table("int32_t", sym + "_multiplier", l.requant.multiplier, c_int);
+      tables += table("int8_t", sym + "_shift", l.requant.shift, c_int);
+      body += requant(l, sym);
+      if (l.kind == LayerKind::kFullyConnected) {
+        body += fmt::format("    const mcuq_status status = mcuq_fully_connected_{}({}, {}, {}, {}_weights, {}_bias, &requant, {});\n",
+                            suffix, in.numel(), out.numel(), pointer(l.inputs[0], false), sym, sym, out_at(l.output, 0));
+      } else {
+        const int64_t oh = out.shape[1], ow = out.shape[2];
+        body += fmt::format(
+            "    const mcuq_conv2d_params params = {{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}}};\n",
+            in.shape[0], in.shape[1], in.shape[2], out.shape[0], oh, ow, l.k_h, l.k_w, l.stride_h, l.stride_w, l.pad_h,
+            l.pad_w, l.dilation_h, l.dilation_w, l.groups, c_int(in.zero_point));
+        body += fmt::format("    const mcuq_status status = mcuq_{}conv2d_{}(&params, {}, {}_weights, {}_bias, &requant, {});\n",
+                            l.kind == LayerKind::kDepthwiseConv2d ? "depthwise_" : "", suffix,
+                            pointer(l.inputs[0], false), sym, sym, out_at(l.output, 0));
+      }
+    } else if (l.kind == LayerKind::kMaxPool2d || l.kind == LayerKind::kAvgPool2d) {
+      const int64_t oh = (in.shape[1] + 2 * l.pad_h - l.k_h) / l.stride_h + 1;
+      const int64_t ow = (in.shape[2] + 2 * l.pad_w - l.k_w) / l.stride_w + 1;
+      body += fmt::format(
+          "    const mcuq_pool2d_params params = {{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}}};\n",
+          in.shape[0], in.shape[1], in.shape[2], oh, ow, l.k_h, l.k_w, l.stride_h, l.stride_w, l.pad_h, l.pad_w,
+          l.count_include_pad, c_int(l.requant.zero_point), c_int(l.requant.act_min), c_int(l.requant.act_max));
+      body += fmt::format("    const mcuq_status status = mcuq_{}_pool2d_{}(&params, {}, {});\n",
+                          l.kind == LayerKind::kMaxPool2d ? "max" : "avg", suffix, pointer(l.inputs[0], false),
+                          out_at(l.output, 0));
+    } else if (l.kind == LayerKind::kAdd) {
+      const TensorInfo& b = g.tensors[l.inputs[1]];
+      body += fmt::format(
+          "    const mcuq_add_params params = {{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}}};\n",
+          out.numel(), l.left_shift, c_int(in.zero_point), c_int(l.a_multiplier), l.a_shift, c_int(b.zero_point),
+          c_int(l.b_multiplier), l.b_shift, c_int(l.requant.zero_point), c_int(l.requant.multiplier[0]),
+          static_cast<int>(l.requant.shift[0]), rounding_enum(l.requant.rounding), c_int(l.requant.act_min),
+          c_int(l.requant.act_max));
+      body += fmt::format("    const mcuq_status status = mcuq_add_{}(&params, {}, {}, {});\n", suffix,
+                          pointer(l.inputs[0], false), pointer(l.inputs[1], false), out_at(l.output, 0));
+    } else if (l.kind == LayerKind::kRequantize || l.kind == LayerKind::kConcat) {
+      const std::vector<Requant> pieces = l.kind == LayerKind::kConcat ? l.pieces : std::vector<Requant>{l.requant};
+      int64_t offset = 0;
+      body += "    mcuq_status status = MCUQ_OK;\n";
+      for (size_t p = 0; p < pieces.size(); ++p) {
+        const Requant& r = pieces[p];
+        const TensorInfo& piece = g.tensors[l.inputs[p]];
+        body += fmt::format(
+            "    {{\n      const mcuq_requantize_params params = {{{}, {}, {}, {}, {}, {}, {}, {}}};\n"
+            "      status = mcuq_requantize_{}(&params, {}, {});\n      if (status != MCUQ_OK) return status;\n    }}\n",
+            piece.numel(), c_int(piece.zero_point), c_int(r.multiplier[0]), static_cast<int>(r.shift[0]),
+            rounding_enum(r.rounding), c_int(r.zero_point), c_int(r.act_min), c_int(r.act_max), suffix,
+            pointer(l.inputs[p], false), out_at(l.output, offset));
+        offset += piece.numel();
+      }
+    } else if (l.kind == LayerKind::kLut) {
+      tables += table("int8_t", sym + "_table", l.table, c_int);
+      body += fmt::format("    const mcuq_status status = mcuq_lut_s8({}, {}_table, {}, {});\n", out.numel(), sym,
+                          pointer(l.inputs[0], false), out_at(l.output, 0));
+    }
+    body += check;
+  }
+  std::string c = banner(name, source);
+  c += fmt::format("#include \"{}.h\"\n\n#include <stddef.h>\n\n", name);
+  c += tables;
+  c += fmt::format(
+      "\nmcuq_status {0}_invoke(const {1} *input, {1} *output, void *arena) {{\n"
+      "  unsigned char *const base = (unsigned char *)arena;\n"
+      "  (void)base;\n"
+      "  if (input == NULL || output == NULL || arena == NULL) return MCUQ_ERROR_NULL;\n",
+      name, type);
+  c += body;
+  c += "  return MCUQ_OK;\n}\n";
+  return c;
+}
+
+std::string emit_report(const Graph& g, const ArenaPlan& arena, const std::string& name, const std::string& source) {
+  const auto tensor_json = [&](int t) {
+    const TensorInfo& x = g.tensors[t];
+    return fmt::format("{{\"shape\": [{}], \"scale\": {:.9g}, \"zero_point\": {}, \"quant_min\": {}, \"quant_max\": {}}}",
+                       fmt::join(x.shape, ", "), x.scale, x.zero_point, x.quant_min, x.quant_max);
+  };
+  std::string layers;
+  int64_t macs = 0;
+  for (size_t i = 0; i < g.layers.size(); ++i) {
+    const Layer& l = g.layers[i];
+    macs += l.macs;
+    std::vector<std::string> inputs;
+    for (int t : l.inputs) inputs.push_back(tensor_json(t));
+    const auto& buffer = arena.buffers[g.tensors[l.output].buffer];
+    const std::string place = buffer.place == ArenaPlan::Place::kInput ? "\"input\""
+        : buffer.place == ArenaPlan::Place::kOutput ? "\"output\"" : fmt::format("{}", buffer.offset);
+    std::string extra;
+    if (weighted(l)) {
+      extra += fmt::format(", \"weight_scales\": [{}], \"accumulator_bound\": {}, \"headroom_bits\": {:.2f}",
+                           fmt::join(l.weight_scale, ", "), l.accumulator_bound, l.headroom_bits);
+    }
+    if (weighted(l) || l.kind == LayerKind::kRequantize || l.kind == LayerKind::kAdd) {
+      std::vector<int> shifts(l.requant.shift.begin(), l.requant.shift.end());
+      extra += fmt::format(", \"multipliers\": [{}], \"shifts\": [{}], \"rounding\": \"{}\", \"act_min\": {}, \"act_max\": {}",
+                           fmt::join(l.requant.multiplier, ", "), fmt::join(shifts, ", "),
+                           rounding_name(l.requant.rounding), l.requant.act_min, l.requant.act_max);
+    }
+    layers += fmt::format(
+        "{}    {{\"index\": {}, \"name\": {}, \"kind\": \"{}\", \"source\": {}, \"inputs\": [{}], \"output\": {}, "
+        "\"macs\": {}, \"weight_bytes\": {}, \"flash_bytes\": {}, \"arena_offset\": {}, \"sqnr_db\": {}{}}}",
+        i == 0 ? "" : ",\n", i, json_string(l.name), layer_kind_name(l.kind), json_string(l.source),
+        fmt::join(inputs, ", "), tensor_json(l.output), l.macs, l.weights.size(), layer_flash_bytes(g, l), place,
+        l.has_sqnr ? fmt::format("{:.2f}", l.sqnr_db) : std::string("null"), extra);
+  }
+  return fmt::format(
+      "{{\n  \"name\": {},\n  \"source\": {},\n  \"mcuq_version\": \"{}\",\n  \"activations\": \"{}\",\n"
+      "  \"input\": {},\n  \"output\": {},\n  \"flash_bytes\": {},\n  \"arena_bytes\": {},\n  \"macs\": {},\n"
+      "  \"layers\": [\n{}\n  ]\n}}\n",
+      json_string(name), json_string(source), MCUQ_VERSION, g.int16() ? "int16" : "int8", tensor_json(g.input),
+      tensor_json(g.output), flash_bytes(g), arena.arena_bytes, macs, layers);
+}
+
+std::string summary_table(const Graph& g, const ArenaPlan& arena) {
+  std::string out = fmt::format("{:>3}  {:<24} {:<17} {:<14} {:>10} {:>9} {:>8} {:>8}\n", "#", "layer", "kind",
+                                "output", "MACs", "flash B", "arena@", "SQNR dB");
+  int64_t macs = 0;
+  for (size_t i = 0; i < g.layers.size(); ++i) {
+    const Layer& l = g.layers[i];
+    macs += l.macs;
+    const auto& b = arena.buffers[g.tensors[l.output].buffer];
+    const std::string place = b.place == ArenaPlan::Place::kInput ? "input"
+        : b.place == ArenaPlan::Place::kOutput ? "output" : fmt::format("{}", b.offset);
+    std::string name = l.name.size() > 24 ? l.name.substr(0, 23) + "~" : l.name;
+    out += fmt::format("{:>3}  {:<24} {:<17} {:<14} {:>10} {:>9} {:>8} {:>8}\n", i, name, layer_kind_name(l.kind),
+                       shape_text(g.tensors[l.output].shape), l.macs, layer_flash_bytes(g, l), place,
+                       l.has_sqnr ? fmt::format("{:.1f}", l.sqnr_db) : std::string("-"));
+  }
+  out += fmt::format("total: {} layers, {} activations, flash {} B (tables), arena {} B, {} MACs\n", g.layers.size(),
+                     g.int16() ? "int16" : "int8", flash_bytes(g), arena.arena_bytes, macs);
+  return out;
+}
+
+void write_files(const Graph& g, const ArenaPlan& arena, const std::string& directory, const std::string& name,
+                 const std::string& source) {
+  namespace fs = std::filesystem;
+  check_name(name);
+  const std::vector<std::pair<std::string, std::string>> files = {
+      {name + ".h", emit_header(g, arena, name, source)},
+      {name + ".c", emit_source(g, arena, name, source)},
+      {"report.json", emit_report(g, arena, name, source)}};
+  const fs::path dir(directory);
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) {
+    const fs::path parent = dir.has_parent_path() ? dir.parent_path() : fs::path(".");
+    TORCH_CHECK_VALUE(fs::is_directory(parent, ec),
+                      fmt::format("mcuq.export: cannot create output directory '{}': its parent '{}' does not exist",
+                                  directory, parent.string()));
+    fs::create_directory(dir, ec);
+    TORCH_CHECK(!ec, fmt::format("mcuq.export: cannot create output directory '{}': {}", directory, ec.message()));
+  }
+  TORCH_CHECK_VALUE(fs::is_directory(dir, ec),
+                    fmt::format("mcuq.export: output path '{}' exists and is not a directory", directory));
+  std::vector<fs::path> temporaries;
+  const auto cleanup = [&] {
+    for (const auto& t : temporaries) fs::remove(t, ec);
+  };
+  for (const auto& [file, text] : files) {
+    const fs::path tmp = dir / fmt::format(".{}.tmp{}", file, static_cast<long>(::getpid()));
+    std::ofstream stream(tmp, std::ios::binary | std::ios::trunc);
+    if (stream) {
+      temporaries.push_back(tmp);
+      stream << text;
+      stream.close();
+    }
+    if (!stream) {
+      const std::string why = std::strerror(errno);
+      cleanup();
+      TORCH_CHECK(false, fmt::format("mcuq.export: cannot write '{}': {}; nothing was written", (dir / file).string(), why));
+    }
+  }
+  for (size_t i = 0; i < files.size(); ++i) {
+    fs::rename(temporaries[i], dir / files[i].first, ec);
+    if (ec) {
+      const std::string why = ec.message();
+      cleanup();
+      TORCH_CHECK(false, fmt::format("mcuq.export: cannot write '{}': {}", (dir / files[i].first).string(), why));
+    }
+  }
+}
+
+}  // namespace mcuq::exporter

@@ -1,0 +1,125 @@
+// The integer graph: what the exporter lowers a frozen TorchScript model to,
+// and what both executable forms run (the LibTorch integer reference and the
+// generated C). Plain data, no torch: the C emitter compiles without it.
+#pragma once
+
+#include "mcuq_arith.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mcuq::exporter {
+
+enum class ActivationType { kInt8, kInt16 };
+
+// An activation tensor of one sample (the batch dimension is not stored).
+struct TensorInfo {
+  std::string name;
+  std::vector<int64_t> shape;  // e.g. {C, H, W} or {F}
+  float scale = 1.0f;
+  int32_t zero_point = 0;
+  int32_t quant_min = -128;
+  int32_t quant_max = 127;
+  int buffer = -1;  // storage: tensors related by reshape share one buffer
+
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+  }
+};
+
+enum class LayerKind {
+  kConv2d,
+  kDepthwiseConv2d,
+  kFullyConnected,
+  kMaxPool2d,
+  kAvgPool2d,
+  kAdd,
+  kConcat,
+  kRequantize,
+  kLut,
+  kReshape,
+};
+
+const char* layer_kind_name(LayerKind kind);
+
+// Output scaling: per output channel (or one) multiplier and shift.
+struct Requant {
+  std::vector<int32_t> multiplier;
+  std::vector<int8_t> shift;
+  mcuq_rounding rounding = MCUQ_ROUND_DOUBLE;
+  int32_t zero_point = 0;
+  int32_t act_min = -128;
+  int32_t act_max = 127;
+};
+
+struct Layer {
+  LayerKind kind = LayerKind::kReshape;
+  std::string name;    // module path (traced scope) or value name
+  std::string source;  // TorchScript op and source line it came from
+  std::vector<int> inputs;  // tensor ids
+  int output = -1;
+
+  // Conv / depthwise / fully connected.
+  int32_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dilation_h = 1, dilation_w = 1;
+  int32_t groups = 1, k_h = 1, k_w = 1;
+  std::vector<int8_t> weights;       // int8, PyTorch layout ([out][in/groups][kh][kw] or [out][in])
+  std::vector<int64_t> bias;         // q_bias with the input zero point folded in
+  std::vector<int64_t> bias_raw;     // q_bias before folding (the reference uses it)
+  std::vector<float> weight_scale;   // per output channel
+  Requant requant;
+
+  // Pooling.
+  int32_t count_include_pad = 1;
+
+  // Add: TFLite's scheme (left shift, input multipliers, then output requant).
+  int32_t left_shift = 0;
+  int32_t a_multiplier = 0, a_shift = 0, b_multiplier = 0, b_shift = 0;
+
+  // Concat: one requantization per input into its slice of the output.
+  std::vector<Requant> pieces;
+
+  // Lookup table: 256 entries, index q + 128.
+  std::vector<int8_t> table;
+
+  // Figures for the report.
+  int64_t macs = 0;
+  int64_t accumulator_bound = 0;  // max |accumulator| over all inputs (conv/fc)
+  double headroom_bits = 0.0;     // log2(limit / bound)
+  double sqnr_db = 0.0;           // integer output vs the float model, sample inputs
+  bool has_sqnr = false;
+};
+
+struct Graph {
+  std::vector<TensorInfo> tensors;
+  std::vector<Layer> layers;
+  int input = -1;
+  int output = -1;
+  ActivationType activation_type = ActivationType::kInt8;
+  int64_t batch = 1;  // batch of the traced input shape (the C code runs one sample)
+
+  bool int16() const { return activation_type == ActivationType::kInt16; }
+  int element_bytes() const { return int16() ? 2 : 1; }
+};
+
+// Where each buffer lives in generated code: the caller's input or output
+// array, or an offset in the arena.
+struct ArenaPlan {
+  enum class Place { kInput, kOutput, kArena };
+  struct Buffer {
+    Place place = Place::kArena;
+    int64_t offset = 0;
+    int64_t bytes = 0;
+    int first = 0, last = 0;  // layer indices where it is written first and read last
+  };
+  std::vector<Buffer> buffers;
+  int64_t arena_bytes = 0;
+};
+
+// Plans the arena: buffers whose lifetimes overlap never share bytes;
+// greedy first fit, largest first, 4-byte aligned.
+ArenaPlan plan_arena(const Graph& graph);
+
+}  // namespace mcuq::exporter

@@ -1,0 +1,881 @@
+// TorchScript -> integer graph.
+//
+// The forward graph is inlined and walked once, in order, as an abstract
+// interpreter: every value is a constant (module attributes, literals), a
+// fake-quantized weight, a quantized activation (a tensor of the integer
+// graph), or a float result still waiting for its output quantizer (a conv,
+// linear, add, concat or activation, with any ReLU/clamp that follows fused
+// into it). The model also runs concretely on a sample input alongside, which
+// gives every shape and the float values the report's SQNR compares against.
+#include "mcuq/export.h"
+#include "mcuq/export/lower.h"
+#include "mcuq/ops.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <torch/csrc/jit/api/module.h>
+#include <torch/csrc/jit/ir/constants.h>
+#include <torch/csrc/jit/ir/ir.h>
+#include <torch/csrc/jit/passes/inliner.h>
+#include <torch/csrc/jit/serialization/import.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace mcuq::exporter {
+namespace {
+
+using torch::jit::Node;
+using torch::jit::Value;
+
+c10::Symbol sym(const char* qualified) {
+  return c10::Symbol::fromQualString(qualified);
+}
+
+// "aten::_convolution, torch/nn/modules/conv.py:459": the op and the line of
+// (TorchScript or traced Python) source it came from.
+std::string where(const Node* n) {
+  std::string text = n->kind().toQualString();
+  if (auto flc = n->sourceRange().file_line_col()) {
+    text += fmt::format(", {}:{}", std::get<0>(*flc), std::get<1>(*flc));
+  }
+  return text;
+}
+
+// "conv1 (aten::_convolution, torch/nn/modules/conv.py:459)"; `known` names
+// the layer when the caller knows better (a module path).
+std::string describe(const Node* n, const std::string& known = "") {
+  if (!known.empty()) return fmt::format("{} ({})", known, where(n));
+  std::string scope = n->scopeName();
+  for (const char* prefix : {"__module.", "__module"}) {
+    if (scope.rfind(prefix, 0) == 0) scope = scope.substr(std::string(prefix).size());
+  }
+  const std::string name = !scope.empty() ? scope
+      : (n->outputs().size() > 0 && n->output(0)->hasDebugName()) ? n->output(0)->debugName()
+                                                                  : std::string("?");
+  return fmt::format("{} ({})", name, where(n));
+}
+
+std::string short_name(const Node* n) {
+  std::string scope = n->scopeName();
+  for (const char* prefix : {"__module.", "__module"}) {
+    if (scope.rfind(prefix, 0) == 0) scope = scope.substr(std::string(prefix).size());
+  }
+  if (!scope.empty()) return scope;
+  if (n->outputs().size() > 0 && n->output(0)->hasDebugName()) return n->output(0)->debugName();
+  return n->kind().toUnqualString();
+}
+
+[[noreturn]] void fail(const Node* n, const std::string& why, const std::string& name = "") {
+  TORCH_CHECK_VALUE(false, fmt::format("mcuq.export: cannot lower {}: {}", describe(n, name), why));
+}
+
+struct QuantizedWeight {
+  at::Tensor levels;          // int32, the weight's integer levels
+  std::vector<float> scale;   // per output channel (expanded from groups / per-tensor)
+};
+
+struct Pending;
+
+struct Sym {
+  enum class Kind { kConst, kFloat, kWeight, kAct, kPending, kList } kind = Kind::kConst;
+  c10::IValue value;  // kConst: the value; otherwise the concrete float tensor of the sample run
+  std::shared_ptr<QuantizedWeight> weight;
+  int tensor = -1;
+  std::shared_ptr<Pending> pending;
+  std::string path;  // module attribute path of a constant ("conv1.weight"), names layers
+};
+
+// A float result waiting for the quantizer that defines its output qparams.
+struct Pending {
+  LayerKind kind = LayerKind::kRequantize;
+  const Node* node = nullptr;  // the node that produced it
+  std::string name;            // the layer's name, if known (module path)
+  std::vector<int> inputs;
+  std::shared_ptr<QuantizedWeight> weight;
+  at::Tensor bias;  // float, may be undefined
+  Layer geometry;   // conv/fc geometry
+  double lo = -std::numeric_limits<double>::infinity();
+  double hi = std::numeric_limits<double>::infinity();
+  // Lookup tables: the nodes applied, in order, to the input (each to its
+  // first input, the others constant).
+  std::vector<std::pair<const Node*, std::vector<c10::IValue>>> chain;
+};
+
+bool one_of(c10::Symbol k, std::initializer_list<const char*> names) {
+  for (const char* name : names) {
+    if (k == sym(name)) return true;
+  }
+  return false;
+}
+
+const std::initializer_list<const char*> kClamps = {
+    "aten::relu", "aten::relu_", "aten::relu6", "aten::relu6_", "aten::hardtanh", "aten::hardtanh_",
+    "aten::clamp", "aten::clamp_", "aten::clamp_min", "aten::clamp_min_", "aten::clamp_max",
+    "aten::clamp_max_"};
+const std::initializer_list<const char*> kLutActivations = {
+    "aten::sigmoid", "aten::sigmoid_", "aten::tanh", "aten::tanh_", "aten::hardswish",
+    "aten::hardswish_", "aten::hardsigmoid", "aten::hardsigmoid_", "aten::silu", "aten::silu_",
+    "aten::gelu", "aten::leaky_relu", "aten::leaky_relu_", "aten::elu", "aten::elu_", "aten::selu",
+    "aten::selu_", "aten::celu", "aten::celu_", "aten::softplus", "aten::mish", "aten::mish_",
+    "aten::log_sigmoid", "aten::softsign"};
+const std::initializer_list<const char*> kIdentities = {
+    "aten::contiguous", "aten::dropout", "aten::dropout_", "aten::feature_dropout",
+    "aten::alpha_dropout", "aten::detach", "aten::clone"};
+const std::initializer_list<const char*> kReshapes = {
+    "aten::flatten", "aten::reshape", "aten::view", "aten::squeeze", "aten::unsqueeze",
+    "aten::squeeze_", "aten::unsqueeze_"};
+const std::initializer_list<const char*> kShapeQueries = {
+    "aten::size", "aten::dim", "prim::device", "prim::dtype", "aten::len", "prim::shape"};
+
+double scalar_of(const c10::IValue& v) {
+  return v.isNone() ? std::numeric_limits<double>::quiet_NaN() : v.toScalar().toDouble();
+}
+
+// The fake-quantizer's level of a real value, float32 as the kernels compute it.
+int64_t level_of(double v, float scale, int32_t zero_point) {
+  const float x = static_cast<float>(v) * (1.0f / scale);
+  return static_cast<int64_t>(std::nearbyint(x)) + zero_point;
+}
+
+class Lowerer {
+ public:
+  Lowerer(const torch::jit::Module& module, const ExportOptions& options)
+      : module_(module), options_(options) {}
+
+  LoweredModel run(const std::vector<int64_t>& input_shape, const at::Tensor& sample_in);
+
+ private:
+  Sym& at(const Value* v) {
+    auto it = env_.find(v);
+    TORCH_CHECK(it != env_.end(), "mcuq.export: internal error: value used before definition");
+    return it->second;
+  }
+  void block(const torch::jit::Block* b);
+  void node(const Node* n);
+  std::vector<c10::IValue> concrete_outputs(const Node* n, const std::vector<c10::IValue>& inputs);
+  std::vector<c10::IValue> concrete_inputs(const Node* n);
+  int activation(const Node* n, const Value* v);  // the tensor id of a quantized activation
+  int new_tensor(const Node* n, const at::Tensor& value, float scale, int32_t zp, int64_t qmin, int64_t qmax,
+                 int buffer = -1);
+  void check_activation_range(const Node* n, int64_t qmin, int64_t qmax, int32_t zp);
+  std::shared_ptr<QuantizedWeight> quantized_weight(const Node* n, const std::vector<c10::IValue>& in);
+  void fake_quantize(const Node* n, const std::vector<c10::IValue>& in);
+  int finalize(const Node* fq, Pending& p, const at::Tensor& pre_quant, float scale, int32_t zp, int64_t qmin,
+               int64_t qmax);
+  Requant requant_to(const Node* n, const std::vector<double>& real, float out_scale, int32_t out_zp,
+                     int64_t qmin, int64_t qmax, double lo, double hi, const std::string& name);
+  void lower_weighted(const Node* n, const std::vector<c10::IValue>& in);
+  void lower_pool(const Node* n, const std::vector<c10::IValue>& in, const at::Tensor& out);
+  int add_layer(Layer layer, const at::Tensor& pre_quant);
+  // A traced module scope ("pool"), else the kind and the layer's index ("max_pool2d_3").
+  std::string layer_name(LayerKind kind, const Node* n) const {
+    std::string scope = n->scopeName();
+    if (scope.rfind("__module.", 0) == 0) return scope.substr(9);
+    return fmt::format("{}_{}", layer_kind_name(kind), graph_.layers.size());
+  }
+
+  const torch::jit::Module& module_;
+  ExportOptions options_;
+  std::unordered_map<const Value*, Sym> env_;
+  Graph graph_;
+  std::vector<at::Tensor> float_outputs_;  // per layer: the float model's value before quantization
+  bool type_known_ = false;
+  int buffers_ = 0;
+};
+
+std::vector<c10::IValue> Lowerer::concrete_inputs(const Node* n) {
+  std::vector<c10::IValue> in;
+  for (const Value* v : n->inputs()) in.push_back(at(v).value);
+  return in;
+}
+
+std::vector<c10::IValue> Lowerer::concrete_outputs(const Node* n, const std::vector<c10::IValue>& inputs) {
+  torch::jit::Stack stack(inputs.begin(), inputs.end());
+  try {
+    // Aggregate prim ops have no schema, hence no Operation of their own.
+    if (n->kind() == c10::prim::ListConstruct) {
+      c10::impl::GenericList list(n->output()->type()->expectRef<c10::ListType>().getElementType());
+      for (const auto& v : inputs) list.push_back(v);
+      stack = {c10::IValue(list)};
+    } else if (n->kind() == c10::prim::TupleConstruct) {
+      stack = {c10::IValue(c10::ivalue::Tuple::create(inputs))};
+    } else if (n->kind() == c10::prim::ListUnpack || n->kind() == c10::prim::TupleUnpack) {
+      const c10::IValue aggregate = stack.back();
+      stack.pop_back();
+      if (aggregate.isTuple()) {
+        for (const auto& e : aggregate.toTupleRef().elements()) stack.push_back(e);
+      } else {
+        for (const auto& e : aggregate.toListRef()) stack.push_back(e);
+      }
+    } else {
+      torch::jit::Operation op = n->getOperation();
+      op(stack);
+    }
+  } catch (const c10::Error& e) {
+    fail(n, fmt::format("running it on the sample input failed: {}", e.what_without_backtrace()));
+  }
+  return std::vector<c10::IValue>(stack.end() - static_cast<long>(n->outputs().size()), stack.end());
+}
+
+void Lowerer::check_activation_range(const Node* n, int64_t qmin, int64_t qmax, int32_t zp) {
+  const bool fits8 = qmin >= -128 && qmax <= 127;
+  const bool fits16 = qmin >= -32768 && qmax <= 32767;
+  if (!type_known_) {
+    if (!fits16) fail(n, fmt::format("activation range [{}, {}] does not fit int8 or int16", qmin, qmax));
+    graph_.activation_type = fits8 ? ActivationType::kInt8 : ActivationType::kInt16;
+    type_known_ = true;
+  }
+  if (graph_.int16() ? !fits16 : !fits8) {
+    fail(n, fmt::format(
+                "activation range [{}, {}] does not fit the model's {} activations (set by its input "
+                "quantizer); mixed int8/int16 activations are not supported",
+                qmin, qmax, graph_.int16() ? "int16" : "int8"));
+  }
+  if (zp < qmin || zp > qmax) fail(n, fmt::format("zero point {} outside [{}, {}]", zp, qmin, qmax));
+}
+
+int Lowerer::new_tensor(const Node* n, const at::Tensor& value, float scale, int32_t zp, int64_t qmin,
+                        int64_t qmax, int buffer) {
+  TensorInfo t;
+  t.name = short_name(n);
+  auto sizes = value.sizes().vec();
+  TORCH_CHECK(!sizes.empty(), "mcuq.export: internal error: 0-d activation");
+  sizes.erase(sizes.begin());  // the batch dimension
+  t.shape = sizes;
+  t.scale = scale;
+  t.zero_point = zp;
+  t.quant_min = static_cast<int32_t>(qmin);
+  t.quant_max = static_cast<int32_t>(qmax);
+  t.buffer = buffer >= 0 ? buffer : buffers_++;
+  graph_.tensors.push_back(t);
+  return static_cast<int>(graph_.tensors.size()) - 1;
+}
+
+int Lowerer::activation(const Node* n, const Value* v) {
+  Sym& s = at(v);
+  if (s.kind == Sym::Kind::kAct) return s.tensor;
+  if (s.kind == Sym::Kind::kPending && s.pending->kind == LayerKind::kRequantize) {
+    // A ReLU/clamp on a quantized activation with no quantizer after it:
+    // exact with the input's qparams.
+    const TensorInfo& in = graph_.tensors[s.pending->inputs[0]];
+    const at::Tensor value = s.value.toTensor();
+    s.tensor = finalize(n, *s.pending, value, in.scale, in.zero_point, in.quant_min, in.quant_max);
+    s.kind = Sym::Kind::kAct;
+    s.pending.reset();
+    return s.tensor;
+  }
+  if (s.kind == Sym::Kind::kPending) {
+    fail(n, fmt::format(
+                "its input, the output of {}, is not quantized; put a fake-quantizer after it "
+                "(mcuq.prepare does)",
+                describe(s.pending->node)));
+  }
+  if (s.kind == Sym::Kind::kFloat) {
+    fail(n, "its input is the model's float input; the model must quantize its input first "
+            "(mcuq.prepare puts a fake-quantizer there)");
+  }
+  fail(n, "expected a quantized activation as its input, but got a constant");
+}
+
+std::shared_ptr<QuantizedWeight> Lowerer::quantized_weight(const Node* n, const std::vector<c10::IValue>& in) {
+  const at::Tensor w = in[0].toTensor();
+  const at::Tensor scale = in[1].toTensor().to(at::kFloat).reshape(-1);
+  const at::Tensor zp = in[2].toTensor();
+  const int64_t qmin = in[3].toInt(), qmax = in[4].toInt(), axis = in[5].toInt(), group = in[6].toInt();
+  if (zp.ne(0).any().item<bool>()) {
+    fail(n, "weights must be quantized symmetrically (zero point 0), as mcuq's presets do");
+  }
+  if (qmin < -128 || qmax > 127) {
+    fail(n, fmt::format("weight range [{}, {}] does not fit int8", qmin, qmax));
+  }
+  const int64_t out_channels = w.size(0);
+  if (scale.numel() != 1 && (axis != 0 && axis != -w.dim())) {
+    fail(n, fmt::format("weights must be quantized per output channel (axis 0), but got axis {}", axis));
+  }
+  auto q = std::make_shared<QuantizedWeight>();
+  q->levels = mcuq::quantize(w, in[1].toTensor(), zp, qmin, qmax, axis, group, at::kInt);
+  const float* s = scale.data_ptr<float>();
+  for (int64_t c = 0; c < out_channels; ++c) {
+    q->scale.push_back(scale.numel() == 1 ? s[0] : s[c / group]);
+  }
+  return q;
+}
+
+Requant Lowerer::requant_to(const Node* n, const std::vector<double>& real, float out_scale, int32_t out_zp,
+                            int64_t qmin, int64_t qmax, double lo, double hi, const std::string& name) {
+  Requant r;
+  bool powers_of_two = true;
+  for (double m : real) {
+    int32_t multiplier = 0;
+    int shift = 0;
+    if (!mcuq_quantize_multiplier(m, &multiplier, &shift)) {
+      fail(n, fmt::format("requantization multiplier {} is not a finite non-negative number", m), name);
+    }
+    powers_of_two = powers_of_two && multiplier == (1 << 30) && std::ldexp(1.0, shift - 1) == m;
+    r.multiplier.push_back(multiplier);
+    r.shift.push_back(static_cast<int8_t>(shift));
+  }
+  r.rounding = powers_of_two ? MCUQ_ROUND_SHIFT
+      : options_.rounding == "single" ? MCUQ_ROUND_SINGLE : MCUQ_ROUND_DOUBLE;
+  r.zero_point = out_zp;
+  int64_t act_min = qmin, act_max = qmax;
+  if (std::isfinite(lo)) act_min = std::max(act_min, level_of(lo, out_scale, out_zp));
+  if (std::isfinite(hi)) act_max = std::min(act_max, level_of(hi, out_scale, out_zp));
+  if (act_min > act_max) {
+    fail(n, fmt::format("the fused clamp [{}, {}] leaves no level of the output range", lo, hi), name);
+  }
+  r.act_min = static_cast<int32_t>(act_min);
+  r.act_max = static_cast<int32_t>(act_max);
+  return r;
+}
+
+int Lowerer::add_layer(Layer layer, const at::Tensor& pre_quant) {
+  graph_.layers.push_back(std::move(layer));
+  float_outputs_.push_back(pre_quant);
+  return graph_.layers.back().output;
+}
+
+// The quantizer after a pending float result defines its output tensor.
+int Lowerer::finalize(const Node* fq, Pending& p, const at::Tensor& pre_quant, float scale, int32_t zp,
+                      int64_t qmin, int64_t qmax) {
+  const Node* n = p.node;
+  check_activation_range(fq, qmin, qmax, zp);
+  Layer layer = p.geometry;
+  layer.kind = p.kind;
+  layer.name = !p.name.empty() ? p.name : layer_name(p.kind, n);
+  layer.source = where(n);
+  layer.inputs = p.inputs;
+  layer.output = new_tensor(fq, pre_quant, scale, zp, qmin, qmax);
+  const TensorInfo& out = graph_.tensors[layer.output];
+  const TensorInfo& in = graph_.tensors[p.inputs[0]];
+  switch (p.kind) {
+    case LayerKind::kConv2d:
+    case LayerKind::kDepthwiseConv2d:
+    case LayerKind::kFullyConnected: {
+      const QuantizedWeight& w = *p.weight;
+      const int64_t out_c = w.levels.size(0);
+      const int64_t per_channel = w.levels.numel() / out_c;
+      const at::Tensor levels = w.levels.contiguous();
+      const int32_t* wl = levels.data_ptr<int32_t>();
+      const at::Tensor bias = p.bias.defined() ? p.bias.to(at::kDouble).contiguous() : at::zeros({out_c}, at::kDouble);
+      const double* b = bias.data_ptr<double>();
+      const int64_t in_abs = std::max(std::abs(static_cast<int64_t>(in.quant_min)),
+                                      std::abs(static_cast<int64_t>(in.quant_max)));
+      const int64_t limit = graph_.int16() ? (int64_t{1} << 47) - 1 : int64_t{INT32_MAX};
+      std::vector<double> real;
+      int64_t worst = 0;
+      for (int64_t c = 0; c < out_c; ++c) {
+        const double product = static_cast<double>(in.scale) * static_cast<double>(w.scale[c]);
+        real.push_back(product / static_cast<double>(scale));
+        const double qb = std::round(b[c] / product);  // ties away from zero
+        if (!(std::abs(qb) <= static_cast<double>(limit))) {
+          fail(n, fmt::format("bias {} of output channel {} is {} levels of s_in * s_w = {:g}, beyond the {} "
+                              "accumulator", b[c], c, qb, product, graph_.int16() ? "int64 (2^47)" : "int32"), layer.name);
+        }
+        int64_t sum_w = 0, sum_abs = 0;
+        for (int64_t i = 0; i < per_channel; ++i) {
+          sum_w += wl[c * per_channel + i];
+          sum_abs += std::abs(static_cast<int64_t>(wl[c * per_channel + i]));
+          layer.weights.push_back(static_cast<int8_t>(wl[c * per_channel + i]));
+        }
+        const auto q_bias = static_cast<int64_t>(qb);
+        layer.bias_raw.push_back(q_bias);
+        layer.bias.push_back(q_bias - static_cast<int64_t>(in.zero_point) * sum_w);
+        // The accumulator starts at the folded bias and adds one product per
+        // tap; no partial sum can exceed this bound, for any input.
+        const int64_t bound = std::abs(layer.bias.back()) + sum_abs * in_abs;
+        worst = std::max(worst, bound);
+        layer.weight_scale.push_back(w.scale[c]);
+      }
+      if (worst > limit) {
+        fail(n, fmt::format("the {} accumulator can overflow: |acc| can reach {} > {} ({} products of |w| <= {} "
+                            "and |x| <= {} per output, plus the bias); use fewer inputs per output, a narrower "
+                            "input range or 16x8 mode",
+                            graph_.int16() ? "int64 (2^47 for TFLite's 16x8 rule)" : "int32", worst, limit,
+                            per_channel, levels.abs().max().item<int32_t>(), in_abs),
+             layer.name);
+      }
+      layer.accumulator_bound = worst;
+      layer.headroom_bits = std::log2(static_cast<double>(limit) / static_cast<double>(std::max<int64_t>(worst, 1)));
+      layer.macs = out.numel() * per_channel;
+      layer.requant = requant_to(n, real, scale, zp, qmin, qmax, p.lo, p.hi, layer.name);
+      for (int8_t shift : layer.requant.shift) {
+        if (graph_.int16() && layer.requant.rounding != MCUQ_ROUND_SHIFT && shift > 7) {
+          fail(n, fmt::format("its requantization multiplier is 2^{} or more; the int64 rule of 16x8 layers "
+                              "takes multipliers below 2^7 (s_in * s_w / s_out)", shift - 1));
+        }
+      }
+      break;
+    }
+    case LayerKind::kRequantize: {
+      layer.requant = requant_to(n, {static_cast<double>(in.scale) / static_cast<double>(scale)}, scale, zp, qmin, qmax,
+                                 p.lo, p.hi, layer.name);
+      break;
+    }
+    case LayerKind::kConcat: {
+      for (int t : p.inputs) {
+        const TensorInfo& piece = graph_.tensors[t];
+        layer.pieces.push_back(requant_to(n, {static_cast<double>(piece.scale) / static_cast<double>(scale)}, scale,
+                                          zp, qmin, qmax, p.lo, p.hi, layer.name));
+      }
+      break;
+    }
+    case LayerKind::kAdd: {
+      const TensorInfo& b = graph_.tensors[p.inputs[1]];
+      layer.left_shift = graph_.int16() ? 15 : 20;
+      const double twice_max = 2.0 * std::max(static_cast<double>(in.scale), static_cast<double>(b.scale));
+      const std::vector<double> real = {
+          static_cast<double>(in.scale) / twice_max, static_cast<double>(b.scale) / twice_max,
+          twice_max / (std::ldexp(1.0, layer.left_shift) * static_cast<double>(scale))};
+      const Requant inputs = requant_to(n, {real[0], real[1]}, scale, zp, qmin, qmax, p.lo, p.hi, layer.name);
+      layer.requant = requant_to(n, {real[2]}, scale, zp, qmin, qmax, p.lo, p.hi, layer.name);
+      if (inputs.rounding != layer.requant.rounding) {  // shifts only when all three are powers of two
+        layer.requant.rounding = options_.rounding == "single" ? MCUQ_ROUND_SINGLE : MCUQ_ROUND_DOUBLE;
+      }
+      layer.a_multiplier = inputs.multiplier[0];
+      layer.a_shift = inputs.shift[0];
+      layer.b_multiplier = inputs.multiplier[1];
+      layer.b_shift = inputs.shift[1];
+      layer.macs = out.numel();
+      break;
+    }
+    case LayerKind::kLut: {
+      if (graph_.int16()) {
+        fail(n, "elementwise activations as lookup tables are int8 only (a 65536-entry int16 table "
+                "does not fit an MCU); use ReLU/ReLU6 in 16x8 models", layer.name);
+      }
+      at::Tensor x = mcuq::dequantize(at::arange(-128, 128, at::kInt), at::full({1}, in.scale),
+                                      at::full({1}, in.zero_point, at::kInt), -128, 127);
+      for (const auto& step : p.chain) {
+        std::vector<c10::IValue> args = step.second;
+        args[0] = x;
+        x = concrete_outputs(step.first, args)[0].toTensor();
+      }
+      const at::Tensor q = mcuq::quantize(x.to(at::kFloat), at::full({1}, scale), at::full({1}, zp, at::kInt), qmin,
+                                          qmax, 0, 1, at::kInt);
+      const int32_t* qp = q.data_ptr<int32_t>();
+      for (int64_t i = 0; i < 256; ++i) layer.table.push_back(static_cast<int8_t>(qp[i]));
+      layer.macs = out.numel();
+      break;
+    }
+    default: TORCH_CHECK(false, "mcuq.export: internal error: unexpected pending layer");
+  }
+  return add_layer(std::move(layer), pre_quant);
+}
+
+void Lowerer::fake_quantize(const Node* n, const std::vector<c10::IValue>& in) {
+  Sym& x = at(n->input(0));
+  Sym& out = env_[n->output()];
+  if (x.kind == Sym::Kind::kConst) {
+    if (!in[0].isTensor()) fail(n, "expected a tensor to quantize");
+    out.kind = Sym::Kind::kWeight;
+    out.path = x.path;
+    out.weight = quantized_weight(n, in);
+    out.value = concrete_outputs(n, in)[0];
+    return;
+  }
+  for (int i = 1; i < 3; ++i) {
+    if (at(n->input(i)).kind != Sym::Kind::kConst) fail(n, "expected constant qparams (a frozen model)");
+  }
+  const at::Tensor scale_t = in[1].toTensor(), zp_t = in[2].toTensor();
+  if (scale_t.numel() != 1) {
+    fail(n, fmt::format("activations must be quantized per tensor, but the scale has {} elements", scale_t.numel()));
+  }
+  const float scale = scale_t.to(at::kFloat).item<float>();
+  const auto zp = static_cast<int32_t>(std::nearbyint(zp_t.to(at::kDouble).item<double>()));
+  const int64_t qmin = in[3].toInt(), qmax = in[4].toInt();
+  const at::Tensor result = concrete_outputs(n, in)[0].toTensor();
+  out.value = result;
+  out.kind = Sym::Kind::kAct;
+  const at::Tensor pre = in[0].toTensor();
+  if (x.kind == Sym::Kind::kFloat) {
+    if (graph_.input >= 0) fail(n, "the model input is quantized twice");
+    check_activation_range(n, qmin, qmax, zp);
+    out.tensor = graph_.input = new_tensor(n, result, scale, zp, qmin, qmax);
+    return;
+  }
+  if (x.kind == Sym::Kind::kWeight) fail(n, "a weight is quantized twice");
+  if (x.kind == Sym::Kind::kPending) {
+    out.tensor = finalize(n, *x.pending, pre, scale, zp, qmin, qmax);
+    return;
+  }
+  // A quantizer on an already quantized activation: identity when the
+  // qparams agree, otherwise a requantization.
+  const TensorInfo& t = graph_.tensors[x.tensor];
+  if (t.scale == scale && t.zero_point == zp && t.quant_min >= qmin && t.quant_max <= qmax) {
+    out.tensor = x.tensor;
+    return;
+  }
+  Pending p;
+  p.kind = LayerKind::kRequantize;
+  p.node = n;
+  p.inputs = {x.tensor};
+  out.tensor = finalize(n, p, pre, scale, zp, qmin, qmax);
+}
+
+void Lowerer::lower_weighted(const Node* n, const std::vector<c10::IValue>& in) {
+  const bool linear = n->kind() == sym("aten::linear");
+  const int input = activation(n, n->input(0));
+  const Sym& w = at(n->input(1));
+  if (w.kind != Sym::Kind::kWeight) {
+    fail(n, w.kind == Sym::Kind::kConst
+                ? "its weight is not fake-quantized (torch.jit.freeze folds the weight quantizer into "
+                  "a float constant: export the traced or scripted model before torch.jit.freeze)"
+                : "its weight is not a constant");
+  }
+  if (at(n->input(2)).kind != Sym::Kind::kConst) fail(n, "its bias is not a constant");
+  auto p = std::make_shared<Pending>();
+  p->node = n;
+  p->inputs = {input};
+  p->weight = w.weight;
+  p->name = w.path;
+  for (const char* suffix : {".weight", ".layer", ".conv"}) {  // "conv1.conv.weight" -> "conv1"
+    const std::string tail(suffix);
+    if (p->name.size() > tail.size() && p->name.compare(p->name.size() - tail.size(), tail.size(), tail) == 0) {
+      p->name.resize(p->name.size() - tail.size());
+    }
+  }
+  if (in[2].isTensor()) p->bias = in[2].toTensor();
+  if (linear) {
+    p->kind = LayerKind::kFullyConnected;
+    if (graph_.tensors[input].numel() != w.weight->levels.size(1)) {
+      fail(n, "expected a [N, in_features] input");
+    }
+  } else {
+    const bool convolution = n->kind() == sym("aten::_convolution");
+    if (w.weight->levels.dim() != 4) fail(n, "only 2-d convolutions are supported");
+    if (convolution && in[6].toBool()) fail(n, "transposed convolutions are not supported");
+    if (in[4].isString()) fail(n, "string padding ('same'/'valid') is not supported; use integers");
+    const auto stride = in[3].toIntVector(), padding = in[4].toIntVector(), dilation = in[5].toIntVector();
+    const int64_t groups = convolution ? in[8].toInt() : in[6].toInt();
+    Layer& g = p->geometry;
+    g.stride_h = static_cast<int32_t>(stride[0]);
+    g.stride_w = static_cast<int32_t>(stride[1]);
+    g.pad_h = static_cast<int32_t>(padding[0]);
+    g.pad_w = static_cast<int32_t>(padding[1]);
+    g.dilation_h = static_cast<int32_t>(dilation[0]);
+    g.dilation_w = static_cast<int32_t>(dilation[1]);
+    g.groups = static_cast<int32_t>(groups);
+    g.k_h = static_cast<int32_t>(w.weight->levels.size(2));
+    g.k_w = static_cast<int32_t>(w.weight->levels.size(3));
+    const int64_t in_c = graph_.tensors[input].shape.at(0), out_c = w.weight->levels.size(0);
+    p->kind = groups > 1 && groups == in_c && out_c % in_c == 0 ? LayerKind::kDepthwiseConv2d : LayerKind::kConv2d;
+  }
+  Sym& out = env_[n->output()];
+  out.kind = Sym::Kind::kPending;
+  out.pending = p;
+  out.value = concrete_outputs(n, in)[0];
+}
+
+void Lowerer::lower_pool(const Node* n, const std::vector<c10::IValue>& in, const at::Tensor& result) {
+  const int input = activation(n, n->input(0));
+  const TensorInfo t = graph_.tensors[input];
+  if (t.shape.size() != 3) fail(n, "expected a [N, C, H, W] input");
+  Layer layer;
+  layer.source = where(n);
+  layer.inputs = {input};
+  const int64_t h = t.shape[1], w = t.shape[2];
+  auto pair = [&](const c10::IValue& v, int64_t fallback_h, int64_t fallback_w) {
+    auto list = v.toIntVector();
+    if (list.empty()) return std::make_pair(fallback_h, fallback_w);
+    return list.size() == 1 ? std::make_pair(list[0], list[0]) : std::make_pair(list[0], list[1]);
+  };
+  std::pair<int64_t, int64_t> kernel, stride, padding{0, 0};
+  if (n->kind() == sym("aten::max_pool2d")) {
+    layer.kind = LayerKind::kMaxPool2d;
+    kernel = pair(in[1], 0, 0);
+    stride = pair(in[2], kernel.first, kernel.second);
+    padding = pair(in[3], 0, 0);
+    const auto dilation = pair(in[4], 1, 1);
+    if (dilation.first != 1 || dilation.second != 1) fail(n, "dilated max pooling is not supported");
+    if (in[5].toBool()) fail(n, "ceil_mode pooling is not supported");
+  } else if (n->kind() == sym("aten::avg_pool2d")) {
+    layer.kind = LayerKind::kAvgPool2d;
+    kernel = pair(in[1], 0, 0);
+    stride = pair(in[2], kernel.first, kernel.second);
+    padding = pair(in[3], 0, 0);
+    if (in[4].toBool()) fail(n, "ceil_mode pooling is not supported");
+    layer.count_include_pad = in[5].toBool() ? 1 : 0;
+    if (!in[6].isNone()) fail(n, "divisor_override is not supported");
+  } else {  // adaptive_avg_pool2d, mean over H and W: equal windows
+    layer.kind = LayerKind::kAvgPool2d;
+    int64_t oh = 1, ow = 1;
+    if (n->kind() == sym("aten::adaptive_avg_pool2d")) {
+      const auto size = in[1].toIntVector();
+      oh = size[0];
+      ow = size.size() > 1 ? size[1] : size[0];
+    }
+    if (h % oh != 0 || w % ow != 0) {
+      fail(n, fmt::format("adaptive pooling from {}x{} to {}x{} has unequal windows", h, w, oh, ow));
+    }
+    kernel = {h / oh, w / ow};
+    stride = kernel;
+  }
+  layer.k_h = static_cast<int32_t>(kernel.first);
+  layer.k_w = static_cast<int32_t>(kernel.second);
+  layer.stride_h = static_cast<int32_t>(stride.first);
+  layer.stride_w = static_cast<int32_t>(stride.second);
+  layer.pad_h = static_cast<int32_t>(padding.first);
+  layer.pad_w = static_cast<int32_t>(padding.second);
+  layer.name = layer_name(layer.kind, n);
+  layer.requant.zero_point = t.zero_point;
+  layer.requant.act_min = t.quant_min;
+  layer.requant.act_max = t.quant_max;
+  // Pooling keeps the input's qparams (max exactly; average rounds).
+  layer.output = new_tensor(n, result, t.scale, t.zero_point, t.quant_min, t.quant_max);
+  layer.macs = graph_.tensors[layer.output].numel() * kernel.first * kernel.second;
+  Sym& out = env_[n->output()];
+  out.kind = Sym::Kind::kAct;
+  out.value = result;
+  out.tensor = add_layer(std::move(layer), result);
+}
+
+void Lowerer::block(const torch::jit::Block* b) {
+  for (const Node* n : b->nodes()) node(n);
+}
+
+void Lowerer::node(const Node* n) {
+  const c10::Symbol k = n->kind();
+  if (k == c10::prim::Constant) {
+    Sym& s = env_[n->output()];
+    s.kind = Sym::Kind::kConst;
+    s.value = *torch::jit::toIValue(n->output());
+    return;
+  }
+  if (k == c10::prim::GetAttr) {
+    const Sym& owner = at(n->input(0));
+    if (owner.kind != Sym::Kind::kConst || !owner.value.isObject()) fail(n, "attribute of a non-constant");
+    Sym& s = env_[n->output()];
+    s.kind = Sym::Kind::kConst;
+    s.value = owner.value.toObject()->getAttr(n->s(c10::attr::name));
+    s.path = owner.path.empty() ? n->s(c10::attr::name) : owner.path + "." + n->s(c10::attr::name);
+    return;
+  }
+  if (k == c10::prim::If) {
+    const Sym& cond = at(n->input(0));
+    if (cond.kind != Sym::Kind::kConst) fail(n, "data-dependent control flow cannot be exported");
+    const torch::jit::Block* taken = n->blocks()[cond.value.toBool() ? 0 : 1];
+    block(taken);
+    for (size_t i = 0; i < n->outputs().size(); ++i) env_[n->output(i)] = at(taken->outputs()[i]);
+    return;
+  }
+  if (k == c10::prim::Loop || k == c10::prim::CallMethod || k == c10::prim::CallFunction) {
+    fail(n, "loops and calls that are not inlined cannot be exported");
+  }
+
+  const std::vector<c10::IValue> in = concrete_inputs(n);
+  bool all_const = true;
+  for (const Value* v : n->inputs()) all_const = all_const && at(v).kind == Sym::Kind::kConst;
+  if (k == sym("mcuq::fake_quantize")) {
+    fake_quantize(n, in);
+    return;
+  }
+  if (all_const) {  // constant folding, e.g. shape arithmetic or list literals
+    const auto outs = concrete_outputs(n, in);
+    for (size_t i = 0; i < outs.size(); ++i) {
+      Sym& s = env_[n->output(i)];
+      s.kind = Sym::Kind::kConst;
+      s.value = outs[i];
+    }
+    return;
+  }
+  if (one_of(k, kShapeQueries)) {
+    Sym& s = env_[n->output()];
+    s.kind = Sym::Kind::kConst;
+    s.value = concrete_outputs(n, in)[0];
+    return;
+  }
+  if (one_of(k, kIdentities)) {
+    env_[n->output()] = at(n->input(0));
+    return;
+  }
+  if (k == sym("aten::_convolution") || k == sym("aten::conv2d") || k == sym("aten::linear")) {
+    lower_weighted(n, in);
+    return;
+  }
+  if (k == c10::prim::ListConstruct || k == c10::prim::TupleConstruct) {  // e.g. cat's inputs
+    Sym& s = env_[n->output()];
+    s.kind = Sym::Kind::kList;
+    s.value = concrete_outputs(n, in)[0];
+    return;
+  }
+  const std::vector<c10::IValue> outs = concrete_outputs(n, in);
+  if (outs.size() != 1 || !outs[0].isTensor()) fail(n, "this operation is not supported by the exporter");
+  const at::Tensor result = outs[0].toTensor();
+  if (one_of(k, {"aten::max_pool2d", "aten::avg_pool2d", "aten::adaptive_avg_pool2d"}) ||
+      (k == sym("aten::mean") && in.size() >= 3 && in[1].isIntList() && in[0].toTensor().dim() == 4 && [&] {
+        auto dims = in[1].toIntVector();
+        for (auto& d : dims) d = d < 0 ? d + 4 : d;
+        std::sort(dims.begin(), dims.end());
+        return dims == std::vector<int64_t>{2, 3};
+      }())) {
+    lower_pool(n, in, result);
+    return;
+  }
+  if (one_of(k, kReshapes)) {
+    const int input = activation(n, n->input(0));
+    if (result.size(0) != graph_.batch) fail(n, "reshapes must keep the batch dimension");
+    const TensorInfo t = graph_.tensors[input];
+    Layer layer;
+    layer.kind = LayerKind::kReshape;
+    layer.name = layer_name(layer.kind, n);
+    layer.source = where(n);
+    layer.inputs = {input};
+    layer.output = new_tensor(n, result, t.scale, t.zero_point, t.quant_min, t.quant_max, t.buffer);
+    Sym& out = env_[n->output()];
+    out.kind = Sym::Kind::kAct;
+    out.value = result;
+    out.tensor = add_layer(std::move(layer), result);
+    return;
+  }
+  Sym& out = env_[n->output()];
+  out.value = result;
+  if (one_of(k, kClamps) || one_of(k, kLutActivations)) {
+    Sym& x = at(n->input(0));
+    for (size_t i = 1; i < n->inputs().size(); ++i) {
+      if (at(n->input(i)).kind != Sym::Kind::kConst) fail(n, "expected constant arguments");
+    }
+    std::shared_ptr<Pending> p;
+    if (x.kind == Sym::Kind::kAct) {  // starts a lookup table or a clamp of a quantized tensor
+      p = std::make_shared<Pending>();
+      p->node = n;
+      p->inputs = {x.tensor};
+      p->kind = one_of(k, kClamps) ? LayerKind::kRequantize : LayerKind::kLut;
+    } else if (x.kind == Sym::Kind::kPending) {
+      p = std::make_shared<Pending>(*x.pending);
+      if (one_of(k, kLutActivations) && p->kind == LayerKind::kRequantize) {
+        p->kind = LayerKind::kLut;  // clamp then activation: one table
+      } else if (one_of(k, kLutActivations) && p->kind != LayerKind::kLut) {
+        fail(n, fmt::format("its input, the output of {}, is not quantized; put a fake-quantizer between them "
+                            "(the activation becomes a lookup table on the quantized values)",
+                            describe(p->node)));
+      }
+    } else {
+      activation(n, n->input(0));  // raises the right error
+    }
+    p->chain.emplace_back(n, in);
+    if (one_of(k, kClamps) && p->kind != LayerKind::kLut) {
+      double lo = -std::numeric_limits<double>::infinity(), hi = std::numeric_limits<double>::infinity();
+      const std::string name = k.toUnqualString();
+      if (name.rfind("relu6", 0) == 0) {
+        lo = 0.0;
+        hi = 6.0;
+      } else if (name.rfind("relu", 0) == 0) {
+        lo = 0.0;
+      } else if (name.rfind("hardtanh", 0) == 0) {
+        lo = scalar_of(in[1]);
+        hi = scalar_of(in[2]);
+      } else if (name.rfind("clamp_min", 0) == 0) {
+        lo = scalar_of(in[1]);
+      } else if (name.rfind("clamp_max", 0) == 0) {
+        hi = scalar_of(in[1]);
+      } else {
+        if (in[1].isTensor() || in[2].isTensor()) fail(n, "tensor clamp bounds are not supported");
+        if (!in[1].isNone()) lo = scalar_of(in[1]);
+        if (!in[2].isNone()) hi = scalar_of(in[2]);
+      }
+      p->lo = std::max(p->lo, lo);
+      p->hi = std::min(p->hi, hi);
+    }
+    out.kind = Sym::Kind::kPending;
+    out.pending = p;
+    return;
+  }
+  if (k == sym("aten::add") || k == sym("aten::add_")) {
+    if (n->inputs().size() > 2 && scalar_of(in[2]) != 1.0) fail(n, "add with alpha != 1 is not supported");
+    auto p = std::make_shared<Pending>();
+    p->kind = LayerKind::kAdd;
+    p->node = n;
+    p->inputs = {activation(n, n->input(0)), activation(n, n->input(1))};
+    if (graph_.tensors[p->inputs[0]].shape != graph_.tensors[p->inputs[1]].shape) {
+      fail(n, "broadcasting adds are not supported (both inputs must have one shape)");
+    }
+    out.kind = Sym::Kind::kPending;
+    out.pending = p;
+    return;
+  }
+  if (k == sym("aten::cat") || k == sym("aten::concat")) {
+    const Node* list = n->input(0)->node();
+    if (list->kind() != c10::prim::ListConstruct) fail(n, "expected a literal list of tensors");
+    int64_t dim = in[1].toInt();
+    dim = dim < 0 ? dim + result.dim() : dim;
+    if (dim != 1) fail(n, "concatenation is supported along channels (dim 1) only");
+    auto p = std::make_shared<Pending>();
+    p->kind = LayerKind::kConcat;
+    p->node = n;
+    for (const Value* v : list->inputs()) p->inputs.push_back(activation(n, v));
+    out.kind = Sym::Kind::kPending;
+    out.pending = p;
+    return;
+  }
+  fail(n, "this operation is not supported by the exporter (supported: conv2d, linear, ReLU/ReLU6/clamp, "
+          "max/avg/adaptive-avg pooling, mean over H and W, flatten/reshape/view, add, cat along channels, "
+          "elementwise activations as lookup tables)");
+}
+
+LoweredModel Lowerer::run(const std::vector<int64_t>& input_shape, const at::Tensor& sample_in) {
+  const torch::jit::Method forward = module_.get_method("forward");
+  std::shared_ptr<torch::jit::Graph> g = forward.graph()->copy();
+  torch::jit::Inline(*g);
+  TORCH_CHECK_VALUE(g->inputs().size() == 2,
+                    fmt::format("mcuq.export: expected forward(self, input) with one input, but it takes {}",
+                                g->inputs().size() - 1));
+  TORCH_CHECK_VALUE(g->outputs().size() == 1, "mcuq.export: expected forward to return one tensor");
+  TORCH_CHECK_VALUE(input_shape.size() >= 2 && input_shape[0] >= 1,
+                    fmt::format("mcuq.export: expected input_shape [N, ...] with N >= 1, but got [{}]",
+                                fmt::join(input_shape, ", ")));
+  for (int64_t d : input_shape) {
+    TORCH_CHECK_VALUE(d >= 1, fmt::format("mcuq.export: expected positive input sizes, but got [{}]",
+                                          fmt::join(input_shape, ", ")));
+  }
+  graph_.batch = input_shape[0];
+  at::Tensor sample = sample_in;
+  if (!sample.defined()) {
+    sample = at::randn(input_shape, at::TensorOptions().dtype(at::kFloat));
+  } else {
+    TORCH_CHECK_VALUE(sample.dim() == static_cast<int64_t>(input_shape.size()) &&
+                          sample.sizes().slice(1) == c10::IntArrayRef(input_shape).slice(1),
+                      fmt::format("mcuq.export: expected a sample of shape [N, {}], but got [{}]",
+                                  fmt::join(c10::IntArrayRef(input_shape).slice(1), ", "),
+                                  fmt::join(sample.sizes(), ", ")));
+    graph_.batch = sample.size(0);
+  }
+  Sym self;
+  self.value = c10::IValue(module_._ivalue());
+  env_[g->inputs()[0]] = self;
+  Sym input;
+  input.kind = Sym::Kind::kFloat;
+  input.value = sample.to(at::kFloat);
+  env_[g->inputs()[1]] = input;
+  block(g->block());
+  const Node* ret = g->return_node();
+  const int output = activation(ret, g->outputs()[0]);
+  TORCH_CHECK_VALUE(graph_.input >= 0, "mcuq.export: the model never quantizes its input");
+  TORCH_CHECK_VALUE(graph_.tensors[output].buffer != graph_.tensors[graph_.input].buffer,
+                    "mcuq.export: the model's output is its input (nothing to compute)");
+  graph_.output = output;
+  LoweredModel lowered;
+  lowered.graph = std::move(graph_);
+  lowered.float_outputs = std::move(float_outputs_);
+  lowered.sample = sample;
+  return lowered;
+}
+
+}  // namespace
+
+LoweredModel lower(const torch::jit::Module& module, const std::vector<int64_t>& input_shape,
+                   const ExportOptions& options, const at::Tensor& sample) {
+  TORCH_CHECK_VALUE(options.rounding == "double" || options.rounding == "single",
+                    fmt::format("mcuq.export: expected rounding 'double' or 'single', but got '{}'", options.rounding));
+  at::NoGradGuard no_grad;
+  Lowerer lowerer(module, options);
+  return lowerer.run(input_shape, sample);
+}
+
+}  // namespace mcuq::exporter

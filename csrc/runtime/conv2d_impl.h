@@ -1,0 +1,112 @@
+/* The convolution kernels for one activation type. conv2d.c includes this
+ * file once per type (so no include guard), after defining:
+ *
+ *   MCUQ_ACT               activation type            int8_t  | int16_t
+ *   MCUQ_ACC               accumulator and bias type  int32_t | int64_t
+ *   MCUQ_ACT_MIN/MAX       range of MCUQ_ACT
+ *   MCUQ_WIDE              1 for 64-bit accumulators (limits the shift)
+ *   MCUQ_READ_BIAS         MCUQ_READ_S32              | MCUQ_READ_S64
+ *   MCUQ_REQUANTIZE        mcuq_requantize_s32        | mcuq_requantize_s64
+ *   MCUQ_WINDOW_SUM, MCUQ_CONV2D, MCUQ_DEPTHWISE_CONV2D   function names
+ *
+ * and undefines them at the end.
+ */
+
+/* sum(w * x) over one input channel's k_h x k_w window for output position
+ * (oy, ox). Taps in the padding read the input zero point (the quantized
+ * real 0), since the bias has the zero point folded in. */
+static MCUQ_ACC MCUQ_WINDOW_SUM(const mcuq_conv2d_params *p, const MCUQ_ACT *plane, const int8_t *filter, int32_t oy,
+                                int32_t ox) {
+  const int32_t y0 = oy * p->stride_h - p->pad_h;
+  const int32_t x0 = ox * p->stride_w - p->pad_w;
+  MCUQ_ACC sum = 0;
+  for (int32_t ky = 0; ky < p->k_h; ++ky) {
+    const int32_t y = y0 + ky * p->dilation_h;
+    const int row_inside = y >= 0 && y < p->in_h;
+    for (int32_t kx = 0; kx < p->k_w; ++kx) {
+      const int32_t x = x0 + kx * p->dilation_w;
+      const int32_t value = (row_inside && x >= 0 && x < p->in_w) ? plane[y * p->in_w + x] : p->in_zero_point;
+      sum += (int32_t)MCUQ_READ_S8(&filter[ky * p->k_w + kx]) * value; /* |product| < 2^22 */
+    }
+  }
+  return sum;
+}
+
+mcuq_status MCUQ_CONV2D(const mcuq_conv2d_params *params, const MCUQ_ACT *input, const int8_t *weights,
+                        const MCUQ_ACC *bias, const mcuq_requant *requant, MCUQ_ACT *output) {
+#ifndef MCUQ_NO_CHECKS
+  const mcuq_status status =
+      check_conv2d(params, input, weights, bias, requant, output, MCUQ_ACT_MIN, MCUQ_ACT_MAX, MCUQ_WIDE);
+  if (status != MCUQ_OK) return status;
+#endif
+  const int32_t in_plane = params->in_h * params->in_w;
+  const int32_t out_plane = params->out_h * params->out_w;
+  const int32_t filter_plane = params->k_h * params->k_w;
+  const int32_t group_in_c = params->in_c / params->groups;
+  const int32_t group_out_c = params->out_c / params->groups;
+  for (int32_t o = 0; o < params->out_c; ++o) {
+    /* Output channel o sees only the input channels of its group; its
+     * filter is weights[o][group_in_c][k_h][k_w]. */
+    const MCUQ_ACT *group_input = input + (o / group_out_c) * group_in_c * in_plane;
+    const int8_t *filter = weights + o * group_in_c * filter_plane;
+    const MCUQ_ACC b = MCUQ_READ_BIAS(&bias[o]);
+    const int32_t multiplier = mcuq_requant_multiplier(requant, o);
+    const int shift = mcuq_requant_shift(requant, o);
+    MCUQ_ACT *out = output + o * out_plane;
+    for (int32_t oy = 0; oy < params->out_h; ++oy) {
+      for (int32_t ox = 0; ox < params->out_w; ++ox) {
+        MCUQ_ACC acc = b;
+        for (int32_t c = 0; c < group_in_c; ++c) {
+          acc += MCUQ_WINDOW_SUM(params, group_input + c * in_plane, filter + c * filter_plane, oy, ox);
+        }
+        /* The clamp range fits MCUQ_ACT (checked), so the cast is exact. */
+        out[oy * params->out_w + ox] = (MCUQ_ACT)MCUQ_REQUANTIZE(
+            acc, multiplier, shift, requant->rounding, requant->zero_point, requant->act_min, requant->act_max);
+      }
+    }
+  }
+  return MCUQ_OK;
+}
+
+mcuq_status MCUQ_DEPTHWISE_CONV2D(const mcuq_conv2d_params *params, const MCUQ_ACT *input, const int8_t *weights,
+                                  const MCUQ_ACC *bias, const mcuq_requant *requant, MCUQ_ACT *output) {
+#ifndef MCUQ_NO_CHECKS
+  mcuq_status status =
+      check_conv2d(params, input, weights, bias, requant, output, MCUQ_ACT_MIN, MCUQ_ACT_MAX, MCUQ_WIDE);
+  if (status == MCUQ_OK) status = check_depthwise(params);
+  if (status != MCUQ_OK) return status;
+#endif
+  const int32_t in_plane = params->in_h * params->in_w;
+  const int32_t out_plane = params->out_h * params->out_w;
+  const int32_t filter_plane = params->k_h * params->k_w;
+  const int32_t depth_multiplier = params->out_c / params->in_c;
+  for (int32_t o = 0; o < params->out_c; ++o) {
+    /* One group per input channel: output channel o filters input channel
+     * o / depth_multiplier with weights[o][1][k_h][k_w]. */
+    const MCUQ_ACT *plane = input + (o / depth_multiplier) * in_plane;
+    const int8_t *filter = weights + o * filter_plane;
+    const MCUQ_ACC b = MCUQ_READ_BIAS(&bias[o]);
+    const int32_t multiplier = mcuq_requant_multiplier(requant, o);
+    const int shift = mcuq_requant_shift(requant, o);
+    MCUQ_ACT *out = output + o * out_plane;
+    for (int32_t oy = 0; oy < params->out_h; ++oy) {
+      for (int32_t ox = 0; ox < params->out_w; ++ox) {
+        const MCUQ_ACC acc = b + MCUQ_WINDOW_SUM(params, plane, filter, oy, ox);
+        out[oy * params->out_w + ox] = (MCUQ_ACT)MCUQ_REQUANTIZE(
+            acc, multiplier, shift, requant->rounding, requant->zero_point, requant->act_min, requant->act_max);
+      }
+    }
+  }
+  return MCUQ_OK;
+}
+
+#undef MCUQ_ACT
+#undef MCUQ_ACC
+#undef MCUQ_ACT_MIN
+#undef MCUQ_ACT_MAX
+#undef MCUQ_WIDE
+#undef MCUQ_READ_BIAS
+#undef MCUQ_REQUANTIZE
+#undef MCUQ_WINDOW_SUM
+#undef MCUQ_CONV2D
+#undef MCUQ_DEPTHWISE_CONV2D

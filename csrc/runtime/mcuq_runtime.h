@@ -1,0 +1,160 @@
+/* mcuq runtime: integer-only C99 kernels for models exported by mcuq.
+ *
+ * Layout: activations are NCHW with N = 1 (so channel c of a C x H x W
+ * tensor starts at c * H * W; flatten is free), int8 or int16. Weights are
+ * int8 in PyTorch's layout: conv [out_c][in_c / groups][k_h][k_w], fully
+ * connected [out][in]. Biases are int32 (int64 for 16-bit activations) with
+ * the input zero point already folded in: bias'[c] = q_bias[c] - z_in *
+ * sum(w[c]), so a kernel accumulates bias' + sum(w * x) and reads padded
+ * taps as the input zero point (the quantized real 0).
+ *
+ * Memory: caller-owned; no kernel allocates, uses float or prints. Input and
+ * output of a kernel must not overlap. Tables (weights, biases,
+ * multipliers, LUTs) are read through MCUQ_READ_* so that AVR builds can keep
+ * them in flash (MCUQ_TABLE = PROGMEM).
+ *
+ * Checks: each kernel validates its arguments and returns MCUQ_ERROR_* unless
+ * MCUQ_NO_CHECKS is defined (then it trusts the generated code).
+ */
+#ifndef MCUQ_RUNTIME_H
+#define MCUQ_RUNTIME_H
+
+#include <stdint.h>
+
+#include "mcuq_arith.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MCUQ_RUNTIME_VERSION 1
+
+typedef enum {
+  MCUQ_OK = 0,
+  MCUQ_ERROR_NULL = 1,     /* a required pointer is NULL */
+  MCUQ_ERROR_SHAPE = 2,    /* a size or shape parameter is out of range */
+  MCUQ_ERROR_ARGUMENT = 3  /* another parameter is out of range */
+} mcuq_status;
+
+#if defined(__AVR__)
+#include <avr/pgmspace.h>
+#define MCUQ_TABLE PROGMEM
+#define MCUQ_READ_S8(p) ((int8_t)pgm_read_byte(p))
+#define MCUQ_READ_S16(p) ((int16_t)pgm_read_word(p))
+#define MCUQ_READ_S32(p) ((int32_t)pgm_read_dword(p))
+#define MCUQ_READ_S64(p) \
+  ((int64_t)(((uint64_t)pgm_read_dword((const char *)(p) + 4) << 32) | (uint64_t)pgm_read_dword(p)))
+#else
+#define MCUQ_TABLE
+#define MCUQ_READ_S8(p) (*(p))
+#define MCUQ_READ_S16(p) (*(p))
+#define MCUQ_READ_S32(p) (*(p))
+#define MCUQ_READ_S64(p) (*(p))
+#endif
+
+/* Output scaling of a layer: per output channel multiplier and shift
+ * (tables of length out_c, or of length 1 when per_channel is 0), the
+ * rounding rule, the output zero point and the clamp [act_min, act_max]
+ * (the quant range narrowed by a fused ReLU/ReLU6/clamp). */
+typedef struct {
+  const int32_t *multiplier;
+  const int8_t *shift;
+  int32_t per_channel;
+  mcuq_rounding rounding;
+  int32_t zero_point;
+  int32_t act_min;
+  int32_t act_max;
+} mcuq_requant;
+
+/* 2-D convolution (PyTorch semantics: zero padding in real values, so
+ * padded taps read in_zero_point; out = floor((in + 2 pad - dil (k - 1) - 1)
+ * / stride) + 1). groups divides in_c and out_c. */
+typedef struct {
+  int32_t in_c, in_h, in_w;
+  int32_t out_c, out_h, out_w;
+  int32_t k_h, k_w;
+  int32_t stride_h, stride_w;
+  int32_t pad_h, pad_w;
+  int32_t dilation_h, dilation_w;
+  int32_t groups;
+  int32_t in_zero_point;
+} mcuq_conv2d_params;
+
+/* Generic (grouped) convolution. */
+mcuq_status mcuq_conv2d_s8(const mcuq_conv2d_params *params, const int8_t *input, const int8_t *weights,
+                           const int32_t *bias, const mcuq_requant *requant, int8_t *output);
+mcuq_status mcuq_conv2d_s16(const mcuq_conv2d_params *params, const int16_t *input, const int8_t *weights,
+                            const int64_t *bias, const mcuq_requant *requant, int16_t *output);
+/* Depthwise: groups == in_c, out_c a multiple of in_c (channel multiplier);
+ * output channel o reads input channel o / (out_c / in_c). */
+mcuq_status mcuq_depthwise_conv2d_s8(const mcuq_conv2d_params *params, const int8_t *input,
+                                     const int8_t *weights, const int32_t *bias, const mcuq_requant *requant,
+                                     int8_t *output);
+mcuq_status mcuq_depthwise_conv2d_s16(const mcuq_conv2d_params *params, const int16_t *input,
+                                      const int8_t *weights, const int64_t *bias, const mcuq_requant *requant,
+                                      int16_t *output);
+
+/* y[o] = requant(bias[o] + sum_i w[o][i] * x[i]), o < out_features. */
+mcuq_status mcuq_fully_connected_s8(int32_t in_features, int32_t out_features, const int8_t *input,
+                                    const int8_t *weights, const int32_t *bias, const mcuq_requant *requant,
+                                    int8_t *output);
+mcuq_status mcuq_fully_connected_s16(int32_t in_features, int32_t out_features, const int16_t *input,
+                                     const int8_t *weights, const int64_t *bias, const mcuq_requant *requant,
+                                     int16_t *output);
+
+/* Pooling over each channel (PyTorch semantics, floor mode, dilation 1).
+ * Max: padded taps are ignored. Average: out = zero_point +
+ * mcuq_rounded_average(sum over valid taps of (x - zero_point), divisor),
+ * divisor = k_h * k_w when count_include_pad, else the number of valid taps;
+ * then clamped to [act_min, act_max]. Output keeps the input's qparams. */
+typedef struct {
+  int32_t channels, in_h, in_w, out_h, out_w;
+  int32_t k_h, k_w, stride_h, stride_w, pad_h, pad_w;
+  int32_t count_include_pad;
+  int32_t zero_point;
+  int32_t act_min, act_max;
+} mcuq_pool2d_params;
+
+mcuq_status mcuq_max_pool2d_s8(const mcuq_pool2d_params *params, const int8_t *input, int8_t *output);
+mcuq_status mcuq_max_pool2d_s16(const mcuq_pool2d_params *params, const int16_t *input, int16_t *output);
+mcuq_status mcuq_avg_pool2d_s8(const mcuq_pool2d_params *params, const int8_t *input, int8_t *output);
+mcuq_status mcuq_avg_pool2d_s16(const mcuq_pool2d_params *params, const int16_t *input, int16_t *output);
+
+/* Residual add of two tensors with their own qparams (TFLite's scheme):
+ *   a' = scale((a - a_zero_point) << left_shift, a_multiplier, a_shift)
+ *   b' likewise, out = requantize(a' + b', output multiplier/shift)
+ * with scale/requantize from mcuq_arith.h under `rounding`. */
+typedef struct {
+  int32_t size;
+  int32_t left_shift;
+  int32_t a_zero_point, a_multiplier, a_shift;
+  int32_t b_zero_point, b_multiplier, b_shift;
+  int32_t out_zero_point, out_multiplier, out_shift;
+  mcuq_rounding rounding;
+  int32_t act_min, act_max;
+} mcuq_add_params;
+
+mcuq_status mcuq_add_s8(const mcuq_add_params *params, const int8_t *a, const int8_t *b, int8_t *output);
+mcuq_status mcuq_add_s16(const mcuq_add_params *params, const int16_t *a, const int16_t *b, int16_t *output);
+
+/* out[i] = requantize(in[i] - in_zero_point) to new qparams; concatenation
+ * writes each input through it into its slice of the output. */
+typedef struct {
+  int32_t size;
+  int32_t in_zero_point;
+  int32_t multiplier, shift;
+  mcuq_rounding rounding;
+  int32_t out_zero_point, act_min, act_max;
+} mcuq_requantize_params;
+
+mcuq_status mcuq_requantize_s8(const mcuq_requantize_params *params, const int8_t *input, int8_t *output);
+mcuq_status mcuq_requantize_s16(const mcuq_requantize_params *params, const int16_t *input, int16_t *output);
+
+/* Elementwise activation as a 256-entry table: out[i] = table[in[i] + 128]. */
+mcuq_status mcuq_lut_s8(int32_t size, const int8_t *table, const int8_t *input, int8_t *output);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* MCUQ_RUNTIME_H */

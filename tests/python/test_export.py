@@ -1,0 +1,263 @@
+"""mcuq.export: frozen models -> integer graph -> generated C.
+
+Two independent executions of each exported model must agree bit for bit:
+the LibTorch integer reference (float64 convolutions on zero-point-shifted
+levels, exact) and the generated C on the mcuq runtime, compiled on the host
+with gcc and clang, strict C99 and under AddressSanitizer + UBSan. The
+integer reference is also compared with the fake-quant model it came from.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import mcuq
+import mcuq.host
+from _export_zoo import ZOO, ZooModel, frozen
+
+REPO = Path(__file__).resolve().parents[2]
+N_RANDOM = 300
+
+
+def _inputs(model: ZooModel) -> torch.Tensor:
+    """Random inputs at several scales (some saturate the input range), plus
+    real Fashion-MNIST images where the shape is theirs."""
+    torch.manual_seed(1)
+    shape = model.input_shape[1:]
+    x = torch.randn(N_RANDOM, *shape) * torch.linspace(0.2, 4.0, N_RANDOM).view(-1, *[1] * len(shape))
+    if shape == [1, 28, 28]:
+        images, _ = mcuq.data.fashion_mnist("test")
+        x = torch.cat([x, mcuq.data.normalized(images[:200])])
+    return x
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Every zoo model frozen, exported and written (once per test module)."""
+    out = {}
+    for model in ZOO:
+        frozen_model = frozen(model)
+        e = mcuq.export(frozen_model, model.input_shape, rounding=model.rounding)
+        directory = tmp_path_factory.mktemp(model.name)
+        e.write(directory, "net")
+        out[model.name] = (model, frozen_model, e, directory)
+    return out
+
+
+COMPILERS = [("gcc", False), ("clang", True), ("gcc", True)]
+
+
+@pytest.mark.parametrize("compiler,sanitize", COMPILERS, ids=["gcc-O2", "clang-asan-ubsan", "gcc-asan-ubsan"])
+@pytest.mark.parametrize("name", [m.name for m in ZOO])
+def test_generated_c_equals_integer_reference(exported, name, compiler, sanitize):
+    model, _, e, directory = exported[name]
+    levels = e.quantize_input(_inputs(model))
+    reference = e.integer_reference(levels)
+    exe = mcuq.host.compile_model(directory, "net", compiler=compiler, sanitize=sanitize)
+    got = mcuq.host.run_model(exe, levels, e)
+    mismatches = (got != reference).sum().item()
+    assert mismatches == 0, f"{name}: {mismatches} of {got.numel()} output levels differ"
+    # Extreme inputs: every level at the bottom, the top and the zero point.
+    t = e.input_qparams
+    for value in (t["quant_min"], t["quant_max"], t["zero_point"]):
+        edge = torch.full((1, *t["shape"]), value, dtype=torch.int32)
+        assert torch.equal(mcuq.host.run_model(exe, edge, e), e.integer_reference(edge))
+
+
+def _agreement(e, frozen_model, x):
+    """Integer reference vs the fake-quant model, in output levels."""
+    o = e.output_qparams
+    with torch.no_grad():
+        fake = mcuq.quantize(frozen_model(x), torch.tensor([o["scale"]]), torch.tensor([o["zero_point"]]),
+                             o["quant_min"], o["quant_max"], dtype=torch.int32)
+    diff = (fake - e.integer_reference(e.quantize_input(x))).abs()
+    return (diff == 0).float().mean().item(), (diff <= 1).float().mean().item(), diff.max().item()
+
+
+@pytest.mark.parametrize("name", [m.name for m in ZOO])
+def test_integer_reference_agrees_with_fake_quant_model(exported, name):
+    model, frozen_model, e, _ = exported[name]
+    exact, within_one, worst = _agreement(e, frozen_model, _inputs(model))
+    print(f"\n{name}: {100 * exact:.2f} % of output levels equal the fake-quant model's, "
+          f"{100 * within_one:.2f} % within 1 LSB, max {worst} LSB")
+    if model.single_layer and e.activation_dtype == torch.int8:
+        assert exact >= 0.99 and worst <= 1
+    elif model.single_layer:
+        # 16x8: TFLite's int64 rule reduces the multiplier to 16 bits (2^-15
+        # relative), so a few % of int16 levels land one off (rounding="single"
+        # keeps the full multiplier: see the next test); every one within 1 LSB.
+        assert worst <= 1
+    else:
+        assert within_one >= 0.97 and worst <= 3
+
+
+def test_full_precision_16x8_rounding_agrees_on_99_percent():
+    model = next(m for m in ZOO if m.name == "single_conv_16x8")
+    frozen_model = frozen(model)
+    e = mcuq.export(frozen_model, model.input_shape, rounding="single")
+    exact, _, worst = _agreement(e, frozen_model, _inputs(model))
+    assert exact >= 0.99 and worst <= 1
+
+
+def test_scripted_and_traced_models_export_the_same_c(exported):
+    for name in ("depthwise_cnn", "residual_cnn", "lut_mlp"):
+        model, frozen_model, e, _ = exported[name]
+        scripted = mcuq.export(torch.jit.script(frozen_model), model.input_shape, rounding=model.rounding)
+        strip = lambda text: re.sub(r"/\*.*?\*/", "", text, flags=re.S)  # noqa: E731 (comments name the source)
+        assert strip(scripted.c_source("net")) == strip(e.c_source("net"))
+
+
+def test_generated_code_has_no_float_malloc_or_printf(exported):
+    for name, (_, _, e, directory) in exported.items():
+        source = re.sub(r"/\*.*?\*/", "", (directory / "net.c").read_text(), flags=re.S)
+        for word in ("float", "double", "malloc", "printf"):
+            assert not re.search(rf"\b{word}\b", source), (name, word)
+        header = (directory / "net.h").read_text()
+        assert "NET_ARENA_SIZE" in header and "net_invoke" in header
+
+
+def test_report_describes_every_layer(exported):
+    _, _, e, directory = exported["depthwise_cnn"]
+    report = json.loads((directory / "report.json").read_text())
+    assert report["flash_bytes"] == e.flash_bytes and report["arena_bytes"] == e.arena_bytes
+    kinds = [layer["kind"] for layer in report["layers"]]
+    assert kinds[:3] == ["conv2d", "depthwise_conv2d", "conv2d"]
+    conv = report["layers"][0]
+    assert len(conv["multipliers"]) == len(conv["shifts"]) == len(conv["weight_scales"]) == 8
+    assert conv["headroom_bits"] > 0 and conv["accumulator_bound"] < 2**31
+    assert all(layer["sqnr_db"] is None or layer["sqnr_db"] > 10 for layer in report["layers"])
+    assert report["macs"] == sum(layer["macs"] for layer in report["layers"]) == e.macs
+
+
+def test_pow2_layers_requantize_with_shifts(exported):
+    _, _, e, _ = exported["depthwise_cnn_pow2"]
+    layers = e.report()["layers"]
+    assert {layer["rounding"] for layer in layers if "rounding" in layer} == {"shift"}
+    assert all(m == 2**30 for layer in layers for m in layer.get("multipliers", []))
+
+
+def test_arena_is_smaller_than_keeping_every_tensor(exported):
+    _, _, e, _ = exported["residual_cnn"]
+    report = e.report()
+    every = sum(int(torch.tensor(layer["output"]["shape"]).prod()) for layer in report["layers"]
+                if layer["kind"] != "reshape")
+    largest = max(int(torch.tensor(layer["output"]["shape"]).prod()) for layer in report["layers"])
+    assert largest <= e.arena_bytes < every
+
+
+# ---- refusals -------------------------------------------------------------
+
+class _Wide(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(140000, 1)
+        nn.init.constant_(self.fc.weight, 1.0)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def test_overflowing_accumulator_is_refused_naming_the_layer():
+    prepared = mcuq.prepare(_Wide().eval(), mcuq.presets.int8(), qat=False)
+    mcuq.calibrate(prepared, [torch.rand(2, 140000) * 2 - 1], progress=False)
+    with pytest.raises(ValueError, match=r"mcuq.export: cannot lower fc .*int32 accumulator can overflow"):
+        mcuq.export(mcuq.freeze(prepared), [1, 140000])
+
+
+class _Square(nn.Module):
+    def forward(self, x):
+        return x * x
+
+
+def test_unsupported_node_is_refused_with_its_name_and_line():
+    model = mcuq.FixedFakeQuantize(torch.tensor([0.1]), torch.tensor([0]), -128, 127)
+    square = nn.Sequential(model, _Square(), mcuq.FixedFakeQuantize(torch.tensor([0.1]), torch.tensor([0]), -128, 127))
+    with pytest.raises(ValueError, match=r"cannot lower .*\(aten::mul, .*test_export.py:\d+\): this operation is "
+                                         r"not supported"):
+        mcuq.export(square, [1, 4])
+
+
+def test_torch_jit_frozen_model_is_refused_with_the_reason(exported):
+    model, frozen_model, _, _ = exported["mlp"]
+    traced = torch.jit.freeze(torch.jit.trace(frozen_model, torch.zeros(model.input_shape)))
+    with pytest.raises(ValueError, match="its weight is not fake-quantized .*torch.jit.freeze"):
+        mcuq.export(traced, model.input_shape)
+
+
+def test_unquantized_input_is_refused():
+    with pytest.raises(ValueError, match="model's float input; the model must quantize its input first"):
+        mcuq.export(nn.Sequential(nn.Linear(4, 2)), [1, 4])
+
+
+def test_missing_parent_directory_fails_cleanly(exported, tmp_path):
+    _, _, e, _ = exported["mlp"]
+    with pytest.raises(ValueError, match="cannot create output directory .*does not exist"):
+        e.write(tmp_path / "missing" / "out", "net")
+    assert not (tmp_path / "missing").exists()
+
+
+def test_failed_write_leaves_nothing_half_written(exported, tmp_path):
+    _, _, e, _ = exported["mlp"]
+    e.write(tmp_path, "net")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    # A directory where the exporter's temporary for report.json goes makes
+    # that write fail after the .h and .c temporaries were written.
+    (tmp_path / f".report.json.tmp{os.getpid()}").mkdir()
+    other = mcuq.export(frozen(ZOO[3], seed=5), [1, 64])
+    with pytest.raises(RuntimeError, match="cannot write .*report.json.*nothing was written"):
+        other.write(tmp_path, "net")
+    (tmp_path / f".report.json.tmp{os.getpid()}").rmdir()
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert after == before  # old files intact, no temporaries left
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_read_only_directory_fails_cleanly(exported, tmp_path):
+    _, _, e, _ = exported["mlp"]
+    tmp_path.chmod(0o555)
+    try:
+        with pytest.raises(RuntimeError, match="cannot write"):
+            e.write(tmp_path, "net")
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        tmp_path.chmod(0o755)
+
+
+def test_bad_arguments_are_value_errors(exported):
+    model, frozen_model, e, _ = exported["mlp"]
+    with pytest.raises(ValueError, match="expected name to be a C identifier, but got '1net'"):
+        e.c_source("1net")
+    with pytest.raises(ValueError, match=r"expected an input of shape \[N, 64\], but got \[2, 63\]"):
+        e.quantize_input(torch.zeros(2, 63))
+    with pytest.raises(ValueError, match=r"expected input levels in \[-128, 127\], but got values in \[0, 300\]"):
+        e.integer_reference(torch.tensor([[300] + [0] * 63]))
+    with pytest.raises(ValueError, match="expected rounding 'double' or 'single', but got 'up'"):
+        mcuq.export(frozen_model, model.input_shape, rounding="up")
+    with pytest.raises(FileNotFoundError, match="no such model file"):
+        mcuq.export("/nonexistent/model.pt", model.input_shape)
+
+
+# ---- the command line -------------------------------------------------------
+
+def test_cli_writes_files_and_prints_the_summary(exported, tmp_path):
+    model, frozen_model, e, _ = exported["depthwise_cnn"]
+    path = tmp_path / "dw.pt"
+    torch.jit.trace(frozen_model, torch.zeros(model.input_shape)).save(str(path))
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "mcuq.export", str(path), "--input-shape", "1,3,16,16", "-o",
+                             str(out), "--runtime"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "depthwise_conv2d" in result.stdout and f"arena {e.arena_bytes} B" in result.stdout
+    assert (out / "dw.c").is_file() and (out / "dw.h").is_file() and (out / "report.json").is_file()
+    assert (out / "runtime" / "mcuq_runtime.h").is_file() and (out / "runtime" / "conv2d.c").is_file()
+    failed = subprocess.run([sys.executable, "-m", "mcuq.export", str(path), "--input-shape", "1,2,16,16", "-o",
+                             str(tmp_path / "bad")], capture_output=True, text=True)
+    assert failed.returncode == 1 and "error: mcuq.export:" in failed.stderr

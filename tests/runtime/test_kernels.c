@@ -1,0 +1,832 @@
+/* Host tests of the mcuq runtime kernels: small hand-checked cases, the
+ * grouped and depthwise convolutions against a naive reference written here
+ * with another loop order, and the argument checks.
+ *
+ * Exits 1 on any failure; the last line reads
+ *   test_kernels: N checks, F failed
+ * The error-code tests are skipped when built with -DMCUQ_NO_CHECKS. */
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "mcuq_runtime.h"
+
+static long checks = 0, failures = 0;
+
+static void check_eq(long long got, long long want, const char *what, int line) {
+  ++checks;
+  if (got != want) {
+    ++failures;
+    fprintf(stderr, "test_kernels.c:%d: FAIL %s: got %lld, want %lld\n", line, what, got, want);
+  }
+}
+
+#define CHECK_EQ(got, want) check_eq((long long)(got), (long long)(want), #got, __LINE__)
+#define COUNT(a) ((int32_t)(sizeof(a) / sizeof((a)[0])))
+
+/* Compares two int arrays of any element types as one check, reporting the
+ * first mismatch. */
+#define CHECK_ARRAY(got, want, n) check_array_at(__LINE__, #got, (n), (got), (want))
+#define check_array_at(line, name, n, got, want)                                                            \
+  do {                                                                                                      \
+    int32_t i_, bad_ = -1;                                                                                  \
+    for (i_ = 0; i_ < (n) && bad_ < 0; ++i_)                                                                \
+      if ((long long)(got)[i_] != (long long)(want)[i_]) bad_ = i_;                                         \
+    ++checks;                                                                                               \
+    if (bad_ >= 0) {                                                                                        \
+      ++failures;                                                                                           \
+      fprintf(stderr, "test_kernels.c:%d: FAIL %s[%ld]: got %lld, want %lld\n", (line), (name), (long)bad_, \
+              (long long)(got)[bad_], (long long)(want)[bad_]);                                             \
+    }                                                                                                       \
+  } while (0)
+
+/* Deterministic pseudo-random numbers (LCG) for the reference comparisons. */
+static uint32_t rng_state = 12345u;
+static int32_t rand_range(int32_t lo, int32_t hi) {
+  rng_state = rng_state * 1664525u + 1013904223u;
+  return lo + (int32_t)((rng_state >> 8) % (uint32_t)(hi - lo + 1));
+}
+
+static const int32_t ONE_MULT = 1 << 30; /* multiplier 2^30: M = 2^(shift - 1) */
+
+static mcuq_requant make_requant(const int32_t *multiplier, const int8_t *shift, int32_t per_channel,
+                                 mcuq_rounding rounding, int32_t zero_point, int32_t act_min, int32_t act_max) {
+  mcuq_requant r;
+  r.multiplier = multiplier;
+  r.shift = shift;
+  r.per_channel = per_channel;
+  r.rounding = rounding;
+  r.zero_point = zero_point;
+  r.act_min = act_min;
+  r.act_max = act_max;
+  return r;
+}
+
+static mcuq_conv2d_params make_conv(int32_t in_c, int32_t in_h, int32_t in_w, int32_t out_c, int32_t k_h, int32_t k_w,
+                                    int32_t stride_h, int32_t stride_w, int32_t pad_h, int32_t pad_w,
+                                    int32_t dilation_h, int32_t dilation_w, int32_t groups, int32_t in_zero_point) {
+  mcuq_conv2d_params p;
+  p.in_c = in_c;
+  p.in_h = in_h;
+  p.in_w = in_w;
+  p.out_c = out_c;
+  p.k_h = k_h;
+  p.k_w = k_w;
+  p.stride_h = stride_h;
+  p.stride_w = stride_w;
+  p.pad_h = pad_h;
+  p.pad_w = pad_w;
+  p.dilation_h = dilation_h;
+  p.dilation_w = dilation_w;
+  p.groups = groups;
+  p.in_zero_point = in_zero_point;
+  /* PyTorch's output size formula. */
+  p.out_h = (in_h + 2 * pad_h - dilation_h * (k_h - 1) - 1) / stride_h + 1;
+  p.out_w = (in_w + 2 * pad_w - dilation_w * (k_w - 1) - 1) / stride_w + 1;
+  return p;
+}
+
+static mcuq_pool2d_params make_pool(int32_t channels, int32_t in_h, int32_t in_w, int32_t k, int32_t stride,
+                                    int32_t pad, int32_t count_include_pad, int32_t zero_point, int32_t act_min,
+                                    int32_t act_max) {
+  mcuq_pool2d_params p;
+  p.channels = channels;
+  p.in_h = in_h;
+  p.in_w = in_w;
+  p.k_h = p.k_w = k;
+  p.stride_h = p.stride_w = stride;
+  p.pad_h = p.pad_w = pad;
+  p.out_h = (in_h + 2 * pad - k) / stride + 1;
+  p.out_w = (in_w + 2 * pad - k) / stride + 1;
+  p.count_include_pad = count_include_pad;
+  p.zero_point = zero_point;
+  p.act_min = act_min;
+  p.act_max = act_max;
+  return p;
+}
+
+/* ---- convolution: a hand-computed case ------------------------------------ */
+
+/* 1 channel, 5x5 input, 3x3 kernel, stride 2, padding 1 -> 3x3. Padded taps
+ * read the input zero point 3. Window sums (without bias), by hand:
+ *   out(0,0): pad row 3*(1+0-1) = 0; row 0 [3 1 2].[2 1 0] = 7;
+ *             row 1 [3 -1 -2].[0 -1 1] = -1                        ->  6
+ *   out(0,1) 6, out(0,2) 21, out(1,0) 11, out(1,1) 4, out(1,2) -4,
+ *   out(2,0) 4, out(2,1) 3, out(2,2) -4
+ * bias -11 -> acc -5 -5 10 / 0 -7 -15 / -7 -8 -15; M = 0.5 (2^30, shift 0),
+ * output zero point -2. */
+/* clang-format off */
+static const int8_t hand_input[25] = { 1,  2,  3,  4,  5,
+                                      -1, -2, -3, -4, -5,
+                                       0,  1,  0,  1,  0,
+                                       2,  2,  2,  2,  2,
+                                      -3,  0,  3,  0, -3};
+static const int8_t hand_weights[9] = {1,  0, -1,
+                                       2,  1,  0,
+                                       0, -1,  1};
+/* clang-format on */
+
+static void test_conv_by_hand(void) {
+  const mcuq_conv2d_params p = make_conv(1, 5, 5, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 3);
+  const int32_t bias[1] = {-11};
+  const int32_t mult[1] = {ONE_MULT};
+  const int8_t shift[1] = {0};
+  int8_t out[9];
+  CHECK_EQ(p.out_h, 3);
+  CHECK_EQ(p.out_w, 3);
+  {
+    /* Double (and single) rounding: ties toward +inf, -2.5 -> -2. */
+    const int8_t want[9] = {-4, -4, 3, -2, -5, -9, -5, -6, -9};
+    mcuq_requant r = make_requant(mult, shift, 0, MCUQ_ROUND_DOUBLE, -2, -128, 127);
+    CHECK_EQ(mcuq_conv2d_s8(&p, hand_input, hand_weights, bias, &r, out), MCUQ_OK);
+    CHECK_ARRAY(out, want, 9);
+    r.rounding = MCUQ_ROUND_SINGLE;
+    CHECK_EQ(mcuq_conv2d_s8(&p, hand_input, hand_weights, bias, &r, out), MCUQ_OK);
+    CHECK_ARRAY(out, want, 9);
+    /* The depthwise kernel computes the same for one channel. */
+    r.rounding = MCUQ_ROUND_DOUBLE;
+    CHECK_EQ(mcuq_depthwise_conv2d_s8(&p, hand_input, hand_weights, bias, &r, out), MCUQ_OK);
+    CHECK_ARRAY(out, want, 9);
+  }
+  {
+    /* Power-of-two rule: ties away from zero, -2.5 -> -3. */
+    const int8_t want[9] = {-5, -5, 3, -2, -6, -10, -6, -6, -10};
+    const mcuq_requant r = make_requant(mult, shift, 0, MCUQ_ROUND_SHIFT, -2, -128, 127);
+    CHECK_EQ(mcuq_conv2d_s8(&p, hand_input, hand_weights, bias, &r, out), MCUQ_OK);
+    CHECK_ARRAY(out, want, 9);
+  }
+  {
+    /* Fused ReLU-like clamp [-5, 0]. */
+    const int8_t want[9] = {-4, -4, 0, -2, -5, -5, -5, -5, -5};
+    const mcuq_requant r = make_requant(mult, shift, 0, MCUQ_ROUND_DOUBLE, -2, -5, 0);
+    CHECK_EQ(mcuq_conv2d_s8(&p, hand_input, hand_weights, bias, &r, out), MCUQ_OK);
+    CHECK_ARRAY(out, want, 9);
+  }
+  {
+    /* 16-bit activations: the same sums; M = 0.5 through the int64 rule
+     * (reduced multiplier 2^14, ties toward +inf). */
+    int16_t in16[25], out16[9];
+    const int64_t bias64[1] = {-11};
+    const int16_t want[9] = {-4, -4, 3, -2, -5, -9, -5, -6, -9};
+    const mcuq_requant r = make_requant(mult, shift, 0, MCUQ_ROUND_DOUBLE, -2, -32768, 32767);
+    int32_t i;
+    for (i = 0; i < 25; ++i) in16[i] = hand_input[i];
+    CHECK_EQ(mcuq_conv2d_s16(&p, in16, hand_weights, bias64, &r, out16), MCUQ_OK);
+    CHECK_ARRAY(out16, want, 9);
+    CHECK_EQ(mcuq_depthwise_conv2d_s16(&p, in16, hand_weights, bias64, &r, out16), MCUQ_OK);
+    CHECK_ARRAY(out16, want, 9);
+  }
+}
+
+/* ---- convolution: against a naive reference ------------------------------- */
+
+#define MAX_ELEMS 4096
+
+/* Direct formula with another loop order: pad the input explicitly, then
+ * for each (output channel, input channel of its group, tap) add the tap's
+ * contribution to every output position. wide: 16-bit activations. */
+static void reference_conv(const mcuq_conv2d_params *p, const int32_t *input, const int8_t *weights,
+                           const int64_t *bias, const mcuq_requant *r, int wide, int32_t *output) {
+  static int32_t padded[MAX_ELEMS];
+  static int64_t acc[MAX_ELEMS];
+  const int32_t ph = p->in_h + 2 * p->pad_h, pw = p->in_w + 2 * p->pad_w;
+  const int32_t cin = p->in_c / p->groups, cout = p->out_c / p->groups;
+  int32_t c, y, x, o, i, ky, kx, oy, ox;
+  for (c = 0; c < p->in_c; ++c)
+    for (y = 0; y < ph; ++y)
+      for (x = 0; x < pw; ++x) {
+        const int32_t iy = y - p->pad_h, ix = x - p->pad_w;
+        const int inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
+        padded[(c * ph + y) * pw + x] = inside ? input[(c * p->in_h + iy) * p->in_w + ix] : p->in_zero_point;
+      }
+  for (o = 0; o < p->out_c; ++o)
+    for (i = 0; i < p->out_h * p->out_w; ++i) acc[o * p->out_h * p->out_w + i] = bias[o];
+  for (o = 0; o < p->out_c; ++o)
+    for (i = 0; i < cin; ++i) {
+      const int32_t c_in = (o / cout) * cin + i;
+      for (ky = 0; ky < p->k_h; ++ky)
+        for (kx = 0; kx < p->k_w; ++kx) {
+          const int32_t w = weights[((o * cin + i) * p->k_h + ky) * p->k_w + kx];
+          for (oy = 0; oy < p->out_h; ++oy)
+            for (ox = 0; ox < p->out_w; ++ox) {
+              const int32_t y_ = oy * p->stride_h + ky * p->dilation_h;
+              const int32_t x_ = ox * p->stride_w + kx * p->dilation_w;
+              acc[(o * p->out_h + oy) * p->out_w + ox] += (int64_t)w * padded[(c_in * ph + y_) * pw + x_];
+            }
+        }
+    }
+  for (o = 0; o < p->out_c; ++o) {
+    const int32_t t = r->per_channel ? o : 0;
+    for (i = 0; i < p->out_h * p->out_w; ++i) {
+      const int64_t a = acc[o * p->out_h * p->out_w + i];
+      output[o * p->out_h * p->out_w + i] =
+          wide ? mcuq_requantize_s64(a, r->multiplier[t], r->shift[t], r->rounding, r->zero_point, r->act_min,
+                                     r->act_max)
+               : mcuq_requantize_s32((int32_t)a, r->multiplier[t], r->shift[t], r->rounding, r->zero_point, r->act_min,
+                                     r->act_max);
+    }
+  }
+}
+
+/* Runs one convolution shape through the generic kernel (and the depthwise
+ * one where the shape is depthwise), 8- and 16-bit, against the reference. */
+static void compare_conv(const mcuq_conv2d_params *p, mcuq_rounding rounding, int32_t per_channel) {
+  static int8_t in8[MAX_ELEMS], out8[MAX_ELEMS], weights[MAX_ELEMS];
+  static int16_t in16[MAX_ELEMS], out16[MAX_ELEMS];
+  static int32_t in32[MAX_ELEMS], want[MAX_ELEMS];
+  int32_t bias32[64], mult[64];
+  int64_t bias8_as64[64], bias64[64];
+  int8_t shift8[64], shift16[64];
+  const int32_t in_n = p->in_c * p->in_h * p->in_w, out_n = p->out_c * p->out_h * p->out_w;
+  const int32_t w_n = p->out_c * (p->in_c / p->groups) * p->k_h * p->k_w;
+  const int depthwise = p->groups == p->in_c && p->out_c % p->in_c == 0;
+  mcuq_requant r;
+  int32_t i, unclamped = 0;
+  if (in_n > MAX_ELEMS || out_n > MAX_ELEMS || w_n > MAX_ELEMS || p->out_c > 64) {
+    fprintf(stderr, "compare_conv: shape too large for the test buffers\n");
+    ++failures;
+    return;
+  }
+  for (i = 0; i < w_n; ++i) weights[i] = (int8_t)rand_range(-128, 127);
+  for (i = 0; i < p->out_c; ++i) {
+    bias8_as64[i] = bias32[i] = rand_range(-20000, 20000);
+    bias64[i] = (int64_t)rand_range(-20000, 20000) * 200;
+    mult[i] = rand_range(1 << 30, 0x7FFFFFFF);
+    shift8[i] = (int8_t)rand_range(-12, -7);
+    shift16[i] = (int8_t)rand_range(-18, -10);
+  }
+
+  /* 8-bit activations */
+  for (i = 0; i < in_n; ++i) in32[i] = in8[i] = (int8_t)rand_range(-128, 127);
+  r = make_requant(mult, shift8, per_channel, rounding, rand_range(-10, 10), -128, 127);
+  reference_conv(p, in32, weights, bias8_as64, &r, 0, want);
+  memset(out8, 0x55, sizeof out8);
+  CHECK_EQ(mcuq_conv2d_s8(p, in8, weights, bias32, &r, out8), MCUQ_OK);
+  CHECK_ARRAY(out8, want, out_n);
+  if (depthwise) {
+    memset(out8, 0x55, sizeof out8);
+    CHECK_EQ(mcuq_depthwise_conv2d_s8(p, in8, weights, bias32, &r, out8), MCUQ_OK);
+    CHECK_ARRAY(out8, want, out_n);
+  }
+  for (i = 0; i < out_n; ++i) unclamped += want[i] > -128 && want[i] < 127;
+
+  /* 16-bit activations (int64 accumulators) */
+  for (i = 0; i < in_n; ++i) in32[i] = in16[i] = (int16_t)rand_range(-32768, 32767);
+  r = make_requant(mult, shift16, per_channel, rounding, rand_range(-1000, 1000), -32768, 32767);
+  reference_conv(p, in32, weights, bias64, &r, 1, want);
+  memset(out16, 0x55, sizeof out16);
+  CHECK_EQ(mcuq_conv2d_s16(p, in16, weights, bias64, &r, out16), MCUQ_OK);
+  CHECK_ARRAY(out16, want, out_n);
+  if (depthwise) {
+    memset(out16, 0x55, sizeof out16);
+    CHECK_EQ(mcuq_depthwise_conv2d_s16(p, in16, weights, bias64, &r, out16), MCUQ_OK);
+    CHECK_ARRAY(out16, want, out_n);
+  }
+  for (i = 0; i < out_n; ++i) unclamped += want[i] > -32768 && want[i] < 32767;
+
+  /* The comparison means little if every output sits at the clamp. */
+  CHECK_EQ(unclamped > out_n / 2, 1);
+}
+
+static void test_conv_against_reference(void) {
+  const mcuq_conv2d_params shapes[] = {
+      /* in_c h w, out_c, k_h k_w, stride, pad, dilation, groups, in zero point */
+      make_conv(4, 5, 6, 6, 3, 2, 2, 1, 1, 0, 1, 2, 2, -3), /* grouped, dilated, asymmetric */
+      make_conv(3, 7, 7, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 5),  /* plain */
+      make_conv(3, 6, 5, 3, 3, 3, 2, 2, 2, 2, 2, 2, 3, -7), /* depthwise, stride and dilation 2 */
+      make_conv(3, 5, 5, 6, 3, 3, 1, 1, 1, 1, 1, 1, 3, 2),  /* depthwise, channel multiplier 2 */
+      make_conv(2, 3, 3, 2, 2, 2, 1, 1, 3, 3, 1, 1, 1, 9),  /* padding wider than the kernel */
+      make_conv(4, 4, 4, 2, 1, 1, 1, 1, 0, 0, 1, 1, 2, 0),  /* grouped 1x1 */
+      make_conv(2, 7, 6, 4, 3, 2, 2, 1, 1, 1, 2, 1, 2, -1), /* depthwise, mixed strides */
+      make_conv(6, 4, 4, 4, 3, 3, 1, 1, 1, 1, 1, 1, 2, 4),  /* grouped 3 in -> 2 out per group */
+  };
+  const mcuq_rounding roundings[] = {MCUQ_ROUND_DOUBLE, MCUQ_ROUND_SINGLE, MCUQ_ROUND_SHIFT};
+  int32_t s, k, per_channel;
+  for (s = 0; s < COUNT(shapes); ++s)
+    for (k = 0; k < COUNT(roundings); ++k)
+      for (per_channel = 0; per_channel <= 1; ++per_channel) compare_conv(&shapes[s], roundings[k], per_channel);
+}
+
+/* ---- fully connected ------------------------------------------------------- */
+
+static void test_fully_connected(void) {
+  /* acc = bias + w . x:  ch0 100 + 10 - 40 + 90 - 160 = 0
+   *                      ch1 -5 - 10 + 30 = 15
+   *                      ch2 1270 + 2560 - 40 = 3790
+   * M per channel: 1 (2^30, 1), 0.5 (2^30, 0), 2^-5 (2^30, -4); zero point 3:
+   *   3 + 0 = 3;  3 + round(7.5) = 11;  3 + round(118.4375) = 121 -> clamp 120. */
+  const int8_t x[4] = {10, -20, 30, -40};
+  const int8_t w[12] = {1, 2, 3, 4, -1, 0, 1, 0, 127, -128, 0, 1};
+  const int32_t bias[3] = {100, -5, 0};
+  const int32_t mult[3] = {ONE_MULT, ONE_MULT, ONE_MULT};
+  const int8_t shift[3] = {1, 0, -4};
+  const mcuq_requant r = make_requant(mult, shift, 1, MCUQ_ROUND_DOUBLE, 3, -128, 120);
+  const int8_t want[3] = {3, 11, 120};
+  int8_t out[3];
+  CHECK_EQ(mcuq_fully_connected_s8(4, 3, x, w, bias, &r, out), MCUQ_OK);
+  CHECK_ARRAY(out, want, 3);
+  {
+    /* 16-bit: acc -9900, 1995, 379000; the int64 rule gives -9900,
+     * round(997.5) = 998 (ties toward +inf), round(11843.75) = 11844;
+     * plus 3, clamped to 11000. */
+    const int16_t x16[4] = {1000, -2000, 3000, -4000};
+    const int64_t bias64[3] = {100, -5, 0};
+    const mcuq_requant r16 = make_requant(mult, shift, 1, MCUQ_ROUND_DOUBLE, 3, -32768, 11000);
+    const int16_t want16[3] = {-9897, 1001, 11000};
+    int16_t out16[3];
+    CHECK_EQ(mcuq_fully_connected_s16(4, 3, x16, w, bias64, &r16, out16), MCUQ_OK);
+    CHECK_ARRAY(out16, want16, 3);
+  }
+  {
+    /* A random layer equals a 1x1 convolution over a 1x1 image. */
+    enum { IN = 37, OUT = 5 };
+    int8_t xin[IN], wts[IN * OUT], got[OUT], conv_out[OUT];
+    int32_t b[OUT], m[OUT];
+    int8_t sh[OUT];
+    const mcuq_conv2d_params p = make_conv(IN, 1, 1, OUT, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0);
+    mcuq_requant rr;
+    int32_t i;
+    for (i = 0; i < IN; ++i) xin[i] = (int8_t)rand_range(-128, 127);
+    for (i = 0; i < IN * OUT; ++i) wts[i] = (int8_t)rand_range(-128, 127);
+    for (i = 0; i < OUT; ++i) {
+      b[i] = rand_range(-5000, 5000);
+      m[i] = rand_range(1 << 30, 0x7FFFFFFF);
+      sh[i] = (int8_t)rand_range(-10, -7);
+    }
+    rr = make_requant(m, sh, 1, MCUQ_ROUND_SINGLE, -4, -128, 127);
+    CHECK_EQ(mcuq_fully_connected_s8(IN, OUT, xin, wts, b, &rr, got), MCUQ_OK);
+    CHECK_EQ(mcuq_conv2d_s8(&p, xin, wts, b, &rr, conv_out), MCUQ_OK);
+    CHECK_ARRAY(got, conv_out, OUT);
+  }
+}
+
+/* ---- pooling ---------------------------------------------------------------- */
+
+/* Channel 0 by hand; channel 1 is channel 0 minus 20, all negative, so a max
+ * that read padded taps as 0 would show. */
+/* clang-format off */
+static const int8_t pool_input[32] = {
+      1,   2,   3,   4,
+      5,   6,   7,   8,
+     -1,  -2,  -3,  -4,
+      0,  10, -10,   7,
+    -19, -18, -17, -16,
+    -15, -14, -13, -12,
+    -21, -22, -23, -24,
+    -20, -10, -30, -13};
+/* clang-format on */
+
+static void test_max_pool(void) {
+  int8_t out[8];
+  {
+    const mcuq_pool2d_params p = make_pool(2, 4, 4, 2, 2, 0, 0, 0, -128, 127);
+    const int8_t want[8] = {6, 8, 10, 7, -14, -12, -10, -13};
+    CHECK_EQ(mcuq_max_pool2d_s8(&p, pool_input, out), MCUQ_OK);
+    CHECK_ARRAY(out, want, 8);
+  }
+  {
+    /* 3x3, stride 2, padding 1: windows rows/cols {0,1} and {1,2,3}. */
+    const mcuq_pool2d_params p = make_pool(2, 4, 4, 3, 2, 1, 0, 0, -128, 127);
+    const int8_t want[8] = {6, 8, 10, 10, -14, -12, -10, -10};
+    CHECK_EQ(p.out_h, 2);
+    CHECK_EQ(mcuq_max_pool2d_s8(&p, pool_input, out), MCUQ_OK);
+    CHECK_ARRAY(out, want, 8);
+  }
+  {
+    const mcuq_pool2d_params p = make_pool(2, 4, 4, 2, 2, 0, 0, 0, -12, 7); /* clamp */
+    const int8_t want[8] = {6, 7, 7, 7, -12, -12, -10, -12};
+    CHECK_EQ(mcuq_max_pool2d_s8(&p, pool_input, out), MCUQ_OK);
+    CHECK_ARRAY(out, want, 8);
+  }
+}
+
+static void test_avg_pool(void) {
+  /* Channel 0 minus the zero point 1:
+   *    0  1  2  3
+   *    4  5  6  7
+   *   -2 -3 -4 -5
+   *   -1  9 -11 6 */
+  int8_t out[4];
+  {
+    /* 2x2 stride 2: 10/4 = 2.5 -> 3, 18/4 = 4.5 -> 5, 3/4 -> 1,
+     * -14/4 = -3.5 -> -4 (ties away from zero); plus 1. */
+    const mcuq_pool2d_params p = make_pool(1, 4, 4, 2, 2, 0, 1, 1, -128, 127);
+    const int8_t want[4] = {4, 6, 2, -3};
+    CHECK_EQ(mcuq_avg_pool2d_s8(&p, pool_input, out), MCUQ_OK);
+    CHECK_ARRAY(out, want, 4);
+  }
+  {
+    /* 3x3 stride 2 padding 1, padding not counted: 10/4 -> 3, 24/6 = 4,
+     * 12/6 = 2, 10/9 -> 1; plus 1. */
+    const mcuq_pool2d_params p = make_pool(1, 4, 4, 3, 2, 1, 0, 1, -128, 127);
+    const int8_t want[4] = {4, 5, 3, 2};
+    CHECK_EQ(mcuq_avg_pool2d_s8(&p, pool_input, out), MCUQ_OK);
+    CHECK_ARRAY(out, want, 4);
+  }
+  {
+    /* The same counting padding: divisor 9: 10/9 -> 1, 24/9 -> 3, 12/9 -> 1,
+     * 10/9 -> 1; plus 1. */
+    const mcuq_pool2d_params p = make_pool(1, 4, 4, 3, 2, 1, 1, 1, -128, 127);
+    const int8_t want[4] = {2, 4, 2, 2};
+    CHECK_EQ(mcuq_avg_pool2d_s8(&p, pool_input, out), MCUQ_OK);
+    CHECK_ARRAY(out, want, 4);
+  }
+  {
+    const mcuq_pool2d_params p = make_pool(1, 4, 4, 2, 2, 0, 1, 1, 3, 5); /* clamp */
+    const int8_t want[4] = {4, 5, 3, 3};
+    CHECK_EQ(mcuq_avg_pool2d_s8(&p, pool_input, out), MCUQ_OK);
+    CHECK_ARRAY(out, want, 4);
+  }
+}
+
+static void test_pool_s16(void) {
+  /* 2x2 windows at the ends of int16, where x - zero point needs 17 bits. */
+  const int16_t in[8] = {32767, 32767, 32767, 32766, -32768, -32768, -32767, -32767};
+  int16_t out[2];
+  {
+    const mcuq_pool2d_params p = make_pool(2, 2, 2, 2, 2, 0, 0, -32768, -32768, 32767);
+    /* Zero point -32768: channel 0 sums 65535 + 65535 + 65535 + 65534,
+     * 262139 / 4 = 65534.75 -> 65535 -> 32767; channel 1 sums 0 + 0 + 1 + 1,
+     * 2 / 4 = 0.5 -> 1 -> -32767. */
+    const int16_t want[2] = {32767, -32767};
+    CHECK_EQ(mcuq_avg_pool2d_s16(&p, in, out), MCUQ_OK);
+    CHECK_ARRAY(out, want, 2);
+  }
+  {
+    /* zero point 0: channel 0 131067 / 4 = 32766.75 -> 32767;
+     * channel 1 -131070 / 4 = -32767.5 -> -32768 (ties away from zero). */
+    const mcuq_pool2d_params p = make_pool(2, 2, 2, 2, 2, 0, 1, 0, -32768, 32767);
+    const int16_t want[2] = {32767, -32768};
+    CHECK_EQ(mcuq_avg_pool2d_s16(&p, in, out), MCUQ_OK);
+    CHECK_ARRAY(out, want, 2);
+  }
+  {
+    const mcuq_pool2d_params p = make_pool(2, 2, 2, 2, 2, 0, 0, 0, -32768, 32767);
+    const int16_t want[2] = {32767, -32767};
+    CHECK_EQ(mcuq_max_pool2d_s16(&p, in, out), MCUQ_OK);
+    CHECK_ARRAY(out, want, 2);
+  }
+  {
+    /* The 8-bit cases widened give the same results. */
+    int16_t in16[32], out16[8];
+    int8_t out8[8];
+    int32_t i;
+    const mcuq_pool2d_params p = make_pool(2, 4, 4, 3, 2, 1, 0, 1, -128, 127);
+    for (i = 0; i < 32; ++i) in16[i] = pool_input[i];
+    CHECK_EQ(mcuq_avg_pool2d_s16(&p, in16, out16), MCUQ_OK);
+    CHECK_EQ(mcuq_avg_pool2d_s8(&p, pool_input, out8), MCUQ_OK);
+    CHECK_ARRAY(out16, out8, 8);
+    CHECK_EQ(mcuq_max_pool2d_s16(&p, in16, out16), MCUQ_OK);
+    CHECK_EQ(mcuq_max_pool2d_s8(&p, pool_input, out8), MCUQ_OK);
+    CHECK_ARRAY(out16, out8, 8);
+  }
+}
+
+/* ---- add, requantize, lut ------------------------------------------------------ */
+
+static mcuq_add_params make_add(int32_t size, int32_t left_shift, int32_t a_zp, int32_t a_shift, int32_t b_zp,
+                                int32_t b_shift, int32_t out_zp, int32_t out_shift, int32_t act_min, int32_t act_max) {
+  mcuq_add_params p;
+  p.size = size;
+  p.left_shift = left_shift;
+  p.a_zero_point = a_zp;
+  p.a_multiplier = ONE_MULT;
+  p.a_shift = a_shift;
+  p.b_zero_point = b_zp;
+  p.b_multiplier = ONE_MULT;
+  p.b_shift = b_shift;
+  p.out_zero_point = out_zp;
+  p.out_multiplier = ONE_MULT;
+  p.out_shift = out_shift;
+  p.rounding = MCUQ_ROUND_DOUBLE;
+  p.act_min = act_min;
+  p.act_max = act_max;
+  return p;
+}
+
+static void test_add(void) {
+  {
+    /* a scaled by 1/2, b by 1/4, with 20 bits of headroom, output by
+     * 2^-20: out = 5 + round((2 (a - 3) + (b + 2)) / 4), ties away from
+     * zero (the final RoundingDivideByPOT), clamped to [-90, 98]:
+     *   0 -> 5;  2/4 -> 1 -> 6;  -2/4 -> -1 -> 4;  377/4 = 94.25 -> 99 -> 98;
+     *   -388/4 = -97 -> -92 -> -90;  16/4 = 4 -> 9 */
+    const int8_t a[6] = {3, 4, 2, 127, -128, 10};
+    const int8_t b[6] = {-2, -2, -2, 127, -128, 0};
+    const int8_t want[6] = {5, 6, 4, 98, -90, 9};
+    int8_t out[6];
+    const mcuq_add_params p = make_add(6, 20, 3, 0, -2, -1, 5, -19, -90, 98);
+    CHECK_EQ(mcuq_add_s8(&p, a, b, out), MCUQ_OK);
+    CHECK_ARRAY(out, want, 6);
+  }
+  {
+    /* 16-bit, 15 bits of headroom, output by 2^-15:
+     * out = round((2a + b) / 4): 0.5 -> 1, -0.5 -> -1, 22500, -24576, 50.5 -> 51 */
+    const int16_t a[5] = {1, -1, 30000, -32768, 100};
+    const int16_t b[5] = {0, 0, 30000, -32768, 2};
+    const int16_t want[5] = {1, -1, 22500, -24576, 51};
+    int16_t out[5];
+    const mcuq_add_params p = make_add(5, 15, 0, 0, 0, -1, 0, -14, -32768, 32767);
+    CHECK_EQ(mcuq_add_s16(&p, a, b, out), MCUQ_OK);
+    CHECK_ARRAY(out, want, 5);
+  }
+  {
+    /* Single rounding: the final step rounds ties toward +inf (-0.5 -> 0). */
+    const int8_t a[2] = {4, 2};
+    const int8_t b[2] = {-2, -2};
+    const int8_t want[2] = {6, 5};
+    int8_t out[2];
+    mcuq_add_params p = make_add(2, 20, 3, 0, -2, -1, 5, -19, -128, 127);
+    p.rounding = MCUQ_ROUND_SINGLE;
+    CHECK_EQ(mcuq_add_s8(&p, a, b, out), MCUQ_OK);
+    CHECK_ARRAY(out, want, 2);
+  }
+}
+
+static void test_requantize(void) {
+  mcuq_requantize_params p;
+  p.size = 6;
+  p.in_zero_point = 10;
+  p.multiplier = 3 << 29; /* M = 1.5 */
+  p.shift = 1;
+  p.rounding = MCUQ_ROUND_DOUBLE;
+  p.out_zero_point = -3;
+  p.act_min = -128;
+  p.act_max = 127;
+  {
+    /* -3 + round(1.5 (x - 10)), ties toward +inf: 1.5 -> 2, -1.5 -> -1,
+     * 0, 175.5 -> 176 (clamped), -207 (clamped), 3. */
+    const int8_t in[6] = {11, 9, 10, 127, -128, 12};
+    const int8_t want[6] = {-1, -4, -3, 127, -128, 0};
+    int8_t out[6];
+    CHECK_EQ(mcuq_requantize_s8(&p, in, out), MCUQ_OK);
+    CHECK_ARRAY(out, want, 6);
+  }
+  {
+    /* Power of two M = 2^(shift - 1) = 1/8, ties away from zero:
+     * 4/8 -> 1, -4/8 -> -1, 12/8 -> 2, -12/8 -> -2, 3/8 -> 0 */
+    const int8_t in[5] = {14, 6, 22, -2, 13};
+    const int8_t want[5] = {-2, -4, -1, -5, -3};
+    int8_t out[5];
+    mcuq_requantize_params q = p;
+    q.size = 5;
+    q.rounding = MCUQ_ROUND_SHIFT;
+    q.shift = -2;
+    CHECK_EQ(mcuq_requantize_s8(&q, in, out), MCUQ_OK);
+    CHECK_ARRAY(out, want, 5);
+  }
+  {
+    /* 16-bit, zero points 0, M = 1.5: 30000, 45000 -> 32767, -4.5 -> -4,
+     * 4.5 -> 5 */
+    const int16_t in[4] = {20000, 30000, -3, 3};
+    const int16_t want[4] = {30000, 32767, -4, 5};
+    int16_t out[4];
+    mcuq_requantize_params q = p;
+    q.size = 4;
+    q.in_zero_point = 0;
+    q.out_zero_point = 0;
+    q.act_min = -32768;
+    q.act_max = 32767;
+    CHECK_EQ(mcuq_requantize_s16(&q, in, out), MCUQ_OK);
+    CHECK_ARRAY(out, want, 4);
+  }
+}
+
+static void test_lut(void) {
+  int8_t table[256];
+  const int8_t in[5] = {-128, 127, 0, 5, -1};
+  const int8_t want[5] = {127, -128, -1, -6, 0}; /* table[k] = 127 - k: out = -1 - x */
+  int8_t out[5];
+  int32_t k;
+  for (k = 0; k < 256; ++k) table[k] = (int8_t)(127 - k);
+  CHECK_EQ(mcuq_lut_s8(5, table, in, out), MCUQ_OK);
+  CHECK_ARRAY(out, want, 5);
+}
+
+/* ---- argument checks --------------------------------------------------------- */
+
+#ifndef MCUQ_NO_CHECKS
+static void test_conv_errors(void) {
+  const mcuq_conv2d_params good = make_conv(2, 5, 5, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0);
+  int8_t in[50] = {0}, w[36] = {0}, out[50];
+  int16_t in16[50] = {0}, out16[50];
+  const int32_t bias[2] = {0, 0}, mult[2] = {ONE_MULT, ONE_MULT};
+  const int64_t bias64[2] = {0, 0};
+  const int8_t shift[2] = {0, 0}, bad_shift[2] = {0, 31}, shift8[2] = {8, 8};
+  const mcuq_requant r = make_requant(mult, shift, 1, MCUQ_ROUND_DOUBLE, 0, -128, 127);
+  const mcuq_requant r16 = make_requant(mult, shift, 1, MCUQ_ROUND_DOUBLE, 0, -32768, 32767);
+  mcuq_conv2d_params p;
+  mcuq_requant q;
+  int32_t i, untouched = 1;
+
+  CHECK_EQ(mcuq_conv2d_s8(&good, in, w, bias, &r, out), MCUQ_OK);
+  CHECK_EQ(mcuq_conv2d_s8(0, in, w, bias, &r, out), MCUQ_ERROR_NULL);
+  CHECK_EQ(mcuq_conv2d_s8(&good, 0, w, bias, &r, out), MCUQ_ERROR_NULL);
+  CHECK_EQ(mcuq_conv2d_s8(&good, in, 0, bias, &r, out), MCUQ_ERROR_NULL);
+  CHECK_EQ(mcuq_conv2d_s8(&good, in, w, 0, &r, out), MCUQ_ERROR_NULL);
+  CHECK_EQ(mcuq_conv2d_s8(&good, in, w, bias, 0, out), MCUQ_ERROR_NULL);
+  CHECK_EQ(mcuq_conv2d_s8(&good, in, w, bias, &r, 0), MCUQ_ERROR_NULL);
+  CHECK_EQ(mcuq_depthwise_conv2d_s8(&good, in, w, bias, &r, 0), MCUQ_ERROR_NULL);
+  CHECK_EQ(mcuq_conv2d_s16(&good, in16, w, bias64, &r16, 0), MCUQ_ERROR_NULL);
+  CHECK_EQ(mcuq_depthwise_conv2d_s16(0, in16, w, bias64, &r16, out16), MCUQ_ERROR_NULL);
+  q = r;
+  q.multiplier = 0;
+  CHECK_EQ(mcuq_conv2d_s8(&good, in, w, bias, &q, out), MCUQ_ERROR_NULL);
+  q = r;
+  q.shift = 0;
+  CHECK_EQ(mcuq_conv2d_s8(&good, in, w, bias, &q, out), MCUQ_ERROR_NULL);
+
+  /* Shapes */
+  p = good;
+  p.out_h = 4; /* PyTorch gives 5 */
+  CHECK_EQ(mcuq_conv2d_s8(&p, in, w, bias, &r, out), MCUQ_ERROR_SHAPE);
+  p = good;
+  p.out_w = 6;
+  CHECK_EQ(mcuq_conv2d_s16(&p, in16, w, bias64, &r16, out16), MCUQ_ERROR_SHAPE);
+  p = good;
+  p.in_c = 0;
+  CHECK_EQ(mcuq_conv2d_s8(&p, in, w, bias, &r, out), MCUQ_ERROR_SHAPE);
+  p = good;
+  p.stride_w = 0;
+  CHECK_EQ(mcuq_conv2d_s8(&p, in, w, bias, &r, out), MCUQ_ERROR_SHAPE);
+  p = good;
+  p.dilation_h = 0;
+  CHECK_EQ(mcuq_conv2d_s8(&p, in, w, bias, &r, out), MCUQ_ERROR_SHAPE);
+  p = good;
+  p.pad_w = -1;
+  CHECK_EQ(mcuq_conv2d_s8(&p, in, w, bias, &r, out), MCUQ_ERROR_SHAPE);
+  p = good;
+  p.groups = 0;
+  CHECK_EQ(mcuq_conv2d_s8(&p, in, w, bias, &r, out), MCUQ_ERROR_SHAPE);
+  p = make_conv(4, 5, 5, 2, 3, 3, 1, 1, 1, 1, 1, 1, 3, 0); /* 3 groups do not divide 4 channels */
+  CHECK_EQ(mcuq_conv2d_s8(&p, in, w, bias, &r, out), MCUQ_ERROR_SHAPE);
+  p = make_conv(2, 5, 5, 3, 3, 3, 1, 1, 1, 1, 1, 1, 2, 0); /* 2 groups do not divide 3 outputs */
+  CHECK_EQ(mcuq_conv2d_s8(&p, in, w, bias, &r, out), MCUQ_ERROR_SHAPE);
+  p = good; /* a 7x7 kernel does not fit the 5x5 input padded by 0 */
+  p.k_h = p.k_w = 7;
+  p.pad_h = p.pad_w = 0;
+  p.out_h = p.out_w = 1;
+  CHECK_EQ(mcuq_conv2d_s8(&p, in, w, bias, &r, out), MCUQ_ERROR_SHAPE);
+  /* Depthwise wants groups == in_c. */
+  CHECK_EQ(mcuq_depthwise_conv2d_s8(&good, in, w, bias, &r, out), MCUQ_ERROR_SHAPE);
+  p = good;
+  p.groups = 2;
+  CHECK_EQ(mcuq_depthwise_conv2d_s8(&p, in, w, bias, &r, out), MCUQ_OK);
+  CHECK_EQ(mcuq_depthwise_conv2d_s16(&p, in16, w, bias64, &r16, out16), MCUQ_OK);
+
+  /* Other arguments */
+  q = r;
+  q.act_min = 5;
+  q.act_max = 4;
+  CHECK_EQ(mcuq_conv2d_s8(&good, in, w, bias, &q, out), MCUQ_ERROR_ARGUMENT);
+  q = r;
+  q.act_max = 128; /* does not fit int8 */
+  CHECK_EQ(mcuq_conv2d_s8(&good, in, w, bias, &q, out), MCUQ_ERROR_ARGUMENT);
+  q = r;
+  q.zero_point = -129;
+  CHECK_EQ(mcuq_conv2d_s8(&good, in, w, bias, &q, out), MCUQ_ERROR_ARGUMENT);
+  q = r;
+  q.shift = bad_shift; /* channel 1 has shift 31 */
+  CHECK_EQ(mcuq_conv2d_s8(&good, in, w, bias, &q, out), MCUQ_ERROR_ARGUMENT);
+  q.per_channel = 0; /* only entry 0 is read */
+  CHECK_EQ(mcuq_conv2d_s8(&good, in, w, bias, &q, out), MCUQ_OK);
+  q = r;
+  q.rounding = (mcuq_rounding)7;
+  CHECK_EQ(mcuq_conv2d_s8(&good, in, w, bias, &q, out), MCUQ_ERROR_ARGUMENT);
+  p = good;
+  p.in_zero_point = 128;
+  CHECK_EQ(mcuq_conv2d_s8(&p, in, w, bias, &r, out), MCUQ_ERROR_ARGUMENT);
+  p.in_zero_point = 128; /* fine for 16 bits */
+  CHECK_EQ(mcuq_conv2d_s16(&p, in16, w, bias64, &r16, out16), MCUQ_OK);
+  /* 16-bit layers: the int64 rule takes shifts up to 7, the power-of-two
+   * rule up to 30. */
+  q = r16;
+  q.shift = shift8;
+  CHECK_EQ(mcuq_conv2d_s16(&good, in16, w, bias64, &q, out16), MCUQ_ERROR_ARGUMENT);
+  CHECK_EQ(mcuq_conv2d_s8(&good, in, w, bias, &q, out), MCUQ_ERROR_ARGUMENT); /* act range of r16 */
+  q.rounding = MCUQ_ROUND_SHIFT;
+  CHECK_EQ(mcuq_conv2d_s16(&good, in16, w, bias64, &q, out16), MCUQ_OK);
+
+  /* A failed call leaves the output alone. */
+  memset(out, 0x5A, sizeof out);
+  p = good;
+  p.out_h = 4;
+  CHECK_EQ(mcuq_conv2d_s8(&p, in, w, bias, &r, out), MCUQ_ERROR_SHAPE);
+  for (i = 0; i < COUNT(out); ++i) untouched &= out[i] == 0x5A;
+  CHECK_EQ(untouched, 1);
+}
+
+static void test_other_errors(void) {
+  int8_t a[4] = {0}, out[4], w[16] = {0}, table[256] = {0};
+  int16_t a16[4] = {0}, out16[4];
+  const int32_t bias[4] = {0}, mult[4] = {ONE_MULT, ONE_MULT, ONE_MULT, ONE_MULT};
+  const int64_t bias64[4] = {0};
+  const int8_t shift[4] = {0, 0, 0, -32};
+  const mcuq_requant r = make_requant(mult, shift, 0, MCUQ_ROUND_DOUBLE, 0, -128, 127);
+  mcuq_requant q;
+  mcuq_pool2d_params pool;
+  mcuq_add_params add;
+  mcuq_requantize_params rq;
+
+  /* fully connected */
+  CHECK_EQ(mcuq_fully_connected_s8(4, 4, a, w, bias, &r, out), MCUQ_OK);
+  CHECK_EQ(mcuq_fully_connected_s8(4, 4, 0, w, bias, &r, out), MCUQ_ERROR_NULL);
+  CHECK_EQ(mcuq_fully_connected_s8(4, 4, a, w, 0, &r, out), MCUQ_ERROR_NULL);
+  CHECK_EQ(mcuq_fully_connected_s16(4, 4, a16, 0, bias64, &r, out16), MCUQ_ERROR_NULL);
+  CHECK_EQ(mcuq_fully_connected_s8(0, 4, a, w, bias, &r, out), MCUQ_ERROR_SHAPE);
+  CHECK_EQ(mcuq_fully_connected_s16(4, -1, a16, w, bias64, &r, out16), MCUQ_ERROR_SHAPE);
+  q = r;
+  q.per_channel = 1; /* channel 3 has shift -32 */
+  CHECK_EQ(mcuq_fully_connected_s8(4, 4, a, w, bias, &q, out), MCUQ_ERROR_ARGUMENT);
+  CHECK_EQ(mcuq_fully_connected_s8(4, 3, a, w, bias, &q, out), MCUQ_OK);
+
+  /* pooling */
+  pool = make_pool(1, 2, 2, 2, 2, 0, 0, 0, -128, 127);
+  CHECK_EQ(mcuq_max_pool2d_s8(&pool, a, out), MCUQ_OK);
+  CHECK_EQ(mcuq_max_pool2d_s8(0, a, out), MCUQ_ERROR_NULL);
+  CHECK_EQ(mcuq_avg_pool2d_s8(&pool, 0, out), MCUQ_ERROR_NULL);
+  CHECK_EQ(mcuq_avg_pool2d_s16(&pool, a16, 0), MCUQ_ERROR_NULL);
+  pool.out_w = 2;
+  CHECK_EQ(mcuq_max_pool2d_s8(&pool, a, out), MCUQ_ERROR_SHAPE);
+  pool = make_pool(1, 2, 2, 3, 1, 0, 0, 0, -128, 127); /* 3x3 window on a 2x2 input */
+  pool.out_h = pool.out_w = 1;
+  CHECK_EQ(mcuq_avg_pool2d_s8(&pool, a, out), MCUQ_ERROR_SHAPE);
+  pool = make_pool(1, 2, 2, 2, 1, 2, 0, 0, -128, 127); /* pad 2 > k / 2: empty windows */
+  CHECK_EQ(mcuq_avg_pool2d_s8(&pool, a, out), MCUQ_ERROR_SHAPE);
+  pool = make_pool(1, 2, 2, 2, 2, 0, 0, 0, -128, 127);
+  pool.stride_h = 0;
+  CHECK_EQ(mcuq_max_pool2d_s16(&pool, a16, out16), MCUQ_ERROR_SHAPE);
+  pool = make_pool(1, 2, 2, 2, 2, 0, 0, 0, 1, 0);
+  CHECK_EQ(mcuq_max_pool2d_s8(&pool, a, out), MCUQ_ERROR_ARGUMENT);
+  pool = make_pool(1, 2, 2, 2, 2, 0, 0, 300, -128, 127);
+  CHECK_EQ(mcuq_avg_pool2d_s8(&pool, a, out), MCUQ_ERROR_ARGUMENT);
+  CHECK_EQ(mcuq_avg_pool2d_s16(&pool, a16, out16), MCUQ_OK); /* 300 fits int16 */
+
+  /* add */
+  add = make_add(4, 20, 0, 0, 0, 0, 0, -19, -128, 127);
+  CHECK_EQ(mcuq_add_s8(&add, a, a, out), MCUQ_OK);
+  CHECK_EQ(mcuq_add_s8(&add, a, 0, out), MCUQ_ERROR_NULL);
+  CHECK_EQ(mcuq_add_s16(0, a16, a16, out16), MCUQ_ERROR_NULL);
+  add.size = 0;
+  CHECK_EQ(mcuq_add_s8(&add, a, a, out), MCUQ_ERROR_SHAPE);
+  add = make_add(4, 32, 0, 0, 0, 0, 0, -19, -128, 127);
+  CHECK_EQ(mcuq_add_s8(&add, a, a, out), MCUQ_ERROR_ARGUMENT);
+  add = make_add(4, -1, 0, 0, 0, 0, 0, -19, -128, 127);
+  CHECK_EQ(mcuq_add_s8(&add, a, a, out), MCUQ_ERROR_ARGUMENT);
+  add = make_add(4, 20, 0, 31, 0, 0, 0, -19, -128, 127);
+  CHECK_EQ(mcuq_add_s8(&add, a, a, out), MCUQ_ERROR_ARGUMENT);
+  add = make_add(4, 20, 0, 0, 0, 0, 0, -32, -128, 127);
+  CHECK_EQ(mcuq_add_s8(&add, a, a, out), MCUQ_ERROR_ARGUMENT);
+  add = make_add(4, 20, 0, 0, 200, 0, 0, -19, -128, 127);
+  CHECK_EQ(mcuq_add_s8(&add, a, a, out), MCUQ_ERROR_ARGUMENT);
+  CHECK_EQ(mcuq_add_s16(&add, a16, a16, out16), MCUQ_OK);
+  add = make_add(4, 20, 0, 0, 0, 0, 0, -19, 10, -10);
+  CHECK_EQ(mcuq_add_s16(&add, a16, a16, out16), MCUQ_ERROR_ARGUMENT);
+
+  /* requantize */
+  rq.size = 4;
+  rq.in_zero_point = 0;
+  rq.multiplier = ONE_MULT;
+  rq.shift = 0;
+  rq.rounding = MCUQ_ROUND_SINGLE;
+  rq.out_zero_point = 0;
+  rq.act_min = -128;
+  rq.act_max = 127;
+  CHECK_EQ(mcuq_requantize_s8(&rq, a, out), MCUQ_OK);
+  CHECK_EQ(mcuq_requantize_s8(&rq, 0, out), MCUQ_ERROR_NULL);
+  CHECK_EQ(mcuq_requantize_s16(0, a16, out16), MCUQ_ERROR_NULL);
+  rq.size = -4;
+  CHECK_EQ(mcuq_requantize_s8(&rq, a, out), MCUQ_ERROR_SHAPE);
+  rq.size = 4;
+  rq.shift = -32;
+  CHECK_EQ(mcuq_requantize_s8(&rq, a, out), MCUQ_ERROR_ARGUMENT);
+  rq.shift = 30;
+  CHECK_EQ(mcuq_requantize_s8(&rq, a, out), MCUQ_OK);
+  rq.rounding = (mcuq_rounding)3;
+  CHECK_EQ(mcuq_requantize_s16(&rq, a16, out16), MCUQ_ERROR_ARGUMENT);
+
+  /* lut */
+  CHECK_EQ(mcuq_lut_s8(4, table, a, out), MCUQ_OK);
+  CHECK_EQ(mcuq_lut_s8(4, 0, a, out), MCUQ_ERROR_NULL);
+  CHECK_EQ(mcuq_lut_s8(4, table, a, 0), MCUQ_ERROR_NULL);
+  CHECK_EQ(mcuq_lut_s8(0, table, a, out), MCUQ_ERROR_SHAPE);
+}
+#endif /* MCUQ_NO_CHECKS */
+
+int main(void) {
+  test_conv_by_hand();
+  test_conv_against_reference();
+  test_fully_connected();
+  test_max_pool();
+  test_avg_pool();
+  test_pool_s16();
+  test_add();
+  test_requantize();
+  test_lut();
+#ifndef MCUQ_NO_CHECKS
+  test_conv_errors();
+  test_other_errors();
+#endif
+  printf("test_kernels: %ld checks, %ld failed\n", checks, failures);
+  return failures == 0 ? 0 : 1;
+}
