@@ -58,6 +58,8 @@ class CMakeBuild(build_ext):
         target = self._library_target(ext)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(build_dir / "libmcuq.so", target)  # follows the soname links
+        if not self.inplace:  # a regular install also carries the C runtime sources (mcuq.runtime_dir())
+            shutil.copytree(ROOT / "csrc" / "runtime", target.parent.parent / "runtime", dirs_exist_ok=True)
 
 
 setup(
@@ -66,6 +68,7 @@ setup(
     description="Quantization for microcontrollers as PyTorch dispatcher ops",
     package_dir={"": "ops"},
     packages=["mcuq"],
+    package_data={"mcuq": ["harness/*.c"]},
     # A placeholder that makes setuptools run build_ext; the real library is
     # plain libmcuq.so (no Python C API), loaded with torch.ops.load_library.
     ext_modules=[Extension("mcuq._library_placeholder", sources=[])],

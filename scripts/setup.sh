@@ -11,6 +11,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libfmt-dev libbenchmark-dev
   python3-venv python3-pip python3-pytest python3-hypothesis
   dataset-fashion-mnist python3-tqdm
+  clang libclang-rt-dev  # exported C is tested with gcc and clang, under ASan/UBSan
 )
 
 missing=()

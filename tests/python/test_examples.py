@@ -1,8 +1,13 @@
 """The Python examples keep running (their figures are asserted elsewhere:
 accuracy bounds in test_prepare.py)."""
 
+import contextlib
 import importlib.util
+import io
+import re
 from pathlib import Path
+
+import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "python"
 
@@ -14,9 +19,28 @@ def _load(name):
     return module
 
 
-def test_fashion_mnist_example_prints_every_row(capsys):
-    _load("fashion_mnist").main(["--quick"])
-    out = capsys.readouterr().out
+@pytest.fixture(scope="module")
+def fashion_mnist_output():
+    """What `fashion_mnist.py --quick` prints (run once for this module)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        _load("fashion_mnist").main(["--quick"])
+    return out.getvalue()
+
+
+def test_fashion_mnist_example_prints_every_row(fashion_mnist_output):
+    out = fashion_mnist_output
     for row in ("float32", "mcuq PTQ int8", "float32 + same fine-tuning", "mcuq QAT int8", "mcuq QAT w4a8",
                 "torch.ao PTQ int8", "epoch time: float"):
         assert row in out, out
+
+
+def test_fashion_mnist_integer_accuracy_within_a_tenth_of_fake_quant(fashion_mnist_output):
+    """The exported integer models (mcuq.export's integer reference, which
+    the generated C matches bit for bit) classify the full test set within
+    0.1 pp of their fake-quant models."""
+    out = fashion_mnist_output
+    rows = re.findall(r"(mcuq \S+ \S+)\s+([\d.]+) %\s+([\d.]+) %", out)
+    assert len(rows) == 3, out
+    for name, fake_quant, integer in rows:
+        assert abs(float(fake_quant) - float(integer)) <= 0.1, (name, fake_quant, integer)

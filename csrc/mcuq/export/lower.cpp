@@ -165,7 +165,10 @@ class Lowerer {
                  int buffer = -1);
   void check_activation_range(const Node* n, int64_t qmin, int64_t qmax, int32_t zp);
   std::shared_ptr<QuantizedWeight> quantized_weight(const Node* n, const std::vector<c10::IValue>& in);
-  void fake_quantize(const Node* n, const std::vector<c10::IValue>& in);
+  // `in`: fake_quantize's arguments (input, scale, zero_point, quant_min,
+  // quant_max, axis, group_size); `result`: the node's concrete output.
+  void fake_quantize(const Node* n, const std::vector<c10::IValue>& in, const c10::IValue& result,
+                     const std::string& scale_path);
   int finalize(const Node* fq, Pending& p, const at::Tensor& pre_quant, float scale, int32_t zp, int64_t qmin,
                int64_t qmax);
   Requant requant_to(const Node* n, const std::vector<double>& real, float out_scale, int32_t out_zp,
@@ -408,7 +411,8 @@ int Lowerer::finalize(const Node* fq, Pending& p, const at::Tensor& pre_quant, f
       for (int8_t shift : layer.requant.shift) {
         if (graph_.int16() && layer.requant.rounding != MCUQ_ROUND_SHIFT && shift > 7) {
           fail(n, fmt::format("its requantization multiplier is 2^{} or more; the int64 rule of 16x8 layers "
-                              "takes multipliers below 2^7 (s_in * s_w / s_out)", shift - 1));
+                              "takes multipliers below 2^7 (s_in * s_w / s_out)", shift - 1),
+               layer.name);
         }
       }
       break;
@@ -469,20 +473,21 @@ int Lowerer::finalize(const Node* fq, Pending& p, const at::Tensor& pre_quant, f
   return add_layer(std::move(layer), pre_quant);
 }
 
-void Lowerer::fake_quantize(const Node* n, const std::vector<c10::IValue>& in) {
+void Lowerer::fake_quantize(const Node* n, const std::vector<c10::IValue>& in, const c10::IValue& concrete,
+                            const std::string& scale_path) {
   Sym& x = at(n->input(0));
   Sym& out = env_[n->output()];
   if (x.kind == Sym::Kind::kConst) {
     if (!in[0].isTensor()) fail(n, "expected a tensor to quantize");
     out.kind = Sym::Kind::kWeight;
-    out.path = x.path;
+    // Names the layer: the weight's attribute path, or, for a weight computed
+    // in the graph (a folded BatchNorm), its quantizer's.
+    out.path = !x.path.empty() ? x.path : scale_path;
     out.weight = quantized_weight(n, in);
-    out.value = concrete_outputs(n, in)[0];
+    out.value = concrete;
     return;
   }
-  for (int i = 1; i < 3; ++i) {
-    if (at(n->input(i)).kind != Sym::Kind::kConst) fail(n, "expected constant qparams (a frozen model)");
-  }
+  if (!in[1].isTensor() || !in[2].isTensor()) fail(n, "expected constant qparams (a frozen model)");
   const at::Tensor scale_t = in[1].toTensor(), zp_t = in[2].toTensor();
   if (scale_t.numel() != 1) {
     fail(n, fmt::format("activations must be quantized per tensor, but the scale has {} elements", scale_t.numel()));
@@ -490,7 +495,7 @@ void Lowerer::fake_quantize(const Node* n, const std::vector<c10::IValue>& in) {
   const float scale = scale_t.to(at::kFloat).item<float>();
   const auto zp = static_cast<int32_t>(std::nearbyint(zp_t.to(at::kDouble).item<double>()));
   const int64_t qmin = in[3].toInt(), qmax = in[4].toInt();
-  const at::Tensor result = concrete_outputs(n, in)[0].toTensor();
+  const at::Tensor result = concrete.toTensor();
   out.value = result;
   out.kind = Sym::Kind::kAct;
   const at::Tensor pre = in[0].toTensor();
@@ -535,7 +540,8 @@ void Lowerer::lower_weighted(const Node* n, const std::vector<c10::IValue>& in) 
   p->inputs = {input};
   p->weight = w.weight;
   p->name = w.path;
-  for (const char* suffix : {".weight", ".layer", ".conv"}) {  // "conv1.conv.weight" -> "conv1"
+  // "conv1.conv.weight" or "conv1.weight_fake_quant.scale" -> "conv1"
+  for (const char* suffix : {".scale", ".weight_fake_quant", ".weight", ".layer", ".conv"}) {
     const std::string tail(suffix);
     if (p->name.size() > tail.size() && p->name.compare(p->name.size() - tail.size(), tail.size(), tail) == 0) {
       p->name.resize(p->name.size() - tail.size());
@@ -673,7 +679,29 @@ void Lowerer::node(const Node* n) {
   bool all_const = true;
   for (const Value* v : n->inputs()) all_const = all_const && at(v).kind == Sym::Kind::kConst;
   if (k == sym("mcuq::fake_quantize")) {
-    fake_quantize(n, in);
+    for (int i = 1; i < 7; ++i) {
+      if (at(n->input(i)).kind != Sym::Kind::kConst) fail(n, "expected constant qparams (a frozen model)");
+    }
+    fake_quantize(n, in, concrete_outputs(n, in)[0], at(n->input(1)).path);
+    return;
+  }
+  if (k == sym("mcuq::observe_fake_quantize")) {
+    // A QAT fake-quantizer (mcuq.FakeQuantize, e.g. a model trained and
+    // frozen in C++): exported as fake_quantize with its current qparams once
+    // its observer is off; an identity when fake-quantization is off.
+    for (int i = 1; i < static_cast<int>(n->inputs().size()); ++i) {
+      if (at(n->input(i)).kind != Sym::Kind::kConst) fail(n, "expected constant quantizer state (a frozen model)");
+    }
+    if (in[6].toTensor().item<double>() != 0.0) {
+      fail(n, "its observer is still enabled; disable observers (mcuq.freeze, or disable_observer() in C++) "
+              "before exporting");
+    }
+    if (in[7].toTensor().item<double>() == 0.0) {
+      env_[n->output()] = at(n->input(0));
+      return;
+    }
+    const std::vector<c10::IValue> args = {in[0], in[4], in[5], in[9], in[10], in[13], in[14]};
+    fake_quantize(n, args, concrete_outputs(n, in)[0], at(n->input(4)).path);
     return;
   }
   if (all_const) {  // constant folding, e.g. shape arithmetic or list literals
