@@ -49,8 +49,9 @@ class ExportedModel : public torch::CustomClassHolder {
   std::vector<at::Tensor> integer_reference_all(const at::Tensor& q_input) const;
 
   // Writes NAME.h, NAME.c and report.json into `directory` (created if its
-  // parent exists). All files are written to temporaries first and renamed
-  // only once every one is complete, so a failure leaves nothing half-written.
+  // parent exists). All files are written to temporaries first and each is
+  // renamed over its target (atomically) only once every one is complete, so
+  // a failed write leaves no partial file and the previous files intact.
   void write(const std::string& directory, const std::string& name) const;
   std::string c_header(const std::string& name) const;
   std::string c_source(const std::string& name) const;

@@ -22,6 +22,7 @@ from torch import nn
 import mcuq
 import mcuq.host
 from _export_zoo import ZOO, ZooModel, frozen
+from mcuq.prepare import WeightQuantized
 
 REPO = Path(__file__).resolve().parents[2]
 N_RANDOM = 300
@@ -188,8 +189,54 @@ def test_unsupported_node_is_refused_with_its_name_and_line():
 def test_torch_jit_frozen_model_is_refused_with_the_reason(exported):
     model, frozen_model, _, _ = exported["mlp"]
     traced = torch.jit.freeze(torch.jit.trace(frozen_model, torch.zeros(model.input_shape)))
-    with pytest.raises(ValueError, match="its weight is not fake-quantized .*torch.jit.freeze"):
+    with pytest.raises(ValueError, match="its weight is a float constant, not fake-quantized.*torch.jit.freeze"):
         mcuq.export(traced, model.input_shape)
+
+
+class _InPlace(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.q = mcuq.FixedFakeQuantize(torch.tensor([0.1]), torch.tensor([0]), -128, 127)
+        self.out = mcuq.FixedFakeQuantize(torch.tensor([0.1]), torch.tensor([0]), -128, 127)
+
+    def forward(self, x):
+        x = self.q(x)
+        y = torch.relu_(x)  # mutates x, which is used again below
+        return self.out(x + y)
+
+
+def test_in_place_op_whose_input_is_reused_is_refused():
+    # Tracing records the mutation as a new value (exported correctly); a
+    # scripted graph keeps the mutated value, which the exporter refuses.
+    traced, scripted = mcuq.export(_InPlace(), [1, 4]), torch.jit.script(_InPlace())
+    x = torch.randn(8, 4)
+    assert torch.equal(traced(x), _InPlace()(x))
+    with pytest.raises(ValueError, match=r"aten::relu_.*in-place op whose input is used again"):
+        mcuq.export(scripted, [1, 4])
+
+
+class _Pair(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.q = mcuq.FixedFakeQuantize(torch.tensor([0.1]), torch.tensor([0]), -128, 127)
+
+    def forward(self, x):
+        x = self.q(x)
+        return x, x
+
+
+def test_model_returning_a_tuple_is_refused():
+    with pytest.raises(ValueError, match=r"expected the model to return one tensor, but it returns Tuple\[Tensor, Tensor\]"):
+        mcuq.export(torch.jit.script(_Pair()), [1, 4])
+
+
+def test_unquantized_output_and_float_weights_are_refused():
+    fq = lambda scale: mcuq.FixedFakeQuantize(torch.tensor([scale]), torch.tensor([0]), -128, 127)  # noqa: E731
+    linear = WeightQuantized.wrap(nn.Linear(4, 2), fq(0.01))
+    with pytest.raises(ValueError, match="the model output, from .*aten::linear.*, is not quantized"):
+        mcuq.export(nn.Sequential(fq(0.1), linear), [1, 4])
+    with pytest.raises(ValueError, match="cannot lower 1 .*its weight is a float constant, not fake-quantized"):
+        mcuq.export(nn.Sequential(fq(0.1), nn.Linear(4, 2), fq(0.1)), [1, 4])
 
 
 def test_unquantized_input_is_refused():
@@ -202,6 +249,12 @@ def test_missing_parent_directory_fails_cleanly(exported, tmp_path):
     with pytest.raises(ValueError, match="cannot create output directory .*does not exist"):
         e.write(tmp_path / "missing" / "out", "net")
     assert not (tmp_path / "missing").exists()
+
+
+def test_trailing_slash_creates_the_directory(exported, tmp_path):
+    _, _, e, _ = exported["mlp"]
+    e.write(f"{tmp_path}/new/", "net")
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["net.c", "net.h", "report.json"]
 
 
 def test_failed_write_leaves_nothing_half_written(exported, tmp_path):
@@ -235,6 +288,8 @@ def test_bad_arguments_are_value_errors(exported):
     model, frozen_model, e, _ = exported["mlp"]
     with pytest.raises(ValueError, match="expected name to be a C identifier, but got '1net'"):
         e.c_source("1net")
+    with pytest.raises(ValueError, match="name 'mcuq_runtime' is taken by a runtime header"):
+        e.c_header("mcuq_runtime")
     with pytest.raises(ValueError, match=r"expected an input of shape \[N, 64\], but got \[2, 63\]"):
         e.quantize_input(torch.zeros(2, 63))
     with pytest.raises(ValueError, match=r"expected input levels in \[-128, 127\], but got values in \[0, 300\]"):

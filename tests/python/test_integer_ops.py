@@ -106,7 +106,7 @@ def test_requantize_has_a_meta_kernel():
     (dict(rounding="nearest"), ValueError, "expected rounding to be 'double', 'single' or 'shift', but got 'nearest'"),
     (dict(multiplier=torch.ones(2, dtype=torch.int32), shift=torch.ones(2, dtype=torch.int32)), ValueError,
      "expected multiplier to have 3 elements"),
-    (dict(quant_min=5, quant_max=5), ValueError, "quant_min < quant_max"),
+    (dict(quant_min=6, quant_max=5), ValueError, "quant_min <= quant_max within int32, but got quant_min=6"),
 ])
 def test_requantize_errors_name_the_argument(args, error, match):
     call = dict(input=torch.zeros(2, 3, dtype=torch.int32), multiplier=torch.ones(1, dtype=torch.int32),

@@ -140,7 +140,8 @@ double scalar_of(const c10::IValue& v) {
 // The fake-quantizer's level of a real value, float32 as the kernels compute it.
 int64_t level_of(double v, float scale, int32_t zero_point) {
   const float x = static_cast<float>(v) * (1.0f / scale);
-  return static_cast<int64_t>(std::nearbyint(x)) + zero_point;
+  const double level = std::nearbyint(static_cast<double>(x)) + zero_point;
+  return static_cast<int64_t>(std::max(-1e15, std::min(1e15, level)));  // far outside any range, no UB
 }
 
 class Lowerer {
@@ -529,10 +530,14 @@ void Lowerer::lower_weighted(const Node* n, const std::vector<c10::IValue>& in) 
   const int input = activation(n, n->input(0));
   const Sym& w = at(n->input(1));
   if (w.kind != Sym::Kind::kWeight) {
+    std::string name = w.path;
+    if (name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0) name.resize(name.size() - 7);
     fail(n, w.kind == Sym::Kind::kConst
-                ? "its weight is not fake-quantized (torch.jit.freeze folds the weight quantizer into "
-                  "a float constant: export the traced or scripted model before torch.jit.freeze)"
-                : "its weight is not a constant");
+                ? "its weight is a float constant, not fake-quantized: quantize the model first (mcuq.prepare, "
+                  "then calibrate or train, then mcuq.freeze); if it was, torch.jit.freeze folded the weight "
+                  "quantizer into the constant, so export the traced or scripted model before torch.jit.freeze"
+                : "its weight is not a constant",
+         name);
   }
   if (at(n->input(2)).kind != Sym::Kind::kConst) fail(n, "its bias is not a constant");
   auto p = std::make_shared<Pending>();
@@ -623,6 +628,11 @@ void Lowerer::lower_pool(const Node* n, const std::vector<c10::IValue>& in, cons
     kernel = {h / oh, w / ow};
     stride = kernel;
   }
+  const int64_t taps = kernel.first * kernel.second;
+  if (layer.kind == LayerKind::kAvgPool2d &&
+      taps * (static_cast<int64_t>(t.quant_max) - t.quant_min) + taps / 2 > INT32_MAX) {
+    fail(n, fmt::format("its {}-tap window sum can overflow the int32 accumulator of the average", taps));
+  }
   layer.k_h = static_cast<int32_t>(kernel.first);
   layer.k_w = static_cast<int32_t>(kernel.second);
   layer.stride_h = static_cast<int32_t>(stride.first);
@@ -676,6 +686,16 @@ void Lowerer::node(const Node* n) {
   }
 
   const std::vector<c10::IValue> in = concrete_inputs(n);
+  const std::string op = k.toUnqualString();
+  if (k.is_aten() && op.size() > 1 && op.back() == '_' && op.rfind("__", 0) != 0 && n->inputs().size() > 0 &&
+      at(n->input(0)).kind != Sym::Kind::kConst) {
+    for (const torch::jit::Use& use : n->input(0)->uses()) {
+      if (use.user != n && use.user->isAfter(n)) {
+        fail(n, "an in-place op whose input is used again afterwards (the exporter follows values, not "
+                "mutations); use the out-of-place op");
+      }
+    }
+  }
   bool all_const = true;
   for (const Value* v : n->inputs()) all_const = all_const && at(v).kind == Sym::Kind::kConst;
   if (k == sym("mcuq::fake_quantize")) {
@@ -748,7 +768,7 @@ void Lowerer::node(const Node* n) {
   }
   if (one_of(k, kReshapes)) {
     const int input = activation(n, n->input(0));
-    if (result.size(0) != graph_.batch) fail(n, "reshapes must keep the batch dimension");
+    if (result.dim() == 0 || result.size(0) != graph_.batch) fail(n, "reshapes must keep the batch dimension");
     const TensorInfo t = graph_.tensors[input];
     Layer layer;
     layer.kind = LayerKind::kReshape;
@@ -883,6 +903,15 @@ LoweredModel Lowerer::run(const std::vector<int64_t>& input_shape, const at::Ten
   env_[g->inputs()[1]] = input;
   block(g->block());
   const Node* ret = g->return_node();
+  if (!g->outputs()[0]->type()->isSubtypeOf(*c10::TensorType::get())) {
+    TORCH_CHECK_VALUE(false, fmt::format("mcuq.export: expected the model to return one tensor, but it returns {}",
+                                         g->outputs()[0]->type()->repr_str()));
+  }
+  const Sym& returned = at(g->outputs()[0]);
+  TORCH_CHECK_VALUE(returned.kind != Sym::Kind::kPending || returned.pending->kind == LayerKind::kRequantize,
+                    fmt::format("mcuq.export: the model output, from {}, is not quantized; put a fake-quantizer "
+                                "after it (mcuq.prepare does)",
+                                returned.kind == Sym::Kind::kPending ? describe(returned.pending->node) : ""));
   const int output = activation(ret, g->outputs()[0]);
   TORCH_CHECK_VALUE(graph_.input >= 0, "mcuq.export: the model never quantizes its input");
   TORCH_CHECK_VALUE(graph_.tensors[output].buffer != graph_.tensors[graph_.input].buffer,

@@ -484,7 +484,12 @@ QParamLayout check_requantize_args(
       fmt::format(
           "mcuq::{}: expected multiplier and shift to be 0-d or 1-d of one shape, but got {} and {}",
           op, fmt::join(multiplier.sizes(), "x"), fmt::join(shift.sizes(), "x")));
-  check_quant_range(op, quant_min, quant_max);
+  // A clamp may leave one level (quant_min == quant_max).
+  TORCH_CHECK_VALUE(
+      quant_min <= quant_max && quant_min >= INT32_MIN && quant_max <= INT32_MAX,
+      fmt::format(
+          "mcuq::{}: expected quant_min <= quant_max within int32, but got quant_min={}, quant_max={}", op,
+          quant_min, quant_max));
   // The zero point may lie outside a clamp (a fused ReLU6 of a negative range).
   TORCH_CHECK_VALUE(
       zero_point >= INT32_MIN && zero_point <= INT32_MAX,

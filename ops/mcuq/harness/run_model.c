@@ -23,13 +23,16 @@
 #define OUTPUT_SIZE MCUQ_CAT(MCUQ_MODEL_UPPER, _OUTPUT_SIZE)
 #define ARENA_SIZE MCUQ_CAT(MCUQ_MODEL_UPPER, _ARENA_SIZE)
 
+/* The header's float macros must be valid C (host-side use only). */
+static const double qparams[2] = {MCUQ_CAT(MCUQ_MODEL_UPPER, _INPUT_SCALE), MCUQ_CAT(MCUQ_MODEL_UPPER, _OUTPUT_SCALE)};
+
 int main(int argc, char **argv) {
   FILE *in, *out;
   long n, i;
   ACTIVATION_T *input, *output;
   void *arena;
   int status = 0;
-  if (argc != 4 || (n = strtol(argv[3], NULL, 10)) < 0) {
+  if (argc != 4 || (n = strtol(argv[3], NULL, 10)) < 0 || !(qparams[0] > 0.0 && qparams[1] > 0.0)) {
     fprintf(stderr, "usage: %s inputs.bin outputs.bin N\n", argv[0]);
     return 1;
   }
