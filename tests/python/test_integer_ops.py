@@ -136,3 +136,16 @@ def test_integer_ops_script_and_refuse_backward():
     real = torch.tensor([0.5], requires_grad=True)
     multiplier, _ = mcuq.quantize_multiplier(real)
     assert not multiplier.requires_grad
+
+
+@pytest.mark.torch21
+def test_opcheck_integer_ops():
+    opcheck = getattr(torch.library, "opcheck", None)
+    if opcheck is None:  # torch 2.1 .. 2.3
+        from torch.testing._internal.optests import opcheck
+    opcheck(torch.ops.mcuq.quantize_multiplier.default, (torch.rand(5, dtype=torch.float64) + 0.01,))
+    acc = torch.randint(-(2**20), 2**20, (2, 3, 4), dtype=torch.int32)
+    m, s = mcuq.quantize_multiplier(torch.rand(3, dtype=torch.float64) * 0.01 + 1e-4)
+    for rounding in ("double", "single"):
+        opcheck(torch.ops.mcuq.requantize.default, (acc, m, s, 3, -128, 127, 1, rounding))
+    opcheck(torch.ops.mcuq.requantize.default, (acc.long() * 1000, m, s, 0, -32768, 32767, 1, "double"))
