@@ -12,6 +12,10 @@ PACKAGES=(
   python3-venv python3-pip python3-pytest python3-hypothesis
   dataset-fashion-mnist python3-tqdm
   clang libclang-rt-dev  # exported C is tested with gcc and clang, under ASan/UBSan
+  # MCU targets: Cortex-M under QEMU, AVR under simavr (examples/mcu)
+  gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+  gcc-avr avr-libc simavr libsimavr-dev
+  python3-matplotlib  # the demo's report plots
 )
 
 missing=()

@@ -1,0 +1,94 @@
+/* Firmware harness: runs an exported model (NAME.c, built with the mcuq
+ * runtime) on the test vectors compiled in (vectors.h: inputs and the host
+ * integer reference's outputs, in flash on AVR), compares every output
+ * level, prints one line per input and a summary, and exits with the number
+ * of mismatching inputs (0: bit-exact).
+ *
+ * Build with -DMCUQ_MODEL=name -DMCUQ_MODEL_UPPER=NAME
+ * '-DMCUQ_MODEL_HEADER="name.h"' and -DMCUQ_NO_FLOAT. */
+#include <stdint.h>
+
+#include "platform.h"
+#include "vectors.h"
+#include MCUQ_MODEL_HEADER
+
+#define MCUQ_CAT_(a, b) a##b
+#define MCUQ_CAT(a, b) MCUQ_CAT_(a, b)
+#define ACTIVATION_T MCUQ_CAT(MCUQ_MODEL, _activation_t)
+#define INVOKE MCUQ_CAT(MCUQ_MODEL, _invoke)
+#define INPUT_SIZE MCUQ_CAT(MCUQ_MODEL_UPPER, _INPUT_SIZE)
+#define OUTPUT_SIZE MCUQ_CAT(MCUQ_MODEL_UPPER, _OUTPUT_SIZE)
+#define ARENA_SIZE MCUQ_CAT(MCUQ_MODEL_UPPER, _ARENA_SIZE)
+
+static ACTIVATION_T input[INPUT_SIZE];
+static ACTIVATION_T output[OUTPUT_SIZE];
+static ACTIVATION_T arena[ARENA_SIZE / sizeof(ACTIVATION_T)];
+
+static ACTIVATION_T read_level(const ACTIVATION_T *p) {
+  return sizeof(ACTIVATION_T) == 1 ? (ACTIVATION_T)MCUQ_READ_S8((const int8_t *)p)
+                                   : (ACTIVATION_T)MCUQ_READ_S16((const int16_t *)p);
+}
+
+static void put_u32(uint32_t v) {
+  char text[11];
+  int i = 10;
+  text[i] = '\0';
+  do {
+    text[--i] = (char)('0' + v % 10u);
+    v /= 10u;
+  } while (v != 0u);
+  platform_puts(&text[i]);
+}
+
+int main(void) {
+  uint32_t n, i, mismatches = 0, count, total = 0, best = 0xFFFFFFFFu;
+  platform_init();
+  platform_puts("mcuq: " MCUQ_MODEL_HEADER " on the target, ");
+  put_u32(MCUQ_VECTORS);
+  platform_puts(" inputs\n");
+  for (n = 0; n < MCUQ_VECTORS; ++n) {
+    int wrong = 0;
+    int best_class = 0;
+    mcuq_status status;
+    for (i = 0; i < INPUT_SIZE; ++i) input[i] = read_level(&mcuq_test_inputs[n][i]);
+    platform_count_start();
+    status = INVOKE(input, output, arena);
+    count = platform_count();
+    total += count;
+    if (count < best) best = count;
+    for (i = 0; i < OUTPUT_SIZE; ++i) {
+      if (output[i] != read_level(&mcuq_test_outputs[n][i])) wrong = 1;
+      if (output[i] > output[best_class]) best_class = (int)i;
+    }
+    if (status != MCUQ_OK || wrong) ++mismatches;
+    platform_puts("input ");
+    put_u32(n);
+    platform_puts(status != MCUQ_OK ? ": status error" : wrong ? ": MISMATCH" : ": ok");
+    platform_puts(", class ");
+    put_u32((uint32_t)best_class);
+    if (platform_count_unit[0] != '\0') { /* else the host counts (QEMU plugin) */
+      platform_puts(", ");
+      put_u32(count);
+      platform_puts(" ");
+      platform_puts(platform_count_unit);
+    }
+    platform_puts("\n");
+  }
+  platform_puts("summary: ");
+  put_u32(MCUQ_VECTORS - mismatches);
+  platform_puts(" of ");
+  put_u32(MCUQ_VECTORS);
+  platform_puts(" bit-exact");
+  if (platform_count_unit[0] != '\0') {
+    platform_puts("; ");
+    put_u32(best);
+    platform_puts(" ");
+    platform_puts(platform_count_unit);
+    platform_puts(" per inference (min), ");
+    put_u32(MCUQ_VECTORS ? total / MCUQ_VECTORS : 0);
+    platform_puts(" (mean)");
+  }
+  platform_puts("\n");
+  platform_exit(mismatches > 255u ? 255 : (int)mismatches);
+  return 0;
+}
