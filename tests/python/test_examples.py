@@ -44,3 +44,17 @@ def test_fashion_mnist_integer_accuracy_within_a_tenth_of_fake_quant(fashion_mni
     assert len(rows) == 3, out
     for name, fake_quant, integer in rows:
         assert abs(float(fake_quant) - float(integer)) <= 0.1, (name, fake_quant, integer)
+
+
+def test_demo_runs_the_whole_journey(tmp_path):
+    """examples/python/demo.py (./scripts/demo.sh's main job), quick: every
+    preset exported, run on the emulated MCUs, bit-exact with the host."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = _load("demo").main(["--quick", "--images", "4", "--out", str(tmp_path)])
+    text = out.getvalue()
+    assert status == 0, text
+    for row in ("PTQ int8", "QAT int8", "QAT W4A8", "QAT pow2", "MLP QAT int8 (AVR)", "Cortex-M0", "ATmega328P"):
+        assert row in text, text
+    assert "| NO |" not in text and text.count("| yes |") == 5, text
+    assert (tmp_path / "report.md").is_file() and (tmp_path / "accuracy.png").is_file()
