@@ -56,6 +56,9 @@ class ExportedModel : public torch::CustomClassHolder {
   std::string c_header(const std::string& name) const;
   std::string c_source(const std::string& name) const;
   std::string report_json(const std::string& name) const;
+  // vectors.h for the MCU firmware harness (examples/mcu): the input levels
+  // [N, ...] and the integer reference's outputs for them, as const tables.
+  std::string c_test_vectors(const std::string& name, const at::Tensor& q_input) const;
   // The summary table the CLI prints (layers, flash bytes, arena, MACs).
   std::string summary() const;
 

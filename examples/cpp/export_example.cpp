@@ -2,7 +2,8 @@
 // example the one qat_example trains and freezes), lower it to mcuq's integer
 // graph, write the C code for the MCU runtime, and run the LibTorch integer
 // reference on a few inputs. It also writes those inputs and the reference's
-// outputs (raw levels) so that the generated C can be checked against them.
+// outputs (raw levels, and vectors.h for the MCU firmware harness) so that the
+// generated C can be checked against them, on the host and on an MCU.
 //
 //   export_example MODEL.pt N,C,H,W OUT_DIR NAME
 #include <mcuq/export.h>
@@ -53,6 +54,9 @@ int main(int argc, char** argv) {
     const bool int16 = exported->graph().int16();
     write_levels(std::string(argv[3]) + "/test_inputs.bin", levels, int16);
     write_levels(std::string(argv[3]) + "/test_outputs.bin", outputs, int16);
+    // The same vectors for the MCU firmware harness (examples/mcu): the C++
+    // route all the way to an emulated Cortex-M (tests/cpp/run_on_mcu.cmake).
+    std::ofstream(std::string(argv[3]) + "/vectors.h") << exported->c_test_vectors(argv[4], levels);
     std::printf("exported %s to %s/%s.{h,c}; integer reference, argmax of 8 random inputs:", argv[1], argv[3],
                 argv[4]);
     const at::Tensor argmax = outputs.reshape({8, -1}).argmax(1);

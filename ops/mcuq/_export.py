@@ -77,6 +77,11 @@ class ExportedModel:
     def c_source(self, name: str = "model") -> str:
         return self._handle.c_source(name)
 
+    def c_test_vectors(self, levels: Tensor, name: str = "model") -> str:
+        """``vectors.h`` for the MCU firmware harness (``examples/mcu``): these
+        input levels and the integer reference's outputs, as const tables."""
+        return self._handle.c_test_vectors(name, levels)
+
     def report(self, name: str = "model") -> Dict[str, Any]:
         return json.loads(self._handle.report_json(name))
 

@@ -32,6 +32,7 @@ TORCH_LIBRARY_FRAGMENT(mcuq, m) {
       .def("c_header", &ExportedModel::c_header)
       .def("c_source", &ExportedModel::c_source)
       .def("report_json", &ExportedModel::report_json)
+      .def("c_test_vectors", &ExportedModel::c_test_vectors)
       .def("summary", &ExportedModel::summary)
       .def("flash_bytes", &ExportedModel::flash_bytes)
       .def("arena_bytes", &ExportedModel::arena_bytes)

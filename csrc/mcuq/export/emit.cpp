@@ -406,6 +406,33 @@ std::string summary_table(const Graph& g, const ArenaPlan& arena) {
   return out;
 }
 
+std::string emit_test_vectors(const Graph& g, const std::string& name, const std::vector<int32_t>& inputs,
+                              const std::vector<int32_t>& outputs, int64_t n) {
+  check_name(name);
+  const std::string type = g.int16() ? "int16_t" : "int8_t";
+  std::string upper = name;
+  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  const auto rows = [&](const std::vector<int32_t>& values) {
+    const size_t per_row = values.size() / static_cast<size_t>(std::max<int64_t>(n, 1));
+    std::string text;
+    for (int64_t r = 0; r < n; ++r) {
+      text += "    {";
+      for (size_t i = 0; i < per_row; ++i) {
+        text += (i == 0 ? "" : i % 24 == 0 ? ",\n     " : ", ") + c_int(values[r * per_row + i]);
+      }
+      text += r + 1 < n ? "},\n" : "}\n";
+    }
+    return text;
+  };
+  return fmt::format(
+      "/* Test vectors for {0}: input levels and the LibTorch integer reference's output\n"
+      " * levels (examples/mcu/common/mcu_main.c compares them on the target). */\n"
+      "#include <stdint.h>\n#include \"mcuq_runtime.h\"\n#include \"{0}.h\"\n#define MCUQ_VECTORS {2}u\n"
+      "static const {3} mcuq_test_inputs[{2}][{1}_INPUT_SIZE] MCUQ_TABLE = {{\n{4}}};\n"
+      "static const {3} mcuq_test_outputs[{2}][{1}_OUTPUT_SIZE] MCUQ_TABLE = {{\n{5}}};\n",
+      name, upper, n, type, rows(inputs), rows(outputs));
+}
+
 void write_files(const Graph& g, const ArenaPlan& arena, const std::string& directory, const std::string& name,
                  const std::string& source) {
   namespace fs = std::filesystem;

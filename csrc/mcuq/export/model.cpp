@@ -210,6 +210,15 @@ std::string ExportedModel::report_json(const std::string& name) const {
   return exporter::emit_report(graph_, arena_, name, source_);
 }
 
+std::string ExportedModel::c_test_vectors(const std::string& name, const at::Tensor& q_input) const {
+  const at::Tensor outputs = integer_reference(q_input).contiguous();
+  const at::Tensor inputs = q_input.to(at::kInt).contiguous();
+  const auto as_vector = [](const at::Tensor& t) {
+    return std::vector<int32_t>(t.data_ptr<int32_t>(), t.data_ptr<int32_t>() + t.numel());
+  };
+  return exporter::emit_test_vectors(graph_, name, as_vector(inputs), as_vector(outputs), q_input.size(0));
+}
+
 std::string ExportedModel::summary() const {
   return exporter::summary_table(graph_, arena_);
 }
