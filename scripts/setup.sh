@@ -12,9 +12,11 @@ PACKAGES=(
   python3-venv python3-pip python3-pytest python3-hypothesis
   dataset-fashion-mnist python3-tqdm
   clang libclang-rt-dev  # exported C is tested with gcc and clang, under ASan/UBSan
-  # MCU targets: Cortex-M under QEMU, AVR under simavr (examples/mcu)
+  # MCU targets: Cortex-M and RISC-V under QEMU, AVR under simavr (examples/mcu);
+  # the RISC-V firmware needs no C library, so no 1 GB picolibc
   gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
   gcc-avr avr-libc simavr libsimavr-dev
+  gcc-riscv64-unknown-elf qemu-system-misc
   python3-matplotlib  # the demo's report plots
 )
 

@@ -20,6 +20,20 @@ static MCUQ_ACC MCUQ_WINDOW_SUM(const mcuq_conv2d_params *p, const MCUQ_ACT *pla
   const int32_t y0 = oy * p->stride_h - p->pad_h;
   const int32_t x0 = ox * p->stride_w - p->pad_w;
   MCUQ_ACC sum = 0;
+  if (y0 >= 0 && x0 >= 0 && y0 + (p->k_h - 1) * p->dilation_h < p->in_h &&
+      x0 + (p->k_w - 1) * p->dilation_w < p->in_w) {
+    /* The whole window is inside the input (most positions): no per-tap
+     * bounds checks, pointers walk rows and taps. */
+    const MCUQ_ACT *row = plane + y0 * p->in_w + x0;
+    const int32_t row_step = p->dilation_h * p->in_w;
+    for (int32_t ky = 0; ky < p->k_h; ++ky, row += row_step, filter += p->k_w) {
+      const MCUQ_ACT *x = row;
+      for (int32_t kx = 0; kx < p->k_w; ++kx, x += p->dilation_w) {
+        sum += (int32_t)MCUQ_READ_S8(&filter[kx]) * *x;
+      }
+    }
+    return sum;
+  }
   for (int32_t ky = 0; ky < p->k_h; ++ky) {
     const int32_t y = y0 + ky * p->dilation_h;
     const int row_inside = y >= 0 && y < p->in_h;

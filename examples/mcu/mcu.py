@@ -8,7 +8,8 @@ check it against the host integer reference (tests and ./scripts/demo.sh).
 Targets: Cortex-M0 (QEMU micro:bit), M3 (mps2-an385), M4 (mps2-an386), M7
 (mps2-an500), under ``qemu-system-arm`` with semihosting and our TCG plugin
 counting executed instructions exactly (cortex_m/icount_plugin.c);
-ATmega328P under simavr with our runner (exact cycles). The
+ATmega328P under simavr with our runner (exact cycles); RISC-V RV32IMAC
+under ``qemu-system-riscv32 -M virt`` with the same plugin. The
 firmware (common/mcu_main.c) compares every output level with the golden
 outputs compiled into it and exits with the number of mismatching inputs.
 
@@ -56,13 +57,23 @@ TARGETS: Dict[str, Target] = {
                "Cortex-M7 (QEMU mps2-an500)"),
         Target("atmega328p", "avr", "atmega328p", "atmega328p", 32 * 1024, 2 * 1024, 16_000_000,
                "AVR ATmega328P (simavr, 2 KB RAM, 32 KB flash)"),
+        # The image runs from RAM; no C library needed (so no 1 GB picolibc).
+        Target("rv32", "riscv", "rv32imac", "virt", 16 << 20, 16 << 20, 0, "RISC-V RV32IMAC (QEMU virt)"),
     ]
 }
 
 TOOLS = {
     "cortex_m": ["arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "qemu-system-arm", "cc"],
     "avr": ["avr-gcc", "avr-size", "cc"],
+    "riscv": ["riscv64-unknown-elf-gcc", "riscv64-unknown-elf-size", "riscv64-unknown-elf-nm",
+              "qemu-system-riscv32", "cc"],
 }
+PREFIX = {"cortex_m": "arm-none-eabi-", "avr": "avr-", "riscv": "riscv64-unknown-elf-"}
+
+
+def available(target_name: str) -> bool:
+    """Whether the target's toolchain and emulator are installed."""
+    return all(shutil.which(tool) for tool in TOOLS[TARGETS[target_name].family])
 
 
 class ToolchainMissing(RuntimeError):
@@ -123,6 +134,11 @@ def build_firmware(target: Target, export_dir: Path, name: str, work: Path) -> P
                    "-T", HERE / "cortex_m" / "cortex_m.ld",
                    f"-Wl,--gc-sections,--defsym=FLASH_SIZE={target.flash_bytes},--defsym=RAM_SIZE={target.ram_bytes}",
                    "-o", elf]
+    elif target.family == "riscv":
+        command = ["riscv64-unknown-elf-gcc", f"-march={target.cpu}", "-mabi=ilp32", "-mcmodel=medany", *common,
+                   "-ffreestanding", *sources, HERE / "riscv" / "startup.c", HERE / "riscv" / "platform.c",
+                   "-nostdlib", "-nostartfiles", "-T", HERE / "riscv" / "riscv.ld",
+                   f"-Wl,--gc-sections,--defsym=RAM_SIZE={target.ram_bytes}", "-lgcc", "-o", elf]
     else:
         command = ["avr-gcc", f"-mmcu={target.cpu}", *common, f"-DF_CPU={target.clock_hz}UL", *sources,
                    HERE / "avr" / "platform.c", "-Wl,--gc-sections", "-o", elf]
@@ -154,8 +170,8 @@ def icount_plugin(work: Path) -> Path:
     return plugin
 
 
-def _symbol(elf: Path, name: str) -> str:
-    for line in _run(["arm-none-eabi-nm", elf]).stdout.splitlines():
+def _symbol(elf: Path, name: str, nm: str = "arm-none-eabi-nm") -> str:
+    for line in _run([nm, elf]).stdout.splitlines():
         parts = line.split()
         if len(parts) == 3 and parts[2] == name:
             return "0x" + parts[0]
@@ -167,6 +183,13 @@ def run_firmware(target: Target, elf: Path, work: Path, timeout: float = 600) ->
         markers = f"start={_symbol(elf, 'mcuq_count_start')},stop={_symbol(elf, 'mcuq_count_stop')}"
         command = ["qemu-system-arm", "-M", target.machine, "-nographic", "-monitor", "none", "-serial", "none",
                    "-chardev", "stdio,id=c0", "-semihosting-config", "enable=on,target=native,chardev=c0",
+                   "-plugin", f"{icount_plugin(work.parent)},{markers}", "-kernel", elf]
+    elif target.family == "riscv":
+        nm = "riscv64-unknown-elf-nm"
+        markers = f"start={_symbol(elf, 'mcuq_count_start', nm)},stop={_symbol(elf, 'mcuq_count_stop', nm)}"
+        command = ["qemu-system-riscv32", "-M", target.machine, "-bios", "none", "-nographic", "-monitor", "none",
+                   "-serial", "none", "-chardev", "stdio,id=c0",
+                   "-semihosting-config", "enable=on,target=native,chardev=c0",
                    "-plugin", f"{icount_plugin(work.parent)},{markers}", "-kernel", elf]
     else:
         command = [simavr_runner(work.parent), elf, target.machine, str(target.clock_hz)]
@@ -184,13 +207,13 @@ def run_on_target(target_name: str, exported, export_dir: Path, name: str, input
     levels = exported.quantize_input(inputs)
     (work / "vectors.h").write_text(exported.c_test_vectors(levels, name))
     elf = build_firmware(target, Path(export_dir), name, work)
-    sections = _sizes("arm-none-eabi-size" if target.family == "cortex_m" else "avr-size", elf)
+    sections = _sizes(PREFIX[target.family] + "size", elf)
     flash = sum(v for k, v in sections.items() if k in (".text", ".data", ".ARM.exidx", ".rodata", ".vectors"))
     ram = sum(v for k, v in sections.items() if k in (".data", ".bss"))
     result = run_firmware(target, elf, work)
     text = result.stdout
     counts = [int(c) for c in re.findall(r"^input \d+: \w+.*?, (\d+) \w+$", text, flags=re.M)]
-    if target.family == "cortex_m":  # counted by the QEMU plugin
+    if target.family != "avr":  # counted by the QEMU plugin
         counts = [int(c) for c in re.findall(r"^mcuq-icount: (\d+)$", result.stderr, flags=re.M)]
     classes = [int(c) for c in re.findall(r"^input \d+: .*?class (\d+)", text, flags=re.M)]
     unit = "cycles" if target.family == "avr" else "instructions"
@@ -204,8 +227,9 @@ def runtime_code_size(target_name: str, work: Path) -> Dict[str, int]:
     target = TARGETS[target_name]
     check_tools(target)
     work.mkdir(parents=True, exist_ok=True)
-    arch = ["arm-none-eabi-gcc", f"-mcpu={target.cpu}", "-mthumb"] if target.family == "cortex_m" \
-        else ["avr-gcc", f"-mmcu={target.cpu}"]
+    arch = {"cortex_m": ["arm-none-eabi-gcc", f"-mcpu={target.cpu}", "-mthumb"],
+            "avr": ["avr-gcc", f"-mmcu={target.cpu}"],
+            "riscv": ["riscv64-unknown-elf-gcc", f"-march={target.cpu}", "-mabi=ilp32", "-ffreestanding"]}[target.family]
     sizes = {}
     for source in sorted(RUNTIME.glob("*.c")):
         obj = work / f"{source.stem}-{target.name}.o"
@@ -213,7 +237,7 @@ def runtime_code_size(target_name: str, work: Path) -> Dict[str, int]:
                        source, "-o", obj])
         if result.returncode != 0:
             raise RuntimeError(result.stderr)
-        sections = _sizes("arm-none-eabi-size" if target.family == "cortex_m" else "avr-size", obj)
+        sections = _sizes(PREFIX[target.family] + "size", obj)
         sizes[source.name] = sum(v for k, v in sections.items() if k.startswith(".text"))
     return sizes
 
@@ -223,7 +247,7 @@ if __name__ == "__main__":
 
     if "--sizes" in sys.argv:
         with tempfile.TemporaryDirectory() as tmp:
-            for name in TARGETS:
+            for name in (n for n in TARGETS if available(n)):
                 sizes = runtime_code_size(name, Path(tmp))
                 print(f"{name:<11} runtime text {sum(sizes.values()):6d} B  " +
                       ", ".join(f"{k} {v}" for k, v in sizes.items()))

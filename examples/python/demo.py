@@ -6,7 +6,7 @@ running on emulated microcontrollers, bit-exact with the host.
   3. export each (mcuq.export) and measure its integer accuracy over the full
      test set with the integer reference,
   4. run sample test images on an emulated Cortex-M4 (QEMU), the QAT int8
-     model also on the M0, M3 and M7, and a small MLP on the AVR ATmega328P
+     model also on the M0, M3, M7 and RISC-V RV32, and a small MLP on the AVR ATmega328P
      (simavr): the CNN's 8.6 KB of activations do not fit its 2 KB of RAM,
   5. print one table and write a report (Markdown + PNG plots).
 
@@ -211,10 +211,10 @@ def main(argv=None) -> int:
                          / len(sample), exported=exported, report=exported.report("fmnist")))
         steps.update()
 
-    # The QAT int8 CNN on the other Cortex-M cores.
+    # The QAT int8 CNN on the other cores.
     qat_int8 = next(r for r in rows if r["name"] == "QAT int8")
     per_target = {"cortex-m4": qat_int8["run"]}
-    for target in ("cortex-m0", "cortex-m3", "cortex-m7"):
+    for target in ("cortex-m0", "cortex-m3", "cortex-m7", "rv32"):
         steps.set_postfix_str(target)
         per_target[target] = run_on_target(target, qat_int8["exported"], out / "qat_int8", "fmnist", sample)
     steps.update()

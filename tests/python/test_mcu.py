@@ -1,5 +1,5 @@
-"""Exported models on emulated microcontrollers: Cortex-M0/M3/M4/M7 under
-QEMU and the AVR ATmega328P under simavr. The firmware
+"""Exported models on emulated microcontrollers: Cortex-M0/M3/M4/M7 and
+RISC-V RV32 under QEMU, and the AVR ATmega328P under simavr. The firmware
 (examples/mcu/common/mcu_main.c) runs each input, compares every output level
 with the host integer reference's (compiled in as golden outputs) and exits
 with the number of mismatching inputs. A missing toolchain fails the test:
@@ -26,6 +26,7 @@ CASES = [
     ("cortex-m7", "residual_cnn_pow2"), ("cortex-m7", "mlp_w4a8"),
     ("atmega328p", "mlp"), ("atmega328p", "lut_mlp"), ("atmega328p", "single_conv"),
     ("atmega328p", "single_conv_16x8"),
+    ("rv32", "fashion_cnn"), ("rv32", "depthwise_cnn_16x8"),
 ]
 
 
