@@ -41,7 +41,7 @@ class Target:
     machine: str  # QEMU machine, or simavr MCU
     flash_bytes: int  # the part's flash, for "fits"
     ram_bytes: int
-    clock_hz: int  # system clock (SysTick on QEMU; the CPU clock on AVR)
+    clock_hz: int  # the CPU clock (AVR: simavr runs at it; informational on QEMU)
     description: str
 
 
@@ -129,14 +129,15 @@ def build_firmware(target: Target, export_dir: Path, name: str, work: Path) -> P
     elf = work / f"{name}-{target.name}.elf"
     if target.family == "cortex_m":
         command = ["arm-none-eabi-gcc", f"-mcpu={target.cpu}", "-mthumb", "-mfloat-abi=soft", *common,
-                   f"-DMCUQ_SYSCLK_HZ={target.clock_hz}u", *sources, HERE / "cortex_m" / "startup.c",
-                   HERE / "cortex_m" / "platform.c", "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
+                   *sources, HERE / "cortex_m" / "startup.c",
+                   HERE / "cortex_m" / "semihost.c", HERE / "common" / "semihosting.c", "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
                    "-T", HERE / "cortex_m" / "cortex_m.ld",
                    f"-Wl,--gc-sections,--defsym=FLASH_SIZE={target.flash_bytes},--defsym=RAM_SIZE={target.ram_bytes}",
                    "-o", elf]
     elif target.family == "riscv":
         command = ["riscv64-unknown-elf-gcc", f"-march={target.cpu}", "-mabi=ilp32", "-mcmodel=medany", *common,
-                   "-ffreestanding", *sources, HERE / "riscv" / "startup.c", HERE / "riscv" / "platform.c",
+                   "-ffreestanding", *sources, HERE / "riscv" / "startup.c", HERE / "riscv" / "semihost.c",
+                   HERE / "common" / "semihosting.c",
                    "-nostdlib", "-nostartfiles", "-T", HERE / "riscv" / "riscv.ld",
                    f"-Wl,--gc-sections,--defsym=RAM_SIZE={target.ram_bytes}", "-lgcc", "-o", elf]
     else:

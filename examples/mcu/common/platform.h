@@ -1,6 +1,7 @@
 /* What the firmware harness needs from a board: a console, a counter of
  * executed instructions or cycles, and a way to stop with an exit code.
- * Implemented per target family (cortex_m/platform.c, avr/platform.c). */
+ * Implemented per target family: common/semihosting.c (QEMU: Cortex-M and
+ * RISC-V) and avr/platform.c. */
 #ifndef MCUQ_MCU_PLATFORM_H
 #define MCUQ_MCU_PLATFORM_H
 
@@ -11,7 +12,8 @@ void platform_puts(const char *text);
 /* Starts (or restarts) the counter; platform_count() reads it since then. */
 void platform_count_start(void);
 uint32_t platform_count(void);
-/* What platform_count() counts, e.g. "instructions" or "cycles". */
+/* What platform_count() counts ("cycles"), or "" where the host counts
+ * (the QEMU plugin) and platform_count() returns 0. */
 extern const char platform_count_unit[];
 void platform_exit(int code);
 
