@@ -99,6 +99,7 @@ class RunResult:
     output: str
     exit_code: int
     sections: Dict[str, int] = field(default_factory=dict)
+    stack_bytes: Optional[int] = None  # measured peak (AVR: painted stack), where known
 
     @property
     def count_per_inference(self) -> int:
@@ -219,8 +220,9 @@ def run_on_target(target_name: str, exported, export_dir: Path, name: str, input
     classes = [int(c) for c in re.findall(r"^input \d+: .*?class (\d+)", text, flags=re.M)]
     unit = "cycles" if target.family == "avr" else "instructions"
     bit_exact = len(re.findall(r"^input \d+: ok", text, flags=re.M))
+    stack = re.search(r"^stack: (\d+) bytes$", text, flags=re.M)
     return RunResult(target.name, levels.shape[0], bit_exact, classes, counts, unit, flash, ram,
-                     text + result.stderr, result.returncode, sections)
+                     text + result.stderr, result.returncode, sections, int(stack.group(1)) if stack else None)
 
 
 def runtime_code_size(target_name: str, work: Path) -> Dict[str, int]:

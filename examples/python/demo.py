@@ -256,16 +256,18 @@ def main(argv=None) -> int:
             f"{e.flash_bytes} ({e.flash_bytes / float_bytes(model):.2f}x of {float_bytes(model)}) | {e.arena_bytes} |")
     lines += ["", "W4A8 weights are stored one per byte (int4 packing is not done yet). Float: the CNN after one "
               "epoch (PTQ) or after the same extra epoch the QAT models fine-tune for.",
-              "", "| target | model | flash B (size, without the test images) | static RAM B | per inference |",
+              "", "| target | model | flash B (size, without the test images) | RAM B: static + stack peak | per inference |",
               "|---|---|---|---|---|"]
     for target, run in list(per_target.items()) + [("atmega328p", avr)]:
         t = TARGETS[target]
         model, e = ("MLP QAT int8", mlp_exported) if target == "atmega328p" else ("CNN QAT int8", qat_int8["exported"])
         images = len(sample) * (784 + e.output_qparams["shape"][0])  # int8 test vectors compiled in
-        lines.append(f"| {t.description} | {model} | {run.flash_bytes - images} | {run.ram_bytes} | "
+        ram = f"{run.ram_bytes} + {run.stack_bytes}" if run.stack_bytes is not None else f"{run.ram_bytes} + ?"
+        lines.append(f"| {t.description} | {model} | {run.flash_bytes - images} | {ram} | "
                      f"{run.count_per_inference:,} {run.unit} |")
     elapsed = time.perf_counter() - start
-    lines += ["", f"Total time {elapsed:.0f} s. MCU = host: every output level of every sampled image on the "
+    lines += ["", "Stack peaks are measured on the AVR (painted stack); QEMU targets report static RAM only.",
+              "", f"Total time {elapsed:.0f} s. MCU = host: every output level of every sampled image on the "
               "emulated MCU equals the host integer reference's."]
     table = "\n".join(lines)
     print(table)

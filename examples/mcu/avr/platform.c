@@ -1,5 +1,6 @@
 /* AVR (ATmega328P) under simavr, with examples/mcu/avr/simavr_runner.c as
- * the host: console characters go to GPIOR0, the exit code to GPIOR1
+ * the host: console characters go to GPIOR0 (and the stack's high-water
+ * mark is printed at exit), the exit code to GPIOR1
  * (then sleep with interrupts off, which stops the simulation), and Timer1
  * at the CPU clock counts cycles exactly (an overflow interrupt extends it
  * past 16 bits; its few cycles per 65536 are part of the count, as they
@@ -13,11 +14,41 @@
 
 const char platform_count_unit[] = "cycles";
 
+/* Stack high-water mark: the free RAM between the end of .bss and the stack
+ * is painted at start; at exit the lowest byte that changed tells how deep
+ * the stack went (reported as "stack: N bytes"). */
+#define STACK_PAINT 0xA5u
+extern uint8_t __heap_start;
+
+static void paint_stack(void) {
+  uint8_t *p = &__heap_start;
+  uint8_t *const sp = (uint8_t *)SP;
+  while (p < sp - 16) *p++ = STACK_PAINT; /* leave this function's own frame alone */
+}
+
+static void put_stack_depth(void) {
+  const uint8_t *p = &__heap_start;
+  char text[6];
+  uint16_t depth;
+  int i = 5;
+  while (p <= (const uint8_t *)RAMEND && *p == STACK_PAINT) ++p;
+  depth = (uint16_t)((const uint8_t *)RAMEND + 1 - p);
+  text[i] = '\0';
+  do {
+    text[--i] = (char)('0' + depth % 10u);
+    depth /= 10u;
+  } while (depth != 0u && i > 0);
+  platform_puts("stack: ");
+  platform_puts(&text[i]);
+  platform_puts(" bytes\n");
+}
+
 static volatile uint16_t overflows;
 
 ISR(TIMER1_OVF_vect) { ++overflows; }
 
 void platform_init(void) {
+  paint_stack();
   TCCR1A = 0;
   TCCR1B = 0;
   TIMSK1 = (uint8_t)(1u << TOIE1);
@@ -48,6 +79,7 @@ uint32_t platform_count(void) {
 }
 
 void platform_exit(int code) {
+  put_stack_depth();
   GPIOR1 = (uint8_t)code;
   cli();
   sleep_enable();
