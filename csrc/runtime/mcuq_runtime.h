@@ -152,6 +152,11 @@ mcuq_status mcuq_requantize_s16(const mcuq_requantize_params *params, const int1
 
 /* Elementwise activation as a 256-entry table: out[i] = table[in[i] + 128]. */
 mcuq_status mcuq_lut_s8(int32_t size, const int8_t *table, const int8_t *input, int8_t *output);
+/* 16-bit activations, TFLite's int16 table scheme: 513 entries, table[k] the
+ * output at input level -32768 + 128 k; between samples a linear
+ * interpolation, base + ((next - base) * (x & 127) + 64) >> 7 with base =
+ * table[(x >> 7) + 256] and next the entry after it. */
+mcuq_status mcuq_lut_s16(int32_t size, const int16_t *table, const int16_t *input, int16_t *output);
 
 #ifdef __cplusplus
 } /* extern "C" */

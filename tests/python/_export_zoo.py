@@ -127,6 +127,7 @@ ZOO = [
     ZooModel("residual_cnn", ResidualCnn, "int8", [1, 1, 16, 16]),
     ZooModel("residual_cnn_pow2", ResidualCnn, "pow2", [1, 1, 16, 16]),
     ZooModel("lut_mlp", LutMlp, "int8", [1, 32]),
+    ZooModel("lut_mlp_16x8", LutMlp, "int16x8", [1, 32]),
     ZooModel("fashion_cnn", FashionCnn, "int8", [1, 1, 28, 28]),
 ]
 

@@ -96,6 +96,10 @@ def test_integer_reference_agrees_with_fake_quant_model(exported, name):
         # relative), so a few % of int16 levels land one off (rounding="single"
         # keeps the full multiplier: see the next test); every one within 1 LSB.
         assert worst <= 1
+    elif e.activation_dtype == torch.int16 and "lut" in name:
+        # int16 lookup tables interpolate between samples 128 levels apart
+        # (TFLite's scheme): a few int16 LSBs off the exact function.
+        assert worst <= 3 and within_one >= 0.9
     else:
         assert within_one >= 0.97 and worst <= 3
 

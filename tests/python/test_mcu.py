@@ -27,6 +27,7 @@ CASES = [
     ("atmega328p", "mlp"), ("atmega328p", "lut_mlp"), ("atmega328p", "single_conv"),
     ("atmega328p", "single_conv_16x8"),
     ("rv32", "fashion_cnn"), ("rv32", "depthwise_cnn_16x8"),
+    ("cortex-m4", "lut_mlp_16x8"), ("atmega328p", "lut_mlp_16x8"),
 ]
 
 

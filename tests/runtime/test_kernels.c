@@ -603,6 +603,38 @@ static void test_lut(void) {
   CHECK_ARRAY(out, want, 5);
 }
 
+/* int16 table: a linear ramp table[k] = 4 (k - 256) tabulates 4 * (x / 128),
+ * so the interpolation must give round-half-up(x / 32) exactly; a step
+ * between two samples checks the slope's sign and rounding. */
+static void test_lut_s16(void) {
+  static int16_t ramp[513], step[513];
+  const int16_t in[8] = {-32768, -32767, -129, -16, 0, 16, 127, 32767};
+  int16_t out[8];
+  int i;
+  for (i = 0; i < 513; ++i) {
+    ramp[i] = (int16_t)(4 * (i - 256));
+    step[i] = (int16_t)(i <= 256 ? 1000 : -1000);
+  }
+  CHECK_EQ(mcuq_lut_s16(8, ramp, in, out), MCUQ_OK);
+  for (i = 0; i < 8; ++i) {
+    const long x = in[i];
+    const long floor_div = (x >= 0 ? x : x - 31) / 32; /* floor(x / 32) */
+    CHECK_EQ(out[i], floor_div + ((x - 32 * floor_div) >= 16 ? 1 : 0));
+  }
+  {
+    /* Between samples 256 (x = 0) and 257 (x = 128): 1000 - 2000 * offset / 128. */
+    const int16_t x[4] = {0, 1, 64, 127};
+    CHECK_EQ(mcuq_lut_s16(4, step, x, out), MCUQ_OK);
+    CHECK_EQ(out[0], 1000);
+    CHECK_EQ(out[1], 1000 + ((-2000 * 1 + 64) >> 7));
+    CHECK_EQ(out[2], 0);
+    CHECK_EQ(out[3], 1000 + ((-2000 * 127 + 64) >> 7));
+  }
+#ifndef MCUQ_NO_CHECKS
+  CHECK_EQ(mcuq_lut_s16(8, 0, in, out), MCUQ_ERROR_NULL);
+#endif
+}
+
 /* ---- argument checks --------------------------------------------------------- */
 
 #ifndef MCUQ_NO_CHECKS
@@ -823,6 +855,7 @@ int main(void) {
   test_add();
   test_requantize();
   test_lut();
+  test_lut_s16();
 #ifndef MCUQ_NO_CHECKS
   test_conv_errors();
   test_other_errors();

@@ -186,7 +186,7 @@ std::string json_string(const std::string& s) {
 }
 
 int64_t layer_flash_bytes(const Graph& g, const Layer& l) {
-  int64_t bytes = static_cast<int64_t>(l.weights.size()) + static_cast<int64_t>(l.table.size());
+  int64_t bytes = static_cast<int64_t>(l.weights.size()) + static_cast<int64_t>(l.table.size()) * g.element_bytes();
   if (weighted(l)) bytes += static_cast<int64_t>(l.bias.size()) * (g.int16() ? 8 : 4) + l.requant.multiplier.size() * 5;
   return bytes;
 }
@@ -324,9 +324,9 @@ std::string emit_source(const Graph& g, const ArenaPlan& arena, const std::strin
         offset += piece.numel();
       }
     } else if (l.kind == LayerKind::kLut) {
-      tables += table("int8_t", sym + "_table", l.table, c_int);
-      body += fmt::format("    const mcuq_status status = mcuq_lut_s8({}, {}_table, {}, {});\n", out.numel(), sym,
-                          pointer(l.inputs[0], false), out_at(l.output, 0));
+      tables += table(type, sym + "_table", l.table, c_int);
+      body += fmt::format("    const mcuq_status status = mcuq_lut_{}({}, {}_table, {}, {});\n", suffix, out.numel(),
+                          sym, pointer(l.inputs[0], false), out_at(l.output, 0));
     }
     body += check;
   }

@@ -81,8 +81,10 @@ struct Layer {
   // Concat: one requantization per input into its slice of the output.
   std::vector<Requant> pieces;
 
-  // Lookup table: 256 entries, index q + 128.
-  std::vector<int8_t> table;
+  // Lookup table. int8 layers: 256 entries, index q + 128. int16 layers:
+  // TFLite's scheme, 513 entries sampled every 128 levels from -32768 and
+  // interpolated linearly (mcuq_lut_s16).
+  std::vector<int16_t> table;
 
   // Figures for the report.
   int64_t macs = 0;

@@ -451,12 +451,12 @@ int Lowerer::finalize(const Node* fq, Pending& p, const at::Tensor& pre_quant, f
       break;
     }
     case LayerKind::kLut: {
-      if (graph_.int16()) {
-        fail(n, "elementwise activations as lookup tables are int8 only (a 65536-entry int16 table "
-                "does not fit an MCU); use ReLU/ReLU6 in 16x8 models", layer.name);
-      }
-      at::Tensor x = mcuq::dequantize(at::arange(-128, 128, at::kInt), at::full({1}, in.scale),
-                                      at::full({1}, in.zero_point, at::kInt), -128, 127);
+      // int8: every input level; int16: 513 samples, one every 128 levels
+      // (the last, 32768, just past the range), interpolated on the device.
+      const at::Tensor levels = graph_.int16() ? at::arange(-32768, 32769, 128, at::kInt)
+                                               : at::arange(-128, 128, at::kInt);
+      at::Tensor x = mcuq::dequantize(levels, at::full({1}, in.scale), at::full({1}, in.zero_point, at::kInt),
+                                      graph_.int16() ? -32768 : -128, graph_.int16() ? 32768 : 127);
       for (const auto& step : p.chain) {
         std::vector<c10::IValue> args = step.second;
         args[0] = x;
@@ -465,7 +465,7 @@ int Lowerer::finalize(const Node* fq, Pending& p, const at::Tensor& pre_quant, f
       const at::Tensor q = mcuq::quantize(x.to(at::kFloat), at::full({1}, scale), at::full({1}, zp, at::kInt), qmin,
                                           qmax, 0, 1, at::kInt);
       const int32_t* qp = q.data_ptr<int32_t>();
-      for (int64_t i = 0; i < 256; ++i) layer.table.push_back(static_cast<int8_t>(qp[i]));
+      for (int64_t i = 0; i < q.numel(); ++i) layer.table.push_back(static_cast<int16_t>(qp[i]));
       layer.macs = out.numel();
       break;
     }

@@ -179,8 +179,19 @@ std::vector<at::Tensor> ExportedModel::integer_reference_all(const at::Tensor& q
         break;
       }
       case LayerKind::kLut: {
-        const at::Tensor table = as_tensor(l.table, at::kInt);
-        y = table.index_select(0, (x.to(at::kLong) + 128).reshape(-1)).reshape(x.sizes());
+        const at::Tensor table = as_tensor(l.table, at::kLong);
+        const at::Tensor q = x.to(at::kLong).reshape(-1);
+        if (!graph_.int16()) {
+          y = table.index_select(0, q + 128).reshape(x.sizes());
+          break;
+        }
+        // int16: the sample at or below q and linear interpolation to the
+        // next, rounded half up (floor((slope * offset + 64) / 128)).
+        const at::Tensor segment = at::div(q, 128, "floor");
+        const at::Tensor offset = q - segment * 128;
+        const at::Tensor base = table.index_select(0, segment + 256);
+        const at::Tensor slope = table.index_select(0, segment + 257) - base;
+        y = (base + at::div(slope * offset + 64, 128, "floor")).reshape(x.sizes());
         break;
       }
       case LayerKind::kReshape: y = x; break;
