@@ -100,6 +100,7 @@ class RunResult:
     exit_code: int
     sections: Dict[str, int] = field(default_factory=dict)
     stack_bytes: Optional[int] = None  # measured peak (AVR: painted stack), where known
+    stack_overflow: bool = False
 
     @property
     def count_per_inference(self) -> int:
@@ -150,10 +151,14 @@ def build_firmware(target: Target, export_dir: Path, name: str, work: Path) -> P
     return elf
 
 
+def _stale(target: Path, source: Path) -> bool:
+    return not target.exists() or target.stat().st_mtime < source.stat().st_mtime
+
+
 def simavr_runner(work: Path) -> Path:
     """Builds the libsimavr host runner (once per work folder)."""
     runner = work / "simavr_runner"
-    if not runner.exists():
+    if _stale(runner, HERE / "avr" / "simavr_runner.c"):
         result = _run(["cc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", HERE / "avr" / "simavr_runner.c",
                        "-lsimavr", "-o", runner])
         if result.returncode != 0:
@@ -164,7 +169,7 @@ def simavr_runner(work: Path) -> Path:
 def icount_plugin(work: Path) -> Path:
     """Builds the instruction-counting QEMU plugin (once per work folder)."""
     plugin = work / "icount_plugin.so"
-    if not plugin.exists():
+    if _stale(plugin, HERE / "cortex_m" / "icount_plugin.c"):
         result = _run(["cc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-shared", "-fPIC",
                        HERE / "cortex_m" / "icount_plugin.c", "-o", plugin])
         if result.returncode != 0:
@@ -180,15 +185,21 @@ def _symbol(elf: Path, name: str, nm: str = "arm-none-eabi-nm") -> str:
     raise RuntimeError(f"mcu: {elf} has no symbol {name}")
 
 
-def run_firmware(target: Target, elf: Path, work: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+def _markers(elf: Path, nm: str) -> str:
+    start, stop = _symbol(elf, "mcuq_count_start", nm), _symbol(elf, "mcuq_count_stop", nm)
+    if int(start, 16) == int(stop, 16):
+        raise RuntimeError(f"mcu: {elf}: the count markers share an address")
+    return f"start={start},stop={stop}"
+
+
+def run_firmware(target: Target, elf: Path, work: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     if target.family == "cortex_m":
-        markers = f"start={_symbol(elf, 'mcuq_count_start')},stop={_symbol(elf, 'mcuq_count_stop')}"
+        markers = _markers(elf, "arm-none-eabi-nm")
         command = ["qemu-system-arm", "-M", target.machine, "-nographic", "-monitor", "none", "-serial", "none",
                    "-chardev", "stdio,id=c0", "-semihosting-config", "enable=on,target=native,chardev=c0",
                    "-plugin", f"{icount_plugin(work.parent)},{markers}", "-kernel", elf]
     elif target.family == "riscv":
-        nm = "riscv64-unknown-elf-nm"
-        markers = f"start={_symbol(elf, 'mcuq_count_start', nm)},stop={_symbol(elf, 'mcuq_count_stop', nm)}"
+        markers = _markers(elf, "riscv64-unknown-elf-nm")
         command = ["qemu-system-riscv32", "-M", target.machine, "-bios", "none", "-nographic", "-monitor", "none",
                    "-serial", "none", "-chardev", "stdio,id=c0",
                    "-semihosting-config", "enable=on,target=native,chardev=c0",
@@ -219,10 +230,12 @@ def run_on_target(target_name: str, exported, export_dir: Path, name: str, input
         counts = [int(c) for c in re.findall(r"^mcuq-icount: (\d+)$", result.stderr, flags=re.M)]
     classes = [int(c) for c in re.findall(r"^input \d+: .*?class (\d+)", text, flags=re.M)]
     unit = "cycles" if target.family == "avr" else "instructions"
-    bit_exact = len(re.findall(r"^input \d+: ok", text, flags=re.M))
+    # Distinct inputs reported ok (a firmware that restarts and repeats does not count twice).
+    bit_exact = len(set(re.findall(r"^input (\d+): ok", text, flags=re.M)))
     stack = re.search(r"^stack: (\d+) bytes$", text, flags=re.M)
     return RunResult(target.name, levels.shape[0], bit_exact, classes, counts, unit, flash, ram,
-                     text + result.stderr, result.returncode, sections, int(stack.group(1)) if stack else None)
+                     text + result.stderr, result.returncode, sections, int(stack.group(1)) if stack else None,
+                     bool(re.search(r"^stack: overflow$", text, flags=re.M)))
 
 
 def runtime_code_size(target_name: str, work: Path) -> Dict[str, int]:

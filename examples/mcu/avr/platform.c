@@ -31,6 +31,10 @@ static void put_stack_depth(void) {
   char text[6];
   uint16_t depth;
   int i = 5;
+  if (*p != STACK_PAINT) { /* the stack reached the end of .bss: it may have overwritten it */
+    platform_puts_text(TEXT("stack: overflow\n"));
+    return;
+  }
   while (p <= (const uint8_t *)RAMEND && *p == STACK_PAINT) ++p;
   depth = (uint16_t)((const uint8_t *)RAMEND + 1 - p);
   text[i] = '\0';
@@ -38,9 +42,9 @@ static void put_stack_depth(void) {
     text[--i] = (char)('0' + depth % 10u);
     depth /= 10u;
   } while (depth != 0u && i > 0);
-  platform_puts("stack: ");
+  platform_puts_text(TEXT("stack: "));
   platform_puts(&text[i]);
-  platform_puts(" bytes\n");
+  platform_puts_text(TEXT(" bytes\n"));
 }
 
 static volatile uint16_t overflows;
@@ -57,6 +61,11 @@ void platform_init(void) {
 
 void platform_puts(const char *text) {
   while (*text) GPIOR0 = (uint8_t)*text++;
+}
+
+void platform_puts_text(const char *flash_text) {
+  char c;
+  while ((c = (char)pgm_read_byte(flash_text++)) != '\0') GPIOR0 = (uint8_t)c;
 }
 
 void platform_count_start(void) {

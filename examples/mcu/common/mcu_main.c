@@ -43,9 +43,9 @@ static void put_u32(uint32_t v) {
 int main(void) {
   uint32_t n, i, mismatches = 0, count, total = 0, best = 0xFFFFFFFFu;
   platform_init();
-  platform_puts("mcuq: " MCUQ_MODEL_HEADER " on the target, ");
+  platform_puts_text(TEXT("mcuq: " MCUQ_MODEL_HEADER " on the target, "));
   put_u32(MCUQ_VECTORS);
-  platform_puts(" inputs\n");
+  platform_puts_text(TEXT(" inputs\n"));
   for (n = 0; n < MCUQ_VECTORS; ++n) {
     int wrong = 0;
     int best_class = 0;
@@ -61,34 +61,34 @@ int main(void) {
       if (output[i] > output[best_class]) best_class = (int)i;
     }
     if (status != MCUQ_OK || wrong) ++mismatches;
-    platform_puts("input ");
+    platform_puts_text(TEXT("input "));
     put_u32(n);
-    platform_puts(status != MCUQ_OK ? ": status error" : wrong ? ": MISMATCH" : ": ok");
-    platform_puts(", class ");
+    platform_puts_text(status != MCUQ_OK ? TEXT(": status error") : wrong ? TEXT(": MISMATCH") : TEXT(": ok"));
+    platform_puts_text(TEXT(", class "));
     put_u32((uint32_t)best_class);
     if (platform_count_unit[0] != '\0') { /* else the host counts (QEMU plugin) */
-      platform_puts(", ");
+      platform_puts_text(TEXT(", "));
       put_u32(count);
-      platform_puts(" ");
+      platform_puts_text(TEXT(" "));
       platform_puts(platform_count_unit);
     }
-    platform_puts("\n");
+    platform_puts_text(TEXT("\n"));
   }
-  platform_puts("summary: ");
+  platform_puts_text(TEXT("summary: "));
   put_u32(MCUQ_VECTORS - mismatches);
-  platform_puts(" of ");
+  platform_puts_text(TEXT(" of "));
   put_u32(MCUQ_VECTORS);
-  platform_puts(" bit-exact");
+  platform_puts_text(TEXT(" bit-exact"));
   if (platform_count_unit[0] != '\0') {
-    platform_puts("; ");
+    platform_puts_text(TEXT("; "));
     put_u32(best);
-    platform_puts(" ");
+    platform_puts_text(TEXT(" "));
     platform_puts(platform_count_unit);
-    platform_puts(" per inference (min), ");
+    platform_puts_text(TEXT(" per inference (min), "));
     put_u32(MCUQ_VECTORS ? total / MCUQ_VECTORS : 0);
-    platform_puts(" (mean)");
+    platform_puts_text(TEXT(" (mean)"));
   }
-  platform_puts("\n");
+  platform_puts_text(TEXT("\n"));
   platform_exit(mismatches > 255u ? 255 : (int)mismatches);
   return 0;
 }

@@ -9,6 +9,17 @@
 
 void platform_init(void);
 void platform_puts(const char *text);
+
+/* String literals: in flash on AVR (where const data otherwise takes RAM),
+ * plain literals elsewhere. platform_puts_text(TEXT("...")). */
+#if defined(__AVR__)
+#include <avr/pgmspace.h>
+#define TEXT(literal) PSTR(literal)
+void platform_puts_text(const char *flash_text);
+#else
+#define TEXT(literal) (literal)
+#define platform_puts_text platform_puts
+#endif
 /* Starts (or restarts) the counter; platform_count() reads it since then. */
 void platform_count_start(void);
 uint32_t platform_count(void);

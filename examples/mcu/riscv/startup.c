@@ -10,17 +10,32 @@
 extern uint32_t __bss_start, __bss_end;
 int main(void);
 
+/* The empty asm keeps GCC from turning these loops into calls to
+ * themselves (-ftree-loop-distribute-patterns). */
 void *memcpy(void *dst, const void *src, size_t n) {
   unsigned char *d = (unsigned char *)dst;
   const unsigned char *s = (const unsigned char *)src;
-  while (n--) *d++ = *s++;
+  while (n--) {
+    *d++ = *s++;
+    __asm__ volatile("" ::: "memory");
+  }
   return dst;
 }
 
 void *memset(void *dst, int value, size_t n) {
   unsigned char *d = (unsigned char *)dst;
-  while (n--) *d++ = (unsigned char)value;
+  while (n--) {
+    *d++ = (unsigned char)value;
+    __asm__ volatile("" ::: "memory");
+  }
   return dst;
+}
+
+/* Any exception (illegal instruction, access fault) ends the run with 254
+ * instead of trapping forever. */
+__attribute__((aligned(4))) void riscv_trap(void) {
+  platform_puts("mcuq: trap\n");
+  platform_exit(254);
 }
 
 void riscv_start(void) {
@@ -30,8 +45,14 @@ void riscv_start(void) {
 }
 
 __asm__(
-    ".section .text.start\n"
+    ".pushsection .text.start, \"ax\"\n"
     ".global _start\n"
     "_start:\n"
     "  la sp, __stack_top\n"
-    "  j riscv_start\n");
+    "  la t0, riscv_trap\n"
+    "  .option push\n"
+    "  .option arch, +zicsr\n" /* rv32imac without the CSR extension's name */
+    "  csrw mtvec, t0\n"
+    "  .option pop\n"
+    "  j riscv_start\n"
+    ".popsection\n");
