@@ -37,3 +37,15 @@ def test_bench_runs_small(tmp_path):
         assert set(result["ratios"]) == {"mcuq/torch", "mcuq/copy_"}
         for timing in result["contenders"].values():
             assert len(timing["samples_ms"]) == 2
+
+
+def test_bench_export_runs_small():
+    spec = importlib.util.spec_from_file_location("bench_export", BENCH.parent / "bench_export.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    threads = torch.get_num_threads()
+    try:
+        report = module.main(["--batch", "4", "--repeats", "1"])
+    finally:
+        torch.set_num_threads(threads)
+    assert report["batch"] == 4 and len(report["ms"]) == 5 and report["export_ms"] > 0
