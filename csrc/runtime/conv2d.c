@@ -46,10 +46,25 @@ static mcuq_status check_depthwise(const mcuq_conv2d_params *p) {
 #define MCUQ_ACT_MAX INT8_MAX
 #define MCUQ_WIDE 0
 #define MCUQ_READ_BIAS MCUQ_READ_S32
+#define MCUQ_WEIGHT(w, i) MCUQ_READ_S8(&(w)[i])
 #define MCUQ_REQUANTIZE mcuq_requantize_s32
 #define MCUQ_WINDOW_SUM conv_window_sum_s8
 #define MCUQ_CONV2D mcuq_conv2d_s8
 #define MCUQ_DEPTHWISE_CONV2D mcuq_depthwise_conv2d_s8
+#include "conv2d_impl.h"
+
+/* int8 activations, 4-bit weights packed two per byte (W4A8). */
+#define MCUQ_ACT int8_t
+#define MCUQ_ACC int32_t
+#define MCUQ_ACT_MIN INT8_MIN
+#define MCUQ_ACT_MAX INT8_MAX
+#define MCUQ_WIDE 0
+#define MCUQ_READ_BIAS MCUQ_READ_S32
+#define MCUQ_WEIGHT(w, i) MCUQ_READ_S4(w, i)
+#define MCUQ_REQUANTIZE mcuq_requantize_s32
+#define MCUQ_WINDOW_SUM conv_window_sum_s8_w4
+#define MCUQ_CONV2D mcuq_conv2d_s8_w4
+#define MCUQ_DEPTHWISE_CONV2D mcuq_depthwise_conv2d_s8_w4
 #include "conv2d_impl.h"
 
 #define MCUQ_ACT int16_t
@@ -58,6 +73,7 @@ static mcuq_status check_depthwise(const mcuq_conv2d_params *p) {
 #define MCUQ_ACT_MAX INT16_MAX
 #define MCUQ_WIDE 1
 #define MCUQ_READ_BIAS MCUQ_READ_S64
+#define MCUQ_WEIGHT(w, i) MCUQ_READ_S8(&(w)[i])
 #define MCUQ_REQUANTIZE mcuq_requantize_s64
 #define MCUQ_WINDOW_SUM conv_window_sum_s16
 #define MCUQ_CONV2D mcuq_conv2d_s16

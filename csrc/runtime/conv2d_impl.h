@@ -6,6 +6,8 @@
  *   MCUQ_ACT_MIN/MAX       range of MCUQ_ACT
  *   MCUQ_WIDE              1 for 64-bit accumulators (limits the shift)
  *   MCUQ_READ_BIAS         MCUQ_READ_S32              | MCUQ_READ_S64
+ *   MCUQ_WEIGHT(w, i)      weight i of the layer: MCUQ_READ_S8(&w[i]), or
+ *                          MCUQ_READ_S4(w, i) for packed 4-bit weights
  *   MCUQ_REQUANTIZE        mcuq_requantize_s32        | mcuq_requantize_s64
  *   MCUQ_WINDOW_SUM, MCUQ_CONV2D, MCUQ_DEPTHWISE_CONV2D   function names
  *
@@ -15,7 +17,8 @@
 /* sum(w * x) over one input channel's k_h x k_w window for output position
  * (oy, ox). Taps in the padding read the input zero point (the quantized
  * real 0), since the bias has the zero point folded in. */
-static MCUQ_ACC MCUQ_WINDOW_SUM(const mcuq_conv2d_params *p, const MCUQ_ACT *plane, const int8_t *filter, int32_t oy,
+static MCUQ_ACC MCUQ_WINDOW_SUM(const mcuq_conv2d_params *p, const MCUQ_ACT *plane, const int8_t *weights,
+                                int32_t filter, int32_t oy,
                                 int32_t ox) {
   const int32_t y0 = oy * p->stride_h - p->pad_h;
   const int32_t x0 = ox * p->stride_w - p->pad_w;
@@ -29,7 +32,7 @@ static MCUQ_ACC MCUQ_WINDOW_SUM(const mcuq_conv2d_params *p, const MCUQ_ACT *pla
     for (int32_t ky = 0; ky < p->k_h; ++ky, row += row_step, filter += p->k_w) {
       const MCUQ_ACT *x = row;
       for (int32_t kx = 0; kx < p->k_w; ++kx, x += p->dilation_w) {
-        sum += (int32_t)MCUQ_READ_S8(&filter[kx]) * *x;
+        sum += (int32_t)MCUQ_WEIGHT(weights, filter + kx) * *x;
       }
     }
     return sum;
@@ -40,7 +43,7 @@ static MCUQ_ACC MCUQ_WINDOW_SUM(const mcuq_conv2d_params *p, const MCUQ_ACT *pla
     for (int32_t kx = 0; kx < p->k_w; ++kx) {
       const int32_t x = x0 + kx * p->dilation_w;
       const int32_t value = (row_inside && x >= 0 && x < p->in_w) ? plane[y * p->in_w + x] : p->in_zero_point;
-      sum += (int32_t)MCUQ_READ_S8(&filter[ky * p->k_w + kx]) * value; /* |product| < 2^22 */
+      sum += (int32_t)MCUQ_WEIGHT(weights, filter + ky * p->k_w + kx) * value; /* |product| < 2^22 */
     }
   }
   return sum;
@@ -62,7 +65,7 @@ mcuq_status MCUQ_CONV2D(const mcuq_conv2d_params *params, const MCUQ_ACT *input,
     /* Output channel o sees only the input channels of its group; its
      * filter is weights[o][group_in_c][k_h][k_w]. */
     const MCUQ_ACT *group_input = input + (o / group_out_c) * group_in_c * in_plane;
-    const int8_t *filter = weights + o * group_in_c * filter_plane;
+    const int32_t filter = o * group_in_c * filter_plane; /* index of its first weight */
     const MCUQ_ACC b = MCUQ_READ_BIAS(&bias[o]);
     const int32_t multiplier = mcuq_requant_multiplier(requant, o);
     const int shift = mcuq_requant_shift(requant, o);
@@ -71,7 +74,7 @@ mcuq_status MCUQ_CONV2D(const mcuq_conv2d_params *params, const MCUQ_ACT *input,
       for (int32_t ox = 0; ox < params->out_w; ++ox) {
         MCUQ_ACC acc = b;
         for (int32_t c = 0; c < group_in_c; ++c) {
-          acc += MCUQ_WINDOW_SUM(params, group_input + c * in_plane, filter + c * filter_plane, oy, ox);
+          acc += MCUQ_WINDOW_SUM(params, group_input + c * in_plane, weights, filter + c * filter_plane, oy, ox);
         }
         /* The clamp range fits MCUQ_ACT (checked), so the cast is exact. */
         out[oy * params->out_w + ox] = (MCUQ_ACT)MCUQ_REQUANTIZE(
@@ -98,14 +101,14 @@ mcuq_status MCUQ_DEPTHWISE_CONV2D(const mcuq_conv2d_params *params, const MCUQ_A
     /* One group per input channel: output channel o filters input channel
      * o / depth_multiplier with weights[o][1][k_h][k_w]. */
     const MCUQ_ACT *plane = input + (o / depth_multiplier) * in_plane;
-    const int8_t *filter = weights + o * filter_plane;
+    const int32_t filter = o * filter_plane;
     const MCUQ_ACC b = MCUQ_READ_BIAS(&bias[o]);
     const int32_t multiplier = mcuq_requant_multiplier(requant, o);
     const int shift = mcuq_requant_shift(requant, o);
     MCUQ_ACT *out = output + o * out_plane;
     for (int32_t oy = 0; oy < params->out_h; ++oy) {
       for (int32_t ox = 0; ox < params->out_w; ++ox) {
-        const MCUQ_ACC acc = b + MCUQ_WINDOW_SUM(params, plane, filter, oy, ox);
+        const MCUQ_ACC acc = b + MCUQ_WINDOW_SUM(params, plane, weights, filter, oy, ox);
         out[oy * params->out_w + ox] = (MCUQ_ACT)MCUQ_REQUANTIZE(
             acc, multiplier, shift, requant->rounding, requant->zero_point, requant->act_min, requant->act_max);
       }
@@ -120,6 +123,7 @@ mcuq_status MCUQ_DEPTHWISE_CONV2D(const mcuq_conv2d_params *params, const MCUQ_A
 #undef MCUQ_ACT_MAX
 #undef MCUQ_WIDE
 #undef MCUQ_READ_BIAS
+#undef MCUQ_WEIGHT
 #undef MCUQ_REQUANTIZE
 #undef MCUQ_WINDOW_SUM
 #undef MCUQ_CONV2D

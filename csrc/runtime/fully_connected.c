@@ -34,6 +34,26 @@ mcuq_status mcuq_fully_connected_s8(int32_t in_features, int32_t out_features, c
   return MCUQ_OK;
 }
 
+/* W4A8: the same with weights packed two per byte; row o starts at weight
+ * index o * in_features. */
+mcuq_status mcuq_fully_connected_s8_w4(int32_t in_features, int32_t out_features, const int8_t *input,
+                                       const int8_t *weights, const int32_t *bias, const mcuq_requant *requant,
+                                       int8_t *output) {
+#ifndef MCUQ_NO_CHECKS
+  const mcuq_status status =
+      check_fully_connected(in_features, out_features, input, weights, bias, requant, output, INT8_MIN, INT8_MAX, 0);
+  if (status != MCUQ_OK) return status;
+#endif
+  for (int32_t o = 0; o < out_features; ++o) {
+    const int32_t row = o * in_features;
+    int32_t acc = MCUQ_READ_S32(&bias[o]);
+    for (int32_t i = 0; i < in_features; ++i) acc += MCUQ_READ_S4(weights, row + i) * input[i];
+    output[o] = (int8_t)mcuq_requantize_s32(acc, mcuq_requant_multiplier(requant, o), mcuq_requant_shift(requant, o),
+                                            requant->rounding, requant->zero_point, requant->act_min, requant->act_max);
+  }
+  return MCUQ_OK;
+}
+
 mcuq_status mcuq_fully_connected_s16(int32_t in_features, int32_t out_features, const int16_t *input,
                                      const int8_t *weights, const int64_t *bias, const mcuq_requant *requant,
                                      int16_t *output) {

@@ -52,6 +52,13 @@ typedef enum {
 #define MCUQ_READ_S64(p) (*(p))
 #endif
 
+/* Packed 4-bit weights (W4A8): weight i is the signed nibble i & 1 (low
+ * first) of byte i >> 1; the tensor is packed flat in PyTorch's layout. */
+MCUQ_INLINE int32_t mcuq_nibble_s4(int32_t byte, int32_t high) {
+  return ((((high ? byte >> 4 : byte) & 0x0F) ^ 8) - 8);
+}
+#define MCUQ_READ_S4(p, i) mcuq_nibble_s4(MCUQ_READ_S8(&(p)[(i) >> 1]), (i) & 1)
+
 /* Output scaling of a layer: per output channel multiplier and shift
  * (tables of length out_c, or of length 1 when per_channel is 0), the
  * rounding rule, the output zero point and the clamp [act_min, act_max]
@@ -85,6 +92,12 @@ mcuq_status mcuq_conv2d_s8(const mcuq_conv2d_params *params, const int8_t *input
                            const int32_t *bias, const mcuq_requant *requant, int8_t *output);
 mcuq_status mcuq_conv2d_s16(const mcuq_conv2d_params *params, const int16_t *input, const int8_t *weights,
                             const int64_t *bias, const mcuq_requant *requant, int16_t *output);
+/* W4A8: weights packed two per byte (MCUQ_READ_S4); otherwise as above. */
+mcuq_status mcuq_conv2d_s8_w4(const mcuq_conv2d_params *params, const int8_t *input, const int8_t *weights,
+                              const int32_t *bias, const mcuq_requant *requant, int8_t *output);
+mcuq_status mcuq_depthwise_conv2d_s8_w4(const mcuq_conv2d_params *params, const int8_t *input,
+                                        const int8_t *weights, const int32_t *bias, const mcuq_requant *requant,
+                                        int8_t *output);
 /* Depthwise: groups == in_c, out_c a multiple of in_c (channel multiplier);
  * output channel o reads input channel o / (out_c / in_c). */
 mcuq_status mcuq_depthwise_conv2d_s8(const mcuq_conv2d_params *params, const int8_t *input,
@@ -98,6 +111,9 @@ mcuq_status mcuq_depthwise_conv2d_s16(const mcuq_conv2d_params *params, const in
 mcuq_status mcuq_fully_connected_s8(int32_t in_features, int32_t out_features, const int8_t *input,
                                     const int8_t *weights, const int32_t *bias, const mcuq_requant *requant,
                                     int8_t *output);
+mcuq_status mcuq_fully_connected_s8_w4(int32_t in_features, int32_t out_features, const int8_t *input,
+                                       const int8_t *weights, const int32_t *bias, const mcuq_requant *requant,
+                                       int8_t *output);
 mcuq_status mcuq_fully_connected_s16(int32_t in_features, int32_t out_features, const int16_t *input,
                                      const int8_t *weights, const int64_t *bias, const mcuq_requant *requant,
                                      int16_t *output);

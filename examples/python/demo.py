@@ -263,7 +263,7 @@ def main(argv=None) -> int:
             f"| {r['name']} | {r['float']:.2f} | {r['fake_quant']:.2f} | {r['integer']:.2f} | "
             f"{r['mcu_acc']:.1f} % ({target}) | {'yes' if r['mcu_matches'] else 'NO'} | "
             f"{e.flash_bytes} ({e.flash_bytes / float_bytes(model):.2f}x of {float_bytes(model)}) | {e.arena_bytes} |")
-    lines += ["", "W4A8 weights are stored one per byte (int4 packing is not done yet). Float: the CNN after one "
+    lines += ["", "W4A8 weights are packed two per byte. Float: the CNN after one "
               "epoch (PTQ) or after the same extra epoch the QAT models fine-tune for.",
               "", "| target | model | flash B (size, without the test images) | RAM B: static + stack peak | per inference |",
               "|---|---|---|---|---|"]

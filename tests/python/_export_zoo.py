@@ -124,6 +124,7 @@ ZOO = [
     ZooModel("depthwise_cnn", DepthwiseCnn, "int8", [1, 3, 16, 16]),
     ZooModel("depthwise_cnn_16x8", DepthwiseCnn, "int16x8", [1, 3, 16, 16]),
     ZooModel("depthwise_cnn_pow2", DepthwiseCnn, "pow2", [1, 3, 16, 16]),
+    ZooModel("depthwise_cnn_w4a8", DepthwiseCnn, "w4a8", [1, 3, 16, 16]),
     ZooModel("residual_cnn", ResidualCnn, "int8", [1, 1, 16, 16]),
     ZooModel("residual_cnn_pow2", ResidualCnn, "pow2", [1, 1, 16, 16]),
     ZooModel("lut_mlp", LutMlp, "int8", [1, 32]),

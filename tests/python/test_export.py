@@ -142,6 +142,20 @@ def test_report_describes_every_layer(exported):
     assert report["macs"] == sum(layer["macs"] for layer in report["layers"]) == e.macs
 
 
+def test_w4a8_weights_are_packed_two_per_byte(exported):
+    for name in ("mlp_w4a8", "depthwise_cnn_w4a8"):
+        _, _, w4, directory = exported[name]
+        _, _, w8, _ = exported[name.replace("_w4a8", "")]
+        weighted = [layer for layer in w4.report()["layers"] if "weight_bits" in layer]
+        assert weighted and all(layer["weight_bits"] == 4 for layer in weighted)
+        source = (directory / "net.c").read_text()
+        assert "_w4(" in source and "mcuq_conv2d_s8(" not in source and "mcuq_fully_connected_s8(" not in source
+        # Same layers and shapes as the int8 export, about half the weight bytes.
+        weights = lambda e: sum(layer["weight_bytes"] for layer in e.report()["layers"])  # noqa: E731
+        assert weights(w4) == sum((n + 1) // 2 for n in (
+            layer["weight_bytes"] for layer in w8.report()["layers"]))
+
+
 def test_pow2_layers_requantize_with_shifts(exported):
     _, _, e, _ = exported["depthwise_cnn_pow2"]
     layers = e.report()["layers"]

@@ -28,6 +28,7 @@ CASES = [
     ("atmega328p", "single_conv_16x8"),
     ("rv32", "fashion_cnn"), ("rv32", "depthwise_cnn_16x8"),
     ("cortex-m4", "lut_mlp_16x8"), ("atmega328p", "lut_mlp_16x8"),
+    ("cortex-m0", "depthwise_cnn_w4a8"), ("atmega328p", "mlp_w4a8"),
 ]
 
 

@@ -635,6 +635,60 @@ static void test_lut_s16(void) {
 #endif
 }
 
+/* W4A8 kernels equal the int8-weight kernels on the same weights (all in
+ * [-8, 7]), packed two per byte, low nibble first: conv, depthwise with a
+ * channel multiplier, fully connected; odd weight counts included. */
+static void pack_s4(const int8_t *w, int32_t n, int8_t *packed) {
+  int32_t i;
+  for (i = 0; i < (n + 1) / 2; ++i) packed[i] = 0;
+  for (i = 0; i < n; ++i) {
+    const unsigned nibble = (unsigned)w[i] & 0x0Fu;
+    packed[i >> 1] = (int8_t)(unsigned char)((unsigned char)packed[i >> 1] | (nibble << ((i & 1) * 4)));
+  }
+}
+
+static void test_w4_kernels(void) {
+  static int8_t in[3 * 9 * 9], w[8 * 3 * 3 * 3], packed[(8 * 3 * 3 * 3 + 1) / 2], out8[8 * 5 * 5], out4[8 * 5 * 5];
+  int32_t bias[8], mult[8];
+  int8_t shift[8];
+  mcuq_requant r;
+  mcuq_conv2d_params p;
+  int32_t i;
+  for (i = 0; i < 3 * 9 * 9; ++i) in[i] = (int8_t)rand_range(-128, 127);
+  for (i = 0; i < 8 * 3 * 3 * 3; ++i) w[i] = (int8_t)rand_range(-8, 7);
+  for (i = 0; i < 8; ++i) {
+    bias[i] = rand_range(-5000, 5000);
+    mult[i] = rand_range(1 << 30, 0x7FFFFFFF);
+    shift[i] = (int8_t)rand_range(-10, -6);
+  }
+  r.multiplier = mult;
+  r.shift = shift;
+  r.per_channel = 1;
+  r.rounding = MCUQ_ROUND_DOUBLE;
+  r.zero_point = -3;
+  r.act_min = -128;
+  r.act_max = 127;
+  pack_s4(w, 8 * 3 * 3 * 3, packed);
+  /* 3 -> 8 channels, 9x9, 3x3, stride 2, padding 1: 5x5 outputs, 216 weights */
+  p.in_c = 3, p.in_h = 9, p.in_w = 9, p.out_c = 8, p.out_h = 5, p.out_w = 5, p.k_h = 3, p.k_w = 3;
+  p.stride_h = 2, p.stride_w = 2, p.pad_h = 1, p.pad_w = 1, p.dilation_h = 1, p.dilation_w = 1, p.groups = 1;
+  p.in_zero_point = 5;
+  CHECK_EQ(mcuq_conv2d_s8(&p, in, w, bias, &r, out8), MCUQ_OK);
+  CHECK_EQ(mcuq_conv2d_s8_w4(&p, in, packed, bias, &r, out4), MCUQ_OK);
+  CHECK_ARRAY(out4, out8, 8 * 5 * 5);
+  /* depthwise 3 -> 6 (multiplier 2), 27 weights: an odd count */
+  p.out_c = 6, p.groups = 3;
+  pack_s4(w, 6 * 3 * 3, packed);
+  CHECK_EQ(mcuq_depthwise_conv2d_s8(&p, in, w, bias, &r, out8), MCUQ_OK);
+  CHECK_EQ(mcuq_depthwise_conv2d_s8_w4(&p, in, packed, bias, &r, out4), MCUQ_OK);
+  CHECK_ARRAY(out4, out8, 6 * 5 * 5);
+  /* fully connected 27 -> 5: rows start mid-byte */
+  pack_s4(w, 5 * 27, packed);
+  CHECK_EQ(mcuq_fully_connected_s8(27, 5, in, w, bias, &r, out8), MCUQ_OK);
+  CHECK_EQ(mcuq_fully_connected_s8_w4(27, 5, in, packed, bias, &r, out4), MCUQ_OK);
+  CHECK_ARRAY(out4, out8, 5);
+}
+
 /* ---- argument checks --------------------------------------------------------- */
 
 #ifndef MCUQ_NO_CHECKS
@@ -856,6 +910,7 @@ int main(void) {
   test_requantize();
   test_lut();
   test_lut_s16();
+  test_w4_kernels();
 #ifndef MCUQ_NO_CHECKS
   test_conv_errors();
   test_other_errors();

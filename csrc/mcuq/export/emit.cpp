@@ -185,8 +185,20 @@ std::string json_string(const std::string& s) {
   return out + "\"";
 }
 
+// Weights as the C table stores them: int8, or 4-bit packed two per byte
+// (weight i in nibble i & 1 of byte i >> 1, low first; MCUQ_READ_S4).
+std::vector<int8_t> weight_table(const Layer& l) {
+  if (l.weight_bits != 4) return l.weights;
+  std::vector<int8_t> packed((l.weights.size() + 1) / 2, 0);
+  for (size_t i = 0; i < l.weights.size(); ++i) {
+    const auto nibble = static_cast<uint8_t>(static_cast<uint8_t>(l.weights[i]) & 0x0F);
+    packed[i / 2] = static_cast<int8_t>(static_cast<uint8_t>(packed[i / 2]) | (nibble << (4 * (i % 2))));
+  }
+  return packed;
+}
+
 int64_t layer_flash_bytes(const Graph& g, const Layer& l) {
-  int64_t bytes = static_cast<int64_t>(l.weights.size()) + static_cast<int64_t>(l.table.size()) * g.element_bytes();
+  int64_t bytes = static_cast<int64_t>(weight_table(l).size()) + static_cast<int64_t>(l.table.size()) * g.element_bytes();
   if (weighted(l)) bytes += static_cast<int64_t>(l.bias.size()) * (g.int16() ? 8 : 4) + l.requant.multiplier.size() * 5;
   return bytes;
 }
@@ -270,14 +282,16 @@ std::string emit_source(const Graph& g, const ArenaPlan& arena, const std::strin
                         layer_kind_name(l.kind),
                         shape_text(in.shape), shape_text(out.shape));
     if (weighted(l)) {
-      tables += table("int8_t", sym + "_weights", l.weights, c_int);
+      tables += table("int8_t", sym + "_weights", weight_table(l), c_int);
       tables += g.int16() ? table("int64_t", sym + "_bias", l.bias, c_int64) : table("int32_t", sym + "_bias", l.bias, c_int);
       tables += table("int32_t", sym + "_multiplier", l.requant.multiplier, c_int);
       tables += table("int8_t", sym + "_shift", l.requant.shift, c_int);
       body += requant(l, sym);
+      const std::string weighted_suffix = l.weight_bits == 4 ? suffix + "_w4" : suffix;
       if (l.kind == LayerKind::kFullyConnected) {
         body += fmt::format("    const mcuq_status status = mcuq_fully_connected_{}({}, {}, {}, {}_weights, {}_bias, &requant, {});\n",
-                            suffix, in.numel(), out.numel(), pointer(l.inputs[0], false), sym, sym, out_at(l.output, 0));
+                            weighted_suffix, in.numel(), out.numel(), pointer(l.inputs[0], false), sym, sym,
+                            out_at(l.output, 0));
       } else {
         const int64_t oh = out.shape[1], ow = out.shape[2];
         body += fmt::format(
@@ -285,7 +299,7 @@ std::string emit_source(const Graph& g, const ArenaPlan& arena, const std::strin
             in.shape[0], in.shape[1], in.shape[2], out.shape[0], oh, ow, l.k_h, l.k_w, l.stride_h, l.stride_w, l.pad_h,
             l.pad_w, l.dilation_h, l.dilation_w, l.groups, c_int(in.zero_point));
         body += fmt::format("    const mcuq_status status = mcuq_{}conv2d_{}(&params, {}, {}_weights, {}_bias, &requant, {});\n",
-                            l.kind == LayerKind::kDepthwiseConv2d ? "depthwise_" : "", suffix,
+                            l.kind == LayerKind::kDepthwiseConv2d ? "depthwise_" : "", weighted_suffix,
                             pointer(l.inputs[0], false), sym, sym, out_at(l.output, 0));
       }
     } else if (l.kind == LayerKind::kMaxPool2d || l.kind == LayerKind::kAvgPool2d) {
@@ -362,8 +376,8 @@ std::string emit_report(const Graph& g, const ArenaPlan& arena, const std::strin
         : buffer.place == ArenaPlan::Place::kOutput ? "\"output\"" : fmt::format("{}", buffer.offset);
     std::string extra;
     if (weighted(l)) {
-      extra += fmt::format(", \"weight_scales\": [{}], \"accumulator_bound\": {}, \"headroom_bits\": {:.2f}",
-                           fmt::join(l.weight_scale, ", "), l.accumulator_bound, l.headroom_bits);
+      extra += fmt::format(", \"weight_bits\": {}, \"weight_scales\": [{}], \"accumulator_bound\": {}, \"headroom_bits\": {:.2f}",
+                           l.weight_bits, fmt::join(l.weight_scale, ", "), l.accumulator_bound, l.headroom_bits);
     }
     if (weighted(l) || l.kind == LayerKind::kRequantize || l.kind == LayerKind::kAdd) {
       std::vector<int> shifts(l.requant.shift.begin(), l.requant.shift.end());
@@ -375,7 +389,7 @@ std::string emit_report(const Graph& g, const ArenaPlan& arena, const std::strin
         "{}    {{\"index\": {}, \"name\": {}, \"kind\": \"{}\", \"source\": {}, \"inputs\": [{}], \"output\": {}, "
         "\"macs\": {}, \"weight_bytes\": {}, \"flash_bytes\": {}, \"arena_offset\": {}, \"sqnr_db\": {}{}}}",
         i == 0 ? "" : ",\n", i, json_string(l.name), layer_kind_name(l.kind), json_string(l.source),
-        fmt::join(inputs, ", "), tensor_json(l.output), l.macs, l.weights.size(), layer_flash_bytes(g, l), place,
+        fmt::join(inputs, ", "), tensor_json(l.output), l.macs, weight_table(l).size(), layer_flash_bytes(g, l), place,
         l.has_sqnr ? fmt::format("{:.2f}", l.sqnr_db) : std::string("null"), extra);
   }
   return fmt::format(

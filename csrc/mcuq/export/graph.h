@@ -65,7 +65,8 @@ struct Layer {
   // Conv / depthwise / fully connected.
   int32_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dilation_h = 1, dilation_w = 1;
   int32_t groups = 1, k_h = 1, k_w = 1;
-  std::vector<int8_t> weights;       // int8, PyTorch layout ([out][in/groups][kh][kw] or [out][in])
+  std::vector<int8_t> weights;       // levels, PyTorch layout ([out][in/groups][kh][kw] or [out][in])
+  int32_t weight_bits = 8;           // 4: the C tables pack two weights per byte (W4A8)
   std::vector<int64_t> bias;         // q_bias with the input zero point folded in
   std::vector<int64_t> bias_raw;     // q_bias before folding (the reference uses it)
   std::vector<float> weight_scale;   // per output channel

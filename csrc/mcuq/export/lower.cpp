@@ -77,6 +77,7 @@ std::string short_name(const Node* n) {
 
 struct QuantizedWeight {
   at::Tensor levels;          // int32, the weight's integer levels
+  int64_t quant_min = -128, quant_max = 127;
   std::vector<float> scale;   // per output channel (expanded from groups / per-tensor)
 };
 
@@ -303,6 +304,8 @@ std::shared_ptr<QuantizedWeight> Lowerer::quantized_weight(const Node* n, const 
     fail(n, fmt::format("weights must be quantized per output channel (axis 0), but got axis {}", axis));
   }
   auto q = std::make_shared<QuantizedWeight>();
+  q->quant_min = qmin;
+  q->quant_max = qmax;
   q->levels = mcuq::quantize(w, in[1].toTensor(), zp, qmin, qmax, axis, group, at::kInt);
   const float* s = scale.data_ptr<float>();
   for (int64_t c = 0; c < out_channels; ++c) {
@@ -405,6 +408,8 @@ int Lowerer::finalize(const Node* fq, Pending& p, const at::Tensor& pre_quant, f
                             per_channel, levels.abs().max().item<int32_t>(), in_abs),
              layer.name);
       }
+      // 4-bit weight ranges with int8 activations: packed two per byte.
+      layer.weight_bits = !graph_.int16() && w.quant_min >= -8 && w.quant_max <= 7 ? 4 : 8;
       layer.accumulator_bound = worst;
       layer.headroom_bits = std::log2(static_cast<double>(limit) / static_cast<double>(std::max<int64_t>(worst, 1)));
       layer.macs = out.numel() * per_channel;
