@@ -47,6 +47,7 @@ static mcuq_status check_depthwise(const mcuq_conv2d_params *p) {
 #define MCUQ_WIDE 0
 #define MCUQ_READ_BIAS MCUQ_READ_S32
 #define MCUQ_WEIGHT(w, i) MCUQ_READ_S8(&(w)[i])
+#define MCUQ_PACKED_WEIGHTS 0
 #define MCUQ_REQUANTIZE mcuq_requantize_s32
 #define MCUQ_WINDOW_SUM conv_window_sum_s8
 #define MCUQ_CONV2D mcuq_conv2d_s8
@@ -61,6 +62,7 @@ static mcuq_status check_depthwise(const mcuq_conv2d_params *p) {
 #define MCUQ_WIDE 0
 #define MCUQ_READ_BIAS MCUQ_READ_S32
 #define MCUQ_WEIGHT(w, i) MCUQ_READ_S4(w, i)
+#define MCUQ_PACKED_WEIGHTS 1
 #define MCUQ_REQUANTIZE mcuq_requantize_s32
 #define MCUQ_WINDOW_SUM conv_window_sum_s8_w4
 #define MCUQ_CONV2D mcuq_conv2d_s8_w4
@@ -74,6 +76,7 @@ static mcuq_status check_depthwise(const mcuq_conv2d_params *p) {
 #define MCUQ_WIDE 1
 #define MCUQ_READ_BIAS MCUQ_READ_S64
 #define MCUQ_WEIGHT(w, i) MCUQ_READ_S8(&(w)[i])
+#define MCUQ_PACKED_WEIGHTS 0
 #define MCUQ_REQUANTIZE mcuq_requantize_s64
 #define MCUQ_WINDOW_SUM conv_window_sum_s16
 #define MCUQ_CONV2D mcuq_conv2d_s16

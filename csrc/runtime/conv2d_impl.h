@@ -8,11 +8,18 @@
  *   MCUQ_READ_BIAS         MCUQ_READ_S32              | MCUQ_READ_S64
  *   MCUQ_WEIGHT(w, i)      weight i of the layer: MCUQ_READ_S8(&w[i]), or
  *                          MCUQ_READ_S4(w, i) for packed 4-bit weights
+ *   MCUQ_PACKED_WEIGHTS    0 (a byte per weight) or 1 (4-bit, two per byte)
  *   MCUQ_REQUANTIZE        mcuq_requantize_s32        | mcuq_requantize_s64
  *   MCUQ_WINDOW_SUM, MCUQ_CONV2D, MCUQ_DEPTHWISE_CONV2D   function names
  *
  * and undefines them at the end.
  */
+
+#if MCUQ_PACKED_WEIGHTS
+#define MCUQ_NEXT_FILTER_ROW(n) (filter += (n))
+#else
+#define MCUQ_NEXT_FILTER_ROW(n) (weights += (n))
+#endif
 
 /* sum(w * x) over one input channel's k_h x k_w window for output position
  * (oy, ox). Taps in the padding read the input zero point (the quantized
@@ -23,13 +30,17 @@ static MCUQ_ACC MCUQ_WINDOW_SUM(const mcuq_conv2d_params *p, const MCUQ_ACT *pla
   const int32_t y0 = oy * p->stride_h - p->pad_h;
   const int32_t x0 = ox * p->stride_w - p->pad_w;
   MCUQ_ACC sum = 0;
+#if !MCUQ_PACKED_WEIGHTS
+  weights += filter; /* byte weights: a pointer walks this filter (index 0 on) */
+  filter = 0;
+#endif
   if (y0 >= 0 && x0 >= 0 && y0 + (p->k_h - 1) * p->dilation_h < p->in_h &&
       x0 + (p->k_w - 1) * p->dilation_w < p->in_w) {
     /* The whole window is inside the input (most positions): no per-tap
      * bounds checks, pointers walk rows and taps. */
     const MCUQ_ACT *row = plane + y0 * p->in_w + x0;
     const int32_t row_step = p->dilation_h * p->in_w;
-    for (int32_t ky = 0; ky < p->k_h; ++ky, row += row_step, filter += p->k_w) {
+    for (int32_t ky = 0; ky < p->k_h; ++ky, row += row_step, MCUQ_NEXT_FILTER_ROW(p->k_w)) {
       const MCUQ_ACT *x = row;
       for (int32_t kx = 0; kx < p->k_w; ++kx, x += p->dilation_w) {
         sum += (int32_t)MCUQ_WEIGHT(weights, filter + kx) * *x;
@@ -124,6 +135,8 @@ mcuq_status MCUQ_DEPTHWISE_CONV2D(const mcuq_conv2d_params *params, const MCUQ_A
 #undef MCUQ_WIDE
 #undef MCUQ_READ_BIAS
 #undef MCUQ_WEIGHT
+#undef MCUQ_PACKED_WEIGHTS
+#undef MCUQ_NEXT_FILTER_ROW
 #undef MCUQ_REQUANTIZE
 #undef MCUQ_WINDOW_SUM
 #undef MCUQ_CONV2D
