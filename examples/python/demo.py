@@ -96,6 +96,11 @@ def passed(run) -> bool:
             and min(run.counts) > 0 and not run.stack_overflow)
 
 
+def sample_accuracy(run, labels) -> float:
+    """Accuracy of the classes the MCU printed for the sampled images."""
+    return 100.0 * sum(int(c == t) for c, t in zip(run.classes, labels.tolist())) / len(labels)
+
+
 def float_bytes(model) -> int:
     return 4 * sum(p.numel() for p in model.parameters())
 
@@ -213,8 +218,7 @@ def main(argv=None) -> int:
         reference = exported.integer_reference(exported.quantize_input(sample)).argmax(1).tolist()
         rows.append(dict(name=name, float=longer_acc if qat else float_acc, fake_quant=fake, integer=integer, run=run,
                          mcu_matches=passed(run) and run.classes == reference,
-                         mcu_acc=100.0 * sum(int(c == t) for c, t in zip(run.classes, sample_labels.tolist()))
-                         / len(sample), exported=exported, report=exported.report("fmnist")))
+                         mcu_acc=sample_accuracy(run, sample_labels), exported=exported, report=exported.report("fmnist")))
         steps.update()
 
     # The QAT int8 CNN on the other cores.
@@ -240,7 +244,7 @@ def main(argv=None) -> int:
     mlp_row = dict(name="MLP QAT int8 (AVR)", float=mlp_float_acc, fake_quant=accuracy(mlp_frozen.eval(), xt, yt),
                    integer=accuracy(mlp_exported, xt, yt), run=avr,
                    mcu_matches=passed(avr) and avr.classes == mlp_reference,
-                   mcu_acc=100.0 * sum(int(c == t) for c, t in zip(avr.classes, sample_labels.tolist())) / len(sample),
+                   mcu_acc=sample_accuracy(avr, sample_labels),
                    exported=mlp_exported)
     steps.update()
     figures = plots(out, rows, frozen_models["QAT int8"], calibration)

@@ -160,6 +160,11 @@ std::string banner(const std::string& name, const std::string& source) {
       name, MCUQ_VERSION, comment_text(source));
 }
 
+std::string upper_case(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
 void check_name(const std::string& name) {
   bool ok = !name.empty() && (std::isalpha(static_cast<unsigned char>(name[0])) || name[0] == '_');
   for (char c : name) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
@@ -215,11 +220,7 @@ std::string emit_header(const Graph& g, const ArenaPlan& arena, const std::strin
   check_name(name);
   const TensorInfo& in = g.tensors[g.input];
   const TensorInfo& out = g.tensors[g.output];
-  const std::string upper = [&] {
-    std::string u = name;
-    for (char& c : u) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    return u;
-  }();
+  const std::string upper = upper_case(name);
   std::string h = banner(name, source);
   h += fmt::format("#ifndef {0}_H_\n#define {0}_H_\n\n#include <stdint.h>\n\n#include \"mcuq_runtime.h\"\n\n", upper);
   h += "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n";
@@ -424,8 +425,7 @@ std::string emit_test_vectors(const Graph& g, const std::string& name, const std
                               const std::vector<int32_t>& outputs, int64_t n) {
   check_name(name);
   const std::string type = g.int16() ? "int16_t" : "int8_t";
-  std::string upper = name;
-  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  const std::string upper = upper_case(name);
   const auto rows = [&](const std::vector<int32_t>& values) {
     const size_t per_row = values.size() / static_cast<size_t>(std::max<int64_t>(n, 1));
     std::string text;

@@ -47,14 +47,21 @@ std::string where(const Node* n) {
   return text;
 }
 
+// The traced module path of a node ("conv1"), or "" (scripted graphs, or
+// the top module).
+std::string module_scope(const Node* n) {
+  std::string scope = n->scopeName();
+  for (const char* prefix : {"__module.", "__module"}) {
+    if (scope.rfind(prefix, 0) == 0) return scope.substr(std::string(prefix).size());
+  }
+  return scope;
+}
+
 // "conv1 (aten::_convolution, torch/nn/modules/conv.py:459)"; `known` names
 // the layer when the caller knows better (a module path).
 std::string describe(const Node* n, const std::string& known = "") {
   if (!known.empty()) return fmt::format("{} ({})", known, where(n));
-  std::string scope = n->scopeName();
-  for (const char* prefix : {"__module.", "__module"}) {
-    if (scope.rfind(prefix, 0) == 0) scope = scope.substr(std::string(prefix).size());
-  }
+  const std::string scope = module_scope(n);
   const std::string name = !scope.empty() ? scope
       : (n->outputs().size() > 0 && n->output(0)->hasDebugName()) ? n->output(0)->debugName()
                                                                   : std::string("?");
@@ -62,10 +69,7 @@ std::string describe(const Node* n, const std::string& known = "") {
 }
 
 std::string short_name(const Node* n) {
-  std::string scope = n->scopeName();
-  for (const char* prefix : {"__module.", "__module"}) {
-    if (scope.rfind(prefix, 0) == 0) scope = scope.substr(std::string(prefix).size());
-  }
+  const std::string scope = module_scope(n);
   if (!scope.empty()) return scope;
   if (n->outputs().size() > 0 && n->output(0)->hasDebugName()) return n->output(0)->debugName();
   return n->kind().toUnqualString();
@@ -180,8 +184,8 @@ class Lowerer {
   int add_layer(Layer layer, const at::Tensor& pre_quant);
   // A traced module scope ("pool"), else the kind and the layer's index ("max_pool2d_3").
   std::string layer_name(LayerKind kind, const Node* n) const {
-    std::string scope = n->scopeName();
-    if (scope.rfind("__module.", 0) == 0) return scope.substr(9);
+    const std::string scope = module_scope(n);
+    if (!scope.empty()) return scope;
     return fmt::format("{}_{}", layer_kind_name(kind), graph_.layers.size());
   }
 
