@@ -77,7 +77,9 @@ void observe_minmax_(
 // Folds the finite values of `input` into a histogram observer's state, in
 // place: int64 histogram [bins] (or [channels, bins] per channel along
 // `axis`), float64 histogram_range [2] (or [channels, 2]), float32
-// min_val/max_val and int64 nonfinite_count. Re-binning is exact.
+// min_val/max_val and int64 nonfinite_count. Re-binning is exact. A
+// histogram of S counts spans the values seen with more than (S - 1) / 2
+// bins (power-of-two widths): S = 2 B + 1 for B bins across the data.
 void observe_histogram_(
     const at::Tensor& input,
     const at::Tensor& histogram,

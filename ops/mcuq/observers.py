@@ -272,17 +272,26 @@ class FakeQuantize(_RangeMixin, FakeQuantizeBase):
 
 
 class HistogramObserver(_RangeMixin, ObserverBase):
-    """A histogram of the finite values seen (``bins`` bins of a power-of-two
-    width on a grid aligned to it, re-binned exactly when new data leaves its
-    range, so the state depends only on the values seen, not on their order or
+    """A histogram of the finite values seen (bins of a power-of-two width on
+    a grid aligned to it, re-binned exactly when new data leaves its range, so
+    the state depends only on the values seen, not on their order or
     batching, and ``sync_observers`` can merge it across ranks exactly), from
     which ``calculate_qparams`` picks a clipping range with ``method``:
 
     - ``"minmax"``: the observed range;
     - ``"percentile"``: the ``percentile`` and ``100 - percentile`` quantiles;
-    - ``"mse"``: the range with the least expected squared quantization error
-      (clipping plus rounding noise), searched exhaustively over bin edges;
-    - ``"entropy"``: TensorRT's KL-divergence threshold.
+    - ``"mse"``: the range with the least squared quantization error
+      (clipping plus rounding) of the binned data on the range's actual grid,
+      searched over every bin edge;
+    - ``"entropy"``: TensorRT's KL-divergence threshold (on 2048 bins of
+      ``|x|`` over ``[0, max |x|]``, as TensorRT).
+
+    ``bins`` is the resolution, as in torch.ao: the observed range always
+    spans more than ``bins`` bins (unless it is within a few float32 ulps of
+    a constant). Power-of-two widths can overshoot the range up to twice, so
+    the state holds ``2 * bins + 1`` counts: with only ``bins`` of them, half
+    of them could lie outside the data (on 200k Student-t values the ``mse``
+    range then had 0.05 % more error than the best range; 0.001 % with these).
 
     Per-channel (``axis``) keeps one histogram per channel.
     """
@@ -306,10 +315,12 @@ class HistogramObserver(_RangeMixin, ObserverBase):
             raise ValueError(
                 f"mcuq: expected method in ('minmax', 'percentile', 'mse', 'entropy'), but got {method!r}"
             )
+        if int(bins) < 1:
+            raise ValueError(f"mcuq.HistogramObserver: expected bins >= 1, but got {bins}")
         self.bins = int(bins)
         self.method = method
         self.percentile = float(percentile)
-        self.register_buffer("histogram", torch.zeros(self.bins, dtype=torch.long))
+        self.register_buffer("histogram", torch.zeros(self._slots(), dtype=torch.long))
         self.register_buffer("histogram_range", torch.zeros(2, dtype=torch.float64))
         if device is not None:
             self.to(device)
@@ -323,13 +334,18 @@ class HistogramObserver(_RangeMixin, ObserverBase):
             n = self._range_entries(x)
             if self.min_val.numel() != n:
                 self._new_range_state(n, x.device)
-                self.histogram = torch.zeros(n, self.bins, dtype=torch.long, device=x.device)
+                self.histogram = torch.zeros(n, self._slots(), dtype=torch.long, device=x.device)
                 self.histogram_range = torch.zeros(n, 2, dtype=torch.float64, device=x.device)
         torch.ops.mcuq.observe_histogram_(
             x.detach(), self.histogram, self.histogram_range, self.min_val, self.max_val,
             self.nonfinite_count, self.axis,
         )
         return x
+
+    def _slots(self) -> int:
+        """Counts that resolve any observed range into more than ``bins`` bins:
+        the width doubles only when half of it no longer covers the range."""
+        return 2 * self.bins + 1
 
     @torch.jit.export
     def calculate_range(self) -> Tuple[Tensor, Tensor]:

@@ -78,20 +78,25 @@ def histogram(values: Sequence[float], bins: int) -> Tuple[List[int], List[float
 # ---- entropy --------------------------------------------------------------
 
 
-def fold_abs(hist: Sequence[int], lo: float, hi: float) -> Tuple[np.ndarray, float]:
-    """The histogram folded onto |x|: len(hist) bins over [0, max(|lo|, |hi|)]."""
-    bins = len(hist)
-    w = (hi - lo) / bins
-    top = lo + bins * w
-    amax = max(abs(lo), abs(top))
+ENTROPY_BINS = 2048  # TensorRT's |x| histogram
+
+
+def fold_abs(hist: Sequence[int], lo: float, hi: float, amax: float) -> Tuple[np.ndarray, float]:
+    """The histogram folded onto |x|: ENTROPY_BINS bins over [0, amax], each bin's
+    mass spread uniformly over its |x| interval, cut at amax."""
+    bins = ENTROPY_BINS
+    w = (hi - lo) / len(hist)
     wa = amax / bins
     f = [0.0] * bins
 
     def spread(a, b, mass):
-        ua, ub = a / wa, b / wa
+        ua, ub = min(a, amax) / wa, min(b, amax) / wa
+        if not ub > ua:
+            f[bins - 1] += mass
+            return
         for j in range(max(0, math.floor(ua)), min(bins - 1, math.ceil(ub) - 1) + 1):
             overlap = min(ub, j + 1.0) - max(ua, float(j))
-            if overlap > 1e-9:
+            if overlap > 1e-9 * (ub - ua):
                 f[j] += mass * overlap / (ub - ua)
 
     for i, m in enumerate(hist):
@@ -133,11 +138,11 @@ def kl_scores(f: np.ndarray, half_levels: int) -> List[Tuple[int, float]]:
 
 
 def entropy_threshold(hist, lo, hi, min_val, max_val, quant_min, quant_max) -> float:
-    f, wa = fold_abs(hist, lo, hi)
     h = (quant_max - quant_min + 1) // 2
     amax = max(abs(min_val), abs(max_val))
-    if len(f) < h:
+    if ENTROPY_BINS < h or not amax > 0:
         return amax
+    f, wa = fold_abs(hist, lo, hi, amax)
     scores = kl_scores(f, h)
     best_i = min(scores, key=lambda s: s[1])[0]  # first minimum
     return min(best_i * wa, amax)

@@ -21,6 +21,13 @@
 // 0, has a width) such that floor(m / w) w + bins w > M, and k = floor(m / w):
 // every value of S lies strictly inside, no clamping needed.
 //
+// Resolution: unless the floor on e decides, [m, M] spans more than
+// (bins - 1) / 2 bins. The width w / 2 did not fit: with w' = w / 2,
+// floor(m / w') w' + bins w' <= M, and floor(m / w') w' > m - w', so
+// (bins - 1) w' < M - m, i.e. (M - m) / w > (bins - 1) / 2. This is why
+// mcuq.HistogramObserver(bins=B) keeps 2 B + 1 counts: more than B bins across
+// the data, as torch.ao's B bins across [min, max].
+//
 // Order independence: the state after any sequence of batches is G(S) with
 // every value of S counted in its bin, whatever the order or chunking.
 // By induction: let the state be G(S) (grid e0, k0) and a batch B arrive.
@@ -54,6 +61,7 @@
 // The argument checks (declared in histogram_math.h) are defined here and
 // shared with the Meta kernels.
 #include "mcuq/ops/checks.h"
+#include "mcuq/ops/cpu/histogram_error.h"
 #include "mcuq/ops/cpu/histogram_math.h"
 #include "mcuq/ops/qparams.h"
 
@@ -569,56 +577,6 @@ struct Endpoint {
   double err = 0.0;
 };
 
-struct MassBins {  // the non-empty bins: [a, b] and mass / (b - a)
-  std::vector<double> a, b, density;
-  explicit MassBins(const Row& r) {
-    for (int64_t i = 0; i < r.bins; ++i) {
-      if (r.m[i] == 0) continue;
-      a.push_back(r.lo + static_cast<double>(i) * r.w);
-      b.push_back(r.lo + static_cast<double>(i + 1) * r.w);
-      density.push_back(static_cast<double>(r.m[i]) / (b.back() - a.back()));
-    }
-  }
-};
-
-// The expected squared error of quantizing the histogram's values, with
-// each bin's mass spread uniformly over the bin, on the actual grid of the
-// range [range_min, range_max]: the scale and zero point choose_qparams
-// computes (float32), levels (q - z) * s, decision boundaries halfway
-// between. Each bin's integral of (x - level)^2 is in closed form (below the
-// lowest boundary, above the highest, and rounding in between), so the cost
-// is O(bins) whatever the number of levels.
-double grid_error(const MassBins& bins, float range_min, float range_max, int64_t quant_min, int64_t quant_max, bool symmetric) {
-  const QParams qp = qparams_from_range(range_min, range_max, quant_min, quant_max, symmetric, false);
-  const double s = qp.scale, inv_s = 1.0 / s, cell = s * s * s / 12.0;
-  const double low_level = static_cast<double>(quant_min - qp.zero_point) * s;
-  const double high_level = static_cast<double>(quant_max - qp.zero_point) * s;
-  const double low_edge = low_level + 0.5 * s, high_edge = high_level - 0.5 * s;
-  // The integral over [u, v] of (x - level)^2.
-  const auto clipped = [](double u, double v, double level) {
-    const double d0 = u - level, d1 = v - level;
-    return (v - u) * (d1 * d1 + d1 * d0 + d0 * d0) / 3.0;
-  };
-  // The integral over [u, v] of (x - s round(x / s))^2: whole cells give
-  // s^3 / 12 each, plus the partial cells at both ends.
-  const auto rounded = [&](double u, double v) {
-    const double nu = std::floor(u * inv_s + 0.5), nv = std::floor(v * inv_s + 0.5);
-    const double cu = u - nu * s, cv = v - nv * s;
-    return (nv - nu) * cell + (cv * cv * cv - cu * cu * cu) / 3.0;
-  };
-  double total = 0.0;
-  for (size_t i = 0; i < bins.a.size(); ++i) {
-    const double a = bins.a[i], b = bins.b[i];
-    double acc = 0.0;
-    if (a < low_edge) acc += clipped(a, std::min(b, low_edge), low_level);
-    if (b > high_edge) acc += clipped(std::max(a, high_edge), b, high_level);
-    const double u = std::max(a, low_edge), v = std::min(b, high_edge);
-    if (v > u) acc += rounded(u, v);
-    total += bins.density[i] * acc;
-  }
-  return total;
-}
-
 // "mse": the range that minimizes the expected squared quantization error
 // estimated from the histogram, in two stages.
 //
@@ -630,30 +588,47 @@ double grid_error(const MassBins& bins, float range_min, float range_max, int64_
 //    Δ/2 of 0 their squared distance to 0 (0 is always a level: the spike of
 //    zeros after a ReLU quantizes exactly), other values inside Δ²/12
 //    (rounding noise). Candidates: bin edges inside the observed range plus
-//    the observed min and max; affine: every (lo, hi) pair; symmetric: every
-//    a, with range [-a, a] and Δ = 2a / (quant_max - quant_min).
+//    the observed min and max; affine: every (lo, hi) pair (on fine
+//    histograms, of every stride-th candidate: kStage1Candidates); symmetric:
+//    every a, with range [-a, a] and Δ = 2a / (quant_max - quant_min).
 // 2. Δ²/12 ignores where the grid's levels fall among the bins, which moves
-//    the real error by a few percent, so the candidates around the stage-1
-//    optimum (affine: each end alone over ±kSweepAffine, then ±kRefineAffine
-//    lows × highs; symmetric: ±kRefineSymmetric values of a) are re-scored
-//    with grid_error, and the best of those is the answer.
+//    the real error by a few percent, and on coarse grids it is biased: when
+//    Δ is not small against the data's spread (a heavy tail stretching an
+//    8-bit range), the error near the peak is not Δ²/12, and stage 1 can
+//    prefer a range tens of percent wider than the best. So candidates are
+//    re-scored with the exact error of the binned mass (histogram_error.h):
+//    symmetric: every a on grids of at most kExactLevels levels, else the
+//    ±kRefineSymmetric around the stage-1 optimum; affine: starting from the
+//    stage-1 pair, each end alone over every candidate (the other fixed;
+//    ±kSweepAffine on finer grids), then alternately over ±kSweepAffine until
+//    neither moves, then ±kRefineAffine lows × highs. Finally, between bin
+//    edges near the best.
 //
 // Ties keep the first candidate in ascending order. Returns the effective
 // range clamped to the observed one.
 constexpr int64_t kRefineAffine = 16;
-// Affine, before the ±kRefineAffine window: each end alone over ±kSweepAffine
-// candidates (the other end fixed). Where the levels fall can move the error
-// by tens of percent (a spike of equal values, e.g. a constant background,
-// lands nearer or farther from a level), several steps away from the stage-1
-// optimum: more bins than the 2-D window spans on a fine histogram.
+// Finer grids than this are modelled well by Δ²/12 (Δ is small against any
+// smooth density), and scoring every candidate exactly costs O(bins) each.
+constexpr int64_t kExactLevels = 1024;
+// Affine, on finer grids: each end alone over ±kSweepAffine candidates. Where
+// the levels fall can move the error by tens of percent (a spike of equal
+// values, e.g. a constant background, lands nearer or farther from a level),
+// several steps away from the stage-1 optimum.
 constexpr int64_t kSweepAffine = 64;
+// Affine stage 1 tries at most about this many candidates per end: its cost
+// grows with their product.
+constexpr int64_t kStage1Candidates = 1024;
 constexpr int64_t kRefineSymmetric = 64;
+// Coordinate rounds of the affine sweep; each round that changes the pair
+// lowers the error, and on real data two or three settle it.
+constexpr int kSweepRounds = 8;
 // Sub-bin steps of the final refinement (between neighbouring bin edges).
 constexpr int kSubBinSteps = 32;
 
 Range mse_range(const Row& r, int64_t quant_min, int64_t quant_max, bool symmetric) {
   const Moments mom(r);
-  const MassBins mass_bins(r);
+  const HistogramGridError grid_error(r.m, r.bins, r.lo, r.w);
+  const bool exact_everywhere = quant_max - quant_min + 1 <= kExactLevels;
   const double nq = static_cast<double>(quant_max - quant_min);
   const double zero_u = -r.lo / r.w;
   const int64_t bins = r.bins;
@@ -702,10 +677,10 @@ Range mse_range(const Row& r, int64_t quant_min, int64_t quant_max, bool symmetr
     best = kInf;
     float best_a = static_cast<float>(amax);
     int64_t refined_j = best_j;
-    for (int64_t j = std::max<int64_t>(0, best_j - kRefineSymmetric);
-         j <= std::min(n - 1, best_j + kRefineSymmetric); ++j) {
+    const int64_t radius = exact_everywhere ? n : kRefineSymmetric;
+    for (int64_t j = std::max<int64_t>(0, best_j - radius); j <= std::min(n - 1, best_j + radius); ++j) {
       const float a = static_cast<float>(cands[j]);
-      const double err = grid_error(mass_bins, -a, a, quant_min, quant_max, true);
+      const double err = grid_error(-a, a, quant_min, quant_max, true);
       if (err < best) {
         best = err;
         best_a = a;
@@ -718,7 +693,7 @@ Range mse_range(const Row& r, int64_t quant_min, int64_t quant_max, bool symmetr
     const double to = cands[std::min(n - 1, refined_j + 1)];
     for (int step = 1; step < kSubBinSteps; ++step) {
       const float a = static_cast<float>(from + (to - from) * step / kSubBinSteps);
-      const double err = grid_error(mass_bins, -a, a, quant_min, quant_max, true);
+      const double err = grid_error(-a, a, quant_min, quant_max, true);
       if (err < best) {
         best = err;
         best_a = a;
@@ -750,9 +725,25 @@ Range mse_range(const Row& r, int64_t quant_min, int64_t quant_max, bool symmetr
   double best = lo0.err + hi0.err + inside_err(lo0.u, hi0.u, lo0.k, hi0.k);
   int64_t best_l = 0, best_h = nh - 1;
   bool seeded = true;
-  for (int64_t li = 0; li < nl; ++li) {
+  // Running minimum of the highs' clipping errors (which fall as the high
+  // end rises): the pairs of a low before the first high with
+  // l.err + h.err <= best are exactly those before the first running minimum
+  // that passes, found by bisection; the loop would skip them one by one.
+  std::vector<double> min_high_err(nh);
+  for (int64_t hi = 0; hi < nh; ++hi) {
+    min_high_err[hi] = hi == 0 ? highs[0].err : std::min(min_high_err[hi - 1], highs[hi].err);
+  }
+  // Stage 1 only has to find the region of the optimum (stage 2 sweeps every
+  // candidate of each end exactly): on fine histograms it tries every
+  // stride-th candidate of each end, plus min_val and max_val.
+  const int64_t stride = (std::max(nl, nh) + kStage1Candidates - 1) / kStage1Candidates;
+  for (int64_t li = 0; li < nl; li += stride) {
     const Endpoint& l = lows[li];
-    for (int64_t hi = 0; hi < nh; ++hi) {
+    const int64_t first = std::partition_point(
+        min_high_err.begin(), min_high_err.end(), [&](double e) { return l.err + e > best; }) -
+        min_high_err.begin();
+    for (int64_t hi = first; hi < nh; ++hi) {
+      if (hi % stride != 0 && hi != nh - 1) continue;
       const Endpoint& h = highs[hi];
       if (!(h.u > l.u) || l.err + h.err > best) continue;
       const double err = l.err + h.err + inside_err(l.u, h.u, l.k, h.k);
@@ -773,25 +764,30 @@ Range mse_range(const Row& r, int64_t quant_min, int64_t quant_max, bool symmetr
   const auto pair_error = [&](int64_t li, int64_t hi) {
     if (!(highs[hi].u > lows[li].u)) return kInf;
     const auto [lo_f, hi_f] = returned(li, hi);
-    return grid_error(mass_bins, lo_f, hi_f, quant_min, quant_max, false);
+    return grid_error(lo_f, hi_f, quant_min, quant_max, false);
   };
-  // Each end alone first, over a wider window: see kSweepAffine.
+  // Each end alone, alternately: see kExactLevels and kSweepAffine. The
+  // first round settles where along each end the optimum lies; later ones
+  // only move it a little.
   best = pair_error(best_l, best_h);
-  for (int64_t hi = std::max<int64_t>(0, best_h - kSweepAffine), h0 = best_h;
-       hi <= std::min(nh - 1, h0 + kSweepAffine); ++hi) {
-    const double err = pair_error(best_l, hi);
-    if (err < best) {
-      best = err;
-      best_h = hi;
+  for (int round = 0; round < kSweepRounds; ++round) {
+    const int64_t radius = exact_everywhere && round == 0 ? std::max(nl, nh) : kSweepAffine;
+    const int64_t l0 = best_l, h0 = best_h;
+    for (int64_t hi = std::max<int64_t>(0, h0 - radius); hi <= std::min(nh - 1, h0 + radius); ++hi) {
+      const double err = pair_error(best_l, hi);
+      if (err < best) {
+        best = err;
+        best_h = hi;
+      }
     }
-  }
-  for (int64_t li = std::max<int64_t>(0, best_l - kSweepAffine), l0 = best_l;
-       li <= std::min(nl - 1, l0 + kSweepAffine); ++li) {
-    const double err = pair_error(li, best_h);
-    if (err < best) {
-      best = err;
-      best_l = li;
+    for (int64_t li = std::max<int64_t>(0, l0 - radius); li <= std::min(nl - 1, l0 + radius); ++li) {
+      const double err = pair_error(li, best_h);
+      if (err < best) {
+        best = err;
+        best_l = li;
+      }
     }
+    if (best_l == l0 && best_h == h0) break;
   }
   auto [best_lo, best_hi] = returned(best_l, best_h);
   best = kInf;
@@ -801,7 +797,7 @@ Range mse_range(const Row& r, int64_t quant_min, int64_t quant_max, bool symmetr
          hi <= std::min(nh - 1, best_h + kRefineAffine); ++hi) {
       if (!(highs[hi].u > lows[li].u)) continue;
       const auto [lo_f, hi_f] = returned(li, hi);
-      const double err = grid_error(mass_bins, lo_f, hi_f, quant_min, quant_max, false);
+      const double err = grid_error(lo_f, hi_f, quant_min, quant_max, false);
       if (err < best) {
         best = err;
         best_lo = lo_f;
@@ -817,7 +813,7 @@ Range mse_range(const Row& r, int64_t quant_min, int64_t quant_max, bool symmetr
       const float lo_f = static_cast<float>(std::max<double>(edge_lo + dl * sub, r.min_val));
       const float hi_f = static_cast<float>(std::min<double>(edge_hi + dh * sub, r.max_val));
       if (!(hi_f > lo_f)) continue;
-      const double err = grid_error(mass_bins, lo_f, hi_f, quant_min, quant_max, false);
+      const double err = grid_error(lo_f, hi_f, quant_min, quant_max, false);
       if (err < best) {
         best = err;
         best_lo = lo_f;
@@ -828,28 +824,34 @@ Range mse_range(const Row& r, int64_t quant_min, int64_t quant_max, bool symmetr
   return {best_lo, best_hi};
 }
 
-// The histogram folded onto |x|: `bins` bins over [0, A], A = max(|lo|, |hi|)
-// of the histogram's range. Each bin's mass is spread uniformly over its
-// interval of |x| (a bin straddling 0 splits its mass between its negative
-// and positive parts in proportion) and shared among the folded bins it
-// overlaps (overlaps under 1e-9 of a folded bin are rounding noise and skipped).
-std::vector<double> fold_abs(const Row& r, double& fold_width) {
-  const int64_t bins = r.bins;
-  const double hi = r.lo + static_cast<double>(bins) * r.w;
-  const double amax = std::max(std::fabs(r.lo), std::fabs(hi));
+// The histogram folded onto |x|: kEntropyBins bins over [0, amax], amax =
+// max(|min_val|, |max_val|) > 0, as TensorRT's calibrator histograms |x|.
+// Each bin's mass is spread uniformly over its interval of |x| (a bin
+// straddling 0 splits its mass between its negative and positive parts in
+// proportion) and shared among the folded bins it overlaps (overlaps under
+// 1e-9 of its interval are rounding noise and skipped).
+constexpr int64_t kEntropyBins = 2048;
+
+std::vector<double> fold_abs(const Row& r, double amax, double& fold_width) {
+  const int64_t bins = kEntropyBins;
   const double wa = amax / static_cast<double>(bins);
   fold_width = wa;
   std::vector<double> f(bins, 0.0);
   const auto spread = [&](double a, double b, double mass) {
-    const double ua = a / wa, ub = b / wa;
+    // No value exceeds amax: the part of a bin beyond it is empty.
+    const double ua = std::min(a, amax) / wa, ub = std::min(b, amax) / wa;
+    if (!(ub > ua)) {  // a bin starting at amax: its values are amax
+      f[bins - 1] += mass;
+      return;
+    }
     const int64_t j0 = std::max<int64_t>(0, static_cast<int64_t>(std::floor(ua)));
     const int64_t j1 = std::min<int64_t>(bins - 1, static_cast<int64_t>(std::ceil(ub)) - 1);
     for (int64_t j = j0; j <= j1; ++j) {
       const double overlap = std::min(ub, static_cast<double>(j + 1)) - std::max(ua, static_cast<double>(j));
-      if (overlap > 1e-9) f[j] += mass * overlap / (ub - ua);
+      if (overlap > 1e-9 * (ub - ua)) f[j] += mass * overlap / (ub - ua);
     }
   };
-  for (int64_t i = 0; i < bins; ++i) {
+  for (int64_t i = 0; i < r.bins; ++i) {
     if (r.m[i] == 0) continue;
     const double m = static_cast<double>(r.m[i]);
     const double e0 = r.lo + static_cast<double>(i) * r.w;
@@ -867,8 +869,10 @@ std::vector<double> fold_abs(const Row& r, double& fold_width) {
 }
 
 // "entropy": TensorRT's KL-divergence calibration (Migacz, GTC 2017) on the
-// |x| histogram f with h = (quant_max - quant_min + 1) / 2 levels. For each
-// threshold i = h .. bins: the reference P is f[0, i) with the tail
+// |x| histogram f (fold_abs: a fixed 2048 bins over [0, amax], as TensorRT,
+// whatever the observer's resolution: KL thresholds on heavy tails scale
+// with the bin count) with h = (quant_max - quant_min + 1) / 2 levels. For
+// each threshold i = h .. bins: the reference P is f[0, i) with the tail
 // f[i, bins) added to its last bin; the candidate Q quantizes the clipped
 // f[0, i) (without the tail, as TensorRT does: quantizing P itself would give
 // Q == P at i == h) into h groups, group g holding bins
@@ -881,12 +885,12 @@ std::vector<double> fold_abs(const Row& r, double& fold_width) {
 double entropy_threshold(const Row& r, int64_t quant_min, int64_t quant_max) {
   const int64_t h = (quant_max - quant_min + 1) / 2;
   const double amax = std::max(std::fabs(r.min_val), std::fabs(r.max_val));
-  double wa = 0.0;
-  const std::vector<double> f = fold_abs(r, wa);
-  const int64_t bins = r.bins;
-  if (bins < h) {
-    return amax;  // the histogram is coarser than the levels: no clipping
+  const int64_t bins = kEntropyBins;
+  if (bins < h || !(amax > 0.0)) {
+    return amax;  // more levels than bins, or all zeros: no clipping
   }
+  double wa = 0.0;
+  const std::vector<double> f = fold_abs(r, amax, wa);
   std::vector<double> mass(bins + 1, 0.0), plogp(bins + 1, 0.0), nonzero(bins + 1, 0.0);
   for (int64_t k = 0; k < bins; ++k) {
     mass[k + 1] = mass[k] + f[k];
