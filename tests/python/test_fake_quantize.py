@@ -392,6 +392,33 @@ class TestFakeQuantizeStrides:
         mask = T.ref_mask(case, expanded.detach().contiguous()).float()
         assert torch.equal(base.grad, mask.sum(dim=(0, 2), keepdim=True))
 
+    @pytest.mark.parametrize("qmin,qmax,zp", [(-128, 127, 3), (0, 255, 128), (-8, 7, 0),
+                                              (-(2**21), 2**21 - 1, -5), (0, 2**22 - 2, 0)])
+    @pytest.mark.parametrize("scale", [1.0, 0.1, 2.0**-20, 3.7e3])
+    def test_float32_fast_path_equals_generic_path(self, qmin, qmax, zp, scale):
+        # Contiguous float32 with fewer than 2^22 levels takes a vectorized
+        # path with its own rounding (cpu/fake_quantize.cpp); a strided view
+        # of the same values takes the generic one. Values: exact halves at
+        # every magnitude up to 2^22 (scale 1 makes them the raw levels), the
+        # floats next to them, random levels, and the edge values.
+        g = torch.Generator().manual_seed(int(scale * 1000) + qmax)
+        k = torch.randint(-(2**22), 2**22, (4000,), generator=g).double()
+        halves = torch.cat([k + 0.5, (k / 1024).floor() + 0.5, torch.arange(-64, 64) + 0.5]).float() * scale
+        near = torch.cat([halves.nextafter(halves + 1), halves.nextafter(halves - 1)])
+        spread = torch.randn(8000, generator=g) * scale * (qmax - qmin)
+        edges = torch.tensor([0.0, -0.0, INF, -INF, NAN, 1e38, -1e38, 1e-45, -1e-45, 2.0**22, 2.0**23, -(2.0**23)])
+        x = torch.cat([halves, near, spread, edges * scale, edges])
+        strided = torch.zeros(2 * x.numel())[::2]
+        strided.copy_(x)
+        for args in [([scale], [zp], 0), ([scale, scale / 3, scale * 7, scale], [zp, qmin, qmax, 0], 1)]:
+            xs = [x.view(-1, 4), strided.view(-1, 4)]
+            sc, z = torch.tensor(args[0]), torch.tensor(args[1], dtype=torch.int32)
+            fast, generic = (fq(v, sc, z, qmin, qmax, args[2]) for v in xs)
+            torch.testing.assert_close(fast, generic, rtol=0, atol=0, equal_nan=True)
+            grad = torch.randn(x.numel(), generator=g).view(-1, 4)
+            masks = [fq_backward(grad, v, sc, z, qmin, qmax, args[2], 1, False, False)[0] for v in xs]
+            assert torch.equal(masks[0], masks[1])
+
     def test_non_contiguous_qparams_and_stride0_grad(self):
         x = T.make_case((4, 6), [0.1], [0], seed=9, edges=T.SAFE_EDGES).x
         s = torch.tensor([0.1, 9.0, 0.2, 9.0, 0.3, 9.0, 0.4, 9.0])[::2]

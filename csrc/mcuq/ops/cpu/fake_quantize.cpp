@@ -4,17 +4,21 @@
 // float64 input), saturated to [quant_min, quant_max], then (q - z) * s in
 // double rounded to the output type. Unlike PyTorch, +inf and levels beyond
 // int64 saturate to quant_max (PyTorch's cast wraps them to quant_min) and
-// NaN stays NaN.
+// NaN stays NaN. Contiguous float32 inputs with fewer than 2^22 levels take a
+// vectorized path that computes the same values (the "fast path" below); the
+// rest, and the LSQ gradients, take the generic TensorIterator loops.
 #include "mcuq/ops/checks.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
 #include <ATen/TensorIterator.h>
 #include <torch/library.h>
 
 #include <cmath>
 #include <tuple>
+#include <vector>
 
 namespace mcuq::ops {
 namespace {
@@ -65,12 +69,144 @@ void for_each_element(at::TensorIterator& iter, const F& f) {
   });
 }
 
-// Per-element qparams broadcast over the input: scale, 1/scale, zero point.
-struct BroadcastQParams {
-  at::Tensor scale, inv_scale, zero_point;
+// ---- fast path: contiguous float32, fewer than 2^22 levels ------------------
+//
+// Then every step of the rule is exact in float32 and the loops vectorize:
+// - nearbyint(y): for |y| < 2^23, (y + c) - c with c = copysign(2^23, y)
+//   rounds to the nearest integer, ties to even, as nearbyint does in the
+//   default rounding mode (y + c lies in [2^23, 2^24), where floats are the
+//   integers); larger |y| are integers already, and NaN / inf pass through.
+//   Only the sign of a zero result can differ, and it does not survive the
+//   saturation below.
+// - level + z and the saturation compare the same float values as the
+//   generic path; the saturated level minus z is an integer below 2^22,
+//   exact; and (q - z) * s in float is the correctly rounded product, which
+//   is what rounding the exact double product to float gives.
+// NaN fails both comparisons, stays NaN through the arithmetic, and is
+// outside the STE mask, as in the generic path.
+constexpr int64_t kFastLevels = int64_t{1} << 22;
+
+bool fast_path(const at::Tensor& input, int64_t quant_min, int64_t quant_max) {
+  return input.scalar_type() == at::kFloat && input.is_contiguous() && quant_min > -kFastLevels &&
+      quant_max < kFastLevels && quant_max - quant_min < kFastLevels;
+}
+
+// Branch-free (both candidates computed, then selected), so that the loops
+// below vectorize (this file is compiled with -fno-trapping-math: selects
+// between computed floats are then not control flow; no result changes).
+inline float round_half_even(float y) {
+  const float c = std::copysign(8388608.0f, y);  // 2^23
+  const float r = (y + c) - c;
+  return std::fabs(y) < 8388608.0f ? r : y;
+}
+
+inline float saturated_level(float x, float inv, float z, float lo, float hi) {
+  const float level = round_half_even(x * inv) + z;
+  return std::min(std::max(level, lo), hi);  // NaN stays NaN
+}
+
+// One run of n elements. kPerElement: element k has channel k (the
+// constants advance with it: the channel axis is the innermost); otherwise
+// all share channel 0 of the given pointers.
+template <bool kPerElement>
+void fake_quantize_run(const float* x, float* out, int64_t n, const float* s, const float* inv, const float* z, float lo, float hi) {
+  for (int64_t k = 0; k < n; ++k) {
+    const int64_t c = kPerElement ? k : 0;
+    out[k] = (saturated_level(x[k], inv[c], z[c], lo, hi) - z[c]) * s[c];
+  }
+}
+
+template <bool kPerElement>
+void ste_mask_run(const float* g, const float* x, float* out, int64_t n, const float* inv, const float* z, float lo, float hi) {
+  for (int64_t k = 0; k < n; ++k) {
+    const int64_t c = kPerElement ? k : 0;
+    const float level = round_half_even(x[k] * inv[c]) + z[c];
+    const float gk = g[k];  // loaded unconditionally, so the select vectorizes
+    out[k] = (level >= lo) & (level <= hi) ? gk : 0.0f;
+  }
+}
+
+// The per-channel constants of a fast-path loop, as float32.
+struct FloatQParams {
+  const float* scale;
+  const float* inv_scale;
+  std::vector<float> zero_point;  // exact: |z| < 2^22
 };
 
-BroadcastQParams prepare(
+FloatQParams float_qparams(const ChannelQParams& qp) {
+  FloatQParams f{qp.scale.data_ptr<float>(), qp.inv_scale.data_ptr<float>(), {}};
+  const int64_t* z = qp.zero_point.data_ptr<int64_t>();
+  for (int64_t c = 0; c < qp.zero_point.numel(); ++c) f.zero_point.push_back(static_cast<float>(z[c]));
+  return f;
+}
+
+// Splits a contiguous tensor into runs for the kernels above, in parallel:
+// body(begin, end, channel, per_element). With elements after the channel
+// axis, a run shares one channel; with the channel axis innermost, a run is
+// part of one row and its channels start at `channel`.
+template <typename F>
+void for_each_channel_run(const at::Tensor& input, const QParamLayout& layout, const F& body) {
+  int64_t inner = input.numel(), channels = 1;
+  if (!layout.per_tensor) {
+    inner = 1;
+    for (int64_t d = layout.axis + 1; d < input.dim(); ++d) inner *= input.size(d);
+    channels = layout.channels;
+  }
+  const bool per_element = !layout.per_tensor && inner == 1;
+  const int64_t run = per_element ? channels : inner;
+  if (run == 0) return;
+  at::parallel_for(0, input.numel(), int64_t{1} << 16, [&](int64_t begin, int64_t end) {
+    while (begin < end) {
+      const int64_t run_end = std::min(end, (begin / run + 1) * run);
+      body(begin, run_end, per_element ? begin % run : (begin / run) % channels, per_element);
+      begin = run_end;
+    }
+  });
+}
+
+void fake_quantize_float(
+    const at::Tensor& input,
+    const at::Tensor& output,
+    const QParamLayout& layout,
+    const ChannelQParams& qp,
+    int64_t quant_min,
+    int64_t quant_max) {
+  const FloatQParams f = float_qparams(qp);
+  const float lo = static_cast<float>(quant_min), hi = static_cast<float>(quant_max);
+  const float* x = input.data_ptr<float>();
+  float* out = output.data_ptr<float>();
+  for_each_channel_run(input, layout, [&](int64_t begin, int64_t end, int64_t c, bool per_element) {
+    const auto run = per_element ? fake_quantize_run<true> : fake_quantize_run<false>;
+    run(x + begin, out + begin, end - begin, f.scale + c, f.inv_scale + c, f.zero_point.data() + c, lo, hi);
+  });
+}
+
+void ste_mask_float(
+    const at::Tensor& grad,
+    const at::Tensor& input,
+    const at::Tensor& grad_input,
+    const QParamLayout& layout,
+    const ChannelQParams& qp,
+    int64_t quant_min,
+    int64_t quant_max) {
+  const FloatQParams f = float_qparams(qp);
+  const float lo = static_cast<float>(quant_min), hi = static_cast<float>(quant_max);
+  const float* x = input.data_ptr<float>();
+  const float* g = grad.data_ptr<float>();
+  float* out = grad_input.data_ptr<float>();
+  for_each_channel_run(input, layout, [&](int64_t begin, int64_t end, int64_t c, bool per_element) {
+    const auto run = per_element ? ste_mask_run<true> : ste_mask_run<false>;
+    run(g + begin, x + begin, out + begin, end - begin, f.inv_scale + c, f.zero_point.data() + c, lo, hi);
+  });
+}
+
+// The checked layout and per-channel qparams of a call.
+struct Prepared {
+  QParamLayout layout;
+  ChannelQParams qp;
+};
+
+Prepared prepare(
     const char* op,
     const at::Tensor& input,
     const at::Tensor& scale,
@@ -81,11 +217,19 @@ BroadcastQParams prepare(
     int64_t group_size) {
   const QParamLayout layout =
       check_qparam_args(op, input, scale, zero_point, quant_min, quant_max, axis, group_size);
-  const ChannelQParams qp = channel_qparams(op, layout, scale, zero_point, quant_min, quant_max);
+  return {layout, channel_qparams(op, layout, scale, zero_point, quant_min, quant_max)};
+}
+
+// Per-element qparams broadcast over the input (the generic loops).
+struct BroadcastQParams {
+  at::Tensor scale, inv_scale, zero_point;
+};
+
+BroadcastQParams broadcast(const Prepared& p, const at::Tensor& input) {
   return {
-      broadcast_along_axis(qp.scale, layout, input),
-      broadcast_along_axis(qp.inv_scale, layout, input),
-      broadcast_along_axis(qp.zero_point, layout, input)};
+      broadcast_along_axis(p.qp.scale, p.layout, input),
+      broadcast_along_axis(p.qp.inv_scale, p.layout, input),
+      broadcast_along_axis(p.qp.zero_point, p.layout, input)};
 }
 
 // An iterator over preallocated outputs and mixed-dtype inputs (any
@@ -109,8 +253,14 @@ at::Tensor fake_quantize_cpu(
     int64_t axis,
     int64_t group_size) {
   check_float_input("fake_quantize", input);
-  const auto qp =
+  const Prepared p =
       prepare("fake_quantize", input, scale, zero_point, quant_min, quant_max, axis, group_size);
+  if (fast_path(input, quant_min, quant_max)) {
+    at::Tensor output = at::empty_like(input, at::MemoryFormat::Contiguous);
+    fake_quantize_float(input, output, p.layout, p.qp, quant_min, quant_max);
+    return output;
+  }
+  const BroadcastQParams qp = broadcast(p, input);
   at::Tensor output = at::empty_like(input);
   auto iter = elementwise({output}, {input, qp.scale, qp.inv_scale, qp.zero_point});
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "mcuq::fake_quantize", [&] {
@@ -139,8 +289,8 @@ at::Tensor quantize_cpu(
     int64_t group_size,
     c10::optional<at::ScalarType> dtype) {
   check_float_input("quantize", input);
-  const auto qp =
-      prepare("quantize", input, scale, zero_point, quant_min, quant_max, axis, group_size);
+  const BroadcastQParams qp =
+      broadcast(prepare("quantize", input, scale, zero_point, quant_min, quant_max, axis, group_size), input);
   const auto out_dtype = quantized_dtype("quantize", dtype, quant_min, quant_max);
   // Levels are written as int64 first, then narrowed: the range check above
   // guarantees they fit the output dtype.
@@ -171,8 +321,8 @@ at::Tensor dequantize_cpu(
     int64_t group_size,
     c10::optional<at::ScalarType> dtype) {
   check_integer_input("dequantize", input);
-  const auto qp =
-      prepare("dequantize", input, scale, zero_point, quant_min, quant_max, axis, group_size);
+  const BroadcastQParams qp =
+      broadcast(prepare("dequantize", input, scale, zero_point, quant_min, quant_max, axis, group_size), input);
   const auto out_dtype = dequantized_dtype("dequantize", dtype);
   at::Tensor output = at::empty_like(input, input.options().dtype(out_dtype));
   at::Tensor levels = input.to(at::kLong);
@@ -219,12 +369,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quantize_backward_cpu(
     bool need_scale_grad,
     bool need_zero_point_grad) {
   check_float_input("fake_quantize", input);
-  const auto qp =
-      prepare("fake_quantize", input, scale, zero_point, quant_min, quant_max, axis, group_size);
-  at::Tensor grad_input = at::empty_like(input);
   at::Tensor grad_scale = at::zeros_like(scale);
   at::Tensor grad_zero_point = at::zeros_like(zero_point);
   const at::Tensor g = grad.to(input.scalar_type());
+  const Prepared p =
+      prepare("fake_quantize", input, scale, zero_point, quant_min, quant_max, axis, group_size);
+  if (!need_scale_grad && !need_zero_point_grad && fast_path(input, quant_min, quant_max) &&
+      g.is_contiguous() && g.sizes() == input.sizes()) {
+    at::Tensor grad_input = at::empty_like(input, at::MemoryFormat::Contiguous);
+    ste_mask_float(g, input, grad_input, p.layout, p.qp, quant_min, quant_max);
+    return {grad_input, grad_scale, grad_zero_point};
+  }
+  const BroadcastQParams qp = broadcast(p, input);
+  at::Tensor grad_input = at::empty_like(input);
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "mcuq::fake_quantize_backward", [&] {
     using acc_t = at::opmath_type<scalar_t>;
