@@ -164,8 +164,11 @@ void for_each_channel_run(const at::Tensor& input, const QParamLayout& layout, c
   });
 }
 
-void fake_quantize_float(
+// Runs the fast path over contiguous float32 `input` into `output`: the
+// fake-quantized input, or (with `grad`) the STE-masked gradient.
+void fast_path_kernel(
     const at::Tensor& input,
+    const float* grad,
     const at::Tensor& output,
     const QParamLayout& layout,
     const ChannelQParams& qp,
@@ -176,27 +179,16 @@ void fake_quantize_float(
   const float* x = input.data_ptr<float>();
   float* out = output.data_ptr<float>();
   for_each_channel_run(input, layout, [&](int64_t begin, int64_t end, int64_t c, bool per_element) {
-    const auto run = per_element ? fake_quantize_run<true> : fake_quantize_run<false>;
-    run(x + begin, out + begin, end - begin, f.scale + c, f.inv_scale + c, f.zero_point.data() + c, lo, hi);
-  });
-}
-
-void ste_mask_float(
-    const at::Tensor& grad,
-    const at::Tensor& input,
-    const at::Tensor& grad_input,
-    const QParamLayout& layout,
-    const ChannelQParams& qp,
-    int64_t quant_min,
-    int64_t quant_max) {
-  const FloatQParams f = float_qparams(qp);
-  const float lo = static_cast<float>(quant_min), hi = static_cast<float>(quant_max);
-  const float* x = input.data_ptr<float>();
-  const float* g = grad.data_ptr<float>();
-  float* out = grad_input.data_ptr<float>();
-  for_each_channel_run(input, layout, [&](int64_t begin, int64_t end, int64_t c, bool per_element) {
-    const auto run = per_element ? ste_mask_run<true> : ste_mask_run<false>;
-    run(g + begin, x + begin, out + begin, end - begin, f.inv_scale + c, f.zero_point.data() + c, lo, hi);
+    const float* s = f.scale + c;
+    const float* inv = f.inv_scale + c;
+    const float* z = f.zero_point.data() + c;
+    if (grad != nullptr) {
+      (per_element ? ste_mask_run<true> : ste_mask_run<false>)(
+          grad + begin, x + begin, out + begin, end - begin, inv, z, lo, hi);
+    } else {
+      (per_element ? fake_quantize_run<true> : fake_quantize_run<false>)(
+          x + begin, out + begin, end - begin, s, inv, z, lo, hi);
+    }
   });
 }
 
@@ -257,7 +249,7 @@ at::Tensor fake_quantize_cpu(
       prepare("fake_quantize", input, scale, zero_point, quant_min, quant_max, axis, group_size);
   if (fast_path(input, quant_min, quant_max)) {
     at::Tensor output = at::empty_like(input, at::MemoryFormat::Contiguous);
-    fake_quantize_float(input, output, p.layout, p.qp, quant_min, quant_max);
+    fast_path_kernel(input, nullptr, output, p.layout, p.qp, quant_min, quant_max);
     return output;
   }
   const BroadcastQParams qp = broadcast(p, input);
@@ -377,7 +369,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quantize_backward_cpu(
   if (!need_scale_grad && !need_zero_point_grad && fast_path(input, quant_min, quant_max) &&
       g.is_contiguous() && g.sizes() == input.sizes()) {
     at::Tensor grad_input = at::empty_like(input, at::MemoryFormat::Contiguous);
-    ste_mask_float(g, input, grad_input, p.layout, p.qp, quant_min, quant_max);
+    fast_path_kernel(input, g.data_ptr<float>(), grad_input, p.layout, p.qp, quant_min, quant_max);
     return {grad_input, grad_scale, grad_zero_point};
   }
   const BroadcastQParams qp = broadcast(p, input);
