@@ -652,6 +652,29 @@ class TestEntropy:
         assert [t.item() for t in hrange(state, -128, 127, True, "entropy")] == [-1.0, 1.0]
         assert [t.item() for t in hrange(state, -128, 127, False, "entropy")] == [0.0, 1.0]
 
+    @pytest.mark.parametrize("sign", [1.0, -1.0])
+    def test_one_signed_data_beyond_the_threshold(self, sign):
+        # All values in bin [1000, 1001), seen between 1000.9 and 1000.95. The
+        # folded |x| histogram spreads the bin over [1000, 1000.95]: folded
+        # bins 2046 and 2047 of 2048. Threshold 2047 gives Q == P (KL 0), so
+        # a = 2047 * 1000.95 / 2048 = 1000.46 lies below every value, and the
+        # affine range is the threshold itself (it was (1000.9, 1000.46),
+        # which choose_qparams rejects).
+        hist = torch.zeros(2048, dtype=torch.int64)
+        bins_range = torch.tensor([0.0, 2048.0], dtype=torch.float64)
+        hist[1000] = 500
+        if sign < 0:
+            hist, bins_range = hist.flip(0), torch.tensor([-2048.0, 0.0], dtype=torch.float64)
+        ends = torch.tensor([1000.9]) * sign, torch.tensor([1000.95]) * sign
+        state = [hist, bins_range, min(ends, key=float), max(ends, key=float)]
+        a = 2047 * 1000.95 / 2048
+        _, sym_hi = hrange(state, 0, 255, True, "entropy")
+        assert sym_hi.item() == pytest.approx(a, rel=1e-6)
+        lo, hi = hrange(state, 0, 255, False, "entropy")
+        assert lo.item() == hi.item() == pytest.approx(sign * a, rel=1e-6)
+        scale, _ = OPS.choose_qparams(lo, hi, 0, 255, False)
+        assert scale.item() == pytest.approx(a / 255, rel=1e-6)
+
     def test_coarse_histogram_does_not_clip(self, gen):
         # 16-bit levels: more levels than bins, nothing to calibrate.
         state = observed(torch.randn(1000, generator=gen), bins=256)

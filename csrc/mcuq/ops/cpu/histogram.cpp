@@ -1013,6 +1013,11 @@ std::tuple<at::Tensor, at::Tensor> histogram_range_cpu(
       } else if (args.method == RangeMethod::kEntropy && r.w > 0.0 && r.max_val > r.min_val) {
         const double a = entropy_threshold(r, quant_min, quant_max);
         result = symmetric ? Range{-a, a} : Range{std::max(r.min_val, -a), std::min(r.max_val, a)};
+        // One-signed data wholly beyond the threshold: every value clips to
+        // ±a, which is the range (choose_qparams adds 0).
+        if (result.lo > result.hi) {
+          result = r.min_val > 0.0 ? Range{a, a} : Range{-a, -a};
+        }
       } else if (symmetric && args.method != RangeMethod::kMinMax) {
         const double a = std::max(std::fabs(r.min_val), std::fabs(r.max_val));
         result = {-a, a};
