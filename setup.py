@@ -2,8 +2,10 @@
 
 The op library is built by CMake (CMakeLists.txt holds the one source list):
 build_ext configures and builds the ``mcuq`` target, then copies libmcuq.so
-into the package as mcuq/lib/libmcuq.so. It builds against the torch that
-runs this script. Without network access and with Debian's torch:
+into the package as mcuq/lib/torch<major>.<minor>/libmcuq.so. It builds
+against the torch that runs this script, in $MCUQ_BUILD_DIR (default build/);
+one checkout can serve several torch versions (scripts/setup.sh's two legs).
+Without network access:
 
     pip install --no-build-isolation --no-deps -e .
 """
@@ -34,7 +36,10 @@ class CMakeBuild(build_ext):
         return [str(self._library_target(ext)) for ext in self.extensions]
 
     def _library_target(self, ext: Extension) -> Path:
-        return Path(self.get_ext_fullpath(ext.name)).parent / "lib" / "libmcuq.so"
+        import torch
+
+        tag = "torch" + ".".join(torch.__version__.split(".")[:2])  # as mcuq/_library.py names it
+        return Path(self.get_ext_fullpath(ext.name)).parent / "lib" / tag / "libmcuq.so"
 
     def build_extension(self, ext: Extension) -> None:
         import torch
@@ -59,7 +64,7 @@ class CMakeBuild(build_ext):
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(build_dir / "libmcuq.so", target)  # follows the soname links
         if not self.inplace:  # a regular install also carries the C runtime sources (mcuq.runtime_dir())
-            shutil.copytree(ROOT / "csrc" / "runtime", target.parent.parent / "runtime", dirs_exist_ok=True)
+            shutil.copytree(ROOT / "csrc" / "runtime", target.parents[2] / "runtime", dirs_exist_ok=True)
 
 
 setup(

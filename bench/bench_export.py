@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import torch
-from torch.ao.quantization import convert, fuse_modules, get_default_qconfig, prepare
 
 try:
     import mcuq
@@ -31,7 +30,7 @@ except ImportError:
 import mcuq.host
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "python"))
-from fashion_mnist import SmallCnn  # noqa: E402
+from fashion_mnist import SmallCnn, torch_ao_ptq  # noqa: E402
 
 
 def median_ms(fn, repeats: int, warmup: int = 1) -> float:
@@ -68,14 +67,9 @@ def main(argv=None) -> dict:
     levels = exported.quantize_input(x)
 
     engine = "fbgemm" if "fbgemm" in torch.backends.quantized.supported_engines else "qnnpack"
-    torch.backends.quantized.engine = engine
-    ao = copy.deepcopy(model)
-    ao.qconfig = get_default_qconfig(engine)
-    ao = prepare(fuse_modules(ao, [["conv1", "bn1", "relu1"], ["conv2", "bn2", "relu2"]]))
-    with torch.no_grad():
-        for xb in calibration:
-            ao(xb)
-    ao = convert(ao)
+    ao = torch_ao_ptq(model, calibration, engine)
+    if ao is None:
+        raise SystemExit("bench_export: needs torch.ao.quantization (PyTorch's own int8 model is the anchor)")
 
     results = {}
     with torch.no_grad():

@@ -22,7 +22,6 @@ import time
 
 import torch
 from torch import nn
-from torch.ao.quantization import DeQuantStub, QuantStub, convert, fuse_modules, get_default_qconfig, prepare
 
 import mcuq
 from mcuq.data import fashion_mnist, normalized
@@ -31,19 +30,37 @@ from mcuq.data import fashion_mnist, normalized
 class SmallCnn(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.quant = QuantStub()  # identity until torch.ao's convert; mcuq.prepare passes it through
+        self.quant = nn.Identity()  # torch_ao_ptq puts torch.ao's stubs here
         self.conv1, self.bn1, self.relu1 = nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU()
         self.conv2, self.bn2, self.relu2 = nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU()
         self.pool = nn.MaxPool2d(2)
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(16 * 7 * 7, 10)
-        self.dequant = DeQuantStub()
+        self.dequant = nn.Identity()
 
     def forward(self, x):
         x = self.quant(x)
         x = self.pool(self.relu1(self.bn1(self.conv1(x))))
         x = self.pool(self.relu2(self.bn2(self.conv2(x))))
         return self.dequant(self.fc(self.flatten(x)))
+
+
+def torch_ao_ptq(model, calibration, engine="qnnpack"):
+    """PyTorch's own eager PTQ int8 of the CNN (a real int8 model), or None
+    where torch.ao.quantization (deprecated) is gone."""
+    try:
+        from torch.ao.quantization import DeQuantStub, QuantStub, convert, fuse_modules, get_default_qconfig, prepare
+    except ImportError:
+        return None
+    torch.backends.quantized.engine = engine
+    ao = copy.deepcopy(model).eval()
+    ao.quant, ao.dequant = QuantStub(), DeQuantStub()
+    ao.qconfig = get_default_qconfig(engine)
+    ao = prepare(fuse_modules(ao, [["conv1", "bn1", "relu1"], ["conv2", "bn2", "relu2"]]))
+    with torch.no_grad():
+        for xb in calibration:
+            ao(xb)
+    return convert(ao)
 
 
 def batches(x, y, size, limit=None):
@@ -114,15 +131,8 @@ def main(argv=None) -> None:
         results.append((f"mcuq QAT {name}", accuracy(frozen, xt, yt)))
         integer[f"mcuq QAT {name}"] = integer_accuracy(frozen, xt, yt)
 
-    torch.backends.quantized.engine = "qnnpack"
-    ao = copy.deepcopy(model).eval()
-    ao.qconfig = get_default_qconfig("qnnpack")
-    ao = fuse_modules(ao, [["conv1", "bn1", "relu1"], ["conv2", "bn2", "relu2"]])
-    ao = prepare(ao)
-    with torch.no_grad():
-        for xb in calibration:
-            ao(xb)
-    results.append(("torch.ao PTQ int8 (qnnpack)", accuracy(convert(ao), xt, yt)))
+    ao = torch_ao_ptq(model, calibration)
+    results.append(("torch.ao PTQ int8 (qnnpack)", accuracy(ao, xt, yt) if ao is not None else float("nan")))
 
     print(f"Fashion-MNIST test accuracy ({xt.shape[0]} images), small CNN, "
           f"{'quick: 12800 training images' if args.quick else f'{args.epochs} float epoch(s)'}")

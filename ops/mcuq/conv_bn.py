@@ -43,6 +43,14 @@ from .observers import FakeQuantize
 __all__ = ["ConvBn2d", "ConvBnReLU2d", "freeze_bn_stats", "update_bn_stats"]
 
 
+@torch.jit.unused
+def _is_compiling() -> bool:
+    """Whether torch.compile (Dynamo) is tracing (torch >= 2.3; False before)."""
+    compiler = getattr(torch, "compiler", None)
+    check = getattr(compiler, "is_compiling", None)
+    return bool(check()) if check is not None else False
+
+
 def _default_weight_fake_quant() -> nn.Module:
     return FakeQuantize(quant_min=-127, quant_max=127, symmetric=True, axis=0)
 
@@ -209,15 +217,17 @@ class ConvBn2d(nn.Module):
         statistics: ``(w * gamma / sigma, beta + (b - mu) * gamma / sigma)``
         (differentiable; the weight not fake-quantized)."""
         scale = self._bn_scale()
+        return self.weight * scale.reshape(-1, 1, 1, 1), self._folded_bias(scale)
+
+    def _folded_bias(self, scale: Tensor) -> Tensor:
         running_mean = self.bn.running_mean
         assert running_mean is not None
-        w_fold = self.weight * scale.reshape(-1, 1, 1, 1)
         bias = self.bias
         if bias is not None:
             b_fold = self.bn.bias + (bias - running_mean) * scale
         else:
             b_fold = self.bn.bias - running_mean * scale
-        return w_fold, b_fold
+        return b_fold
 
     def _forward_folded(self, x: Tensor) -> Tensor:
         w_fold, b_fold = self.folded_weight_and_bias()
@@ -245,8 +255,45 @@ class ConvBn2d(nn.Module):
         return F.batch_norm(y, self.bn.running_mean, self.bn.running_var, self.bn.weight, self.bn.bias,
                             True, factor, self.bn.eps)
 
+    @torch.jit.unused
+    def _forward_train_compiled(self, x: Tensor) -> Tensor:
+        """Training as ``forward`` computes it, without its data-dependent
+        branches, for ``torch.compile(fullgraph=True)``: the freeze decision
+        stays a tensor, both convolutions run (twice the convolution work
+        while training) and ``torch.where`` picks the result and the
+        BatchNorm statistics. Bit for bit what eager mode gives."""
+        if self.bn.momentum is None:
+            raise ValueError("mcuq.ConvBn2d: under torch.compile, BatchNorm momentum=None (a cumulative "
+                             "average, whose factor depends on the step count) is not supported; set a momentum")
+        if self.freeze_bn_step is not None:
+            reached = (self.num_steps == self.freeze_bn_step).to(self.bn_frozen.dtype)
+            self.bn_frozen.copy_(self.bn_frozen | reached)
+        self.num_steps.add_(1)
+        frozen = self.bn_frozen.bool()
+        scale = self._bn_scale()
+        batch_scale = torch.where(scale == 0, torch.ones_like(scale), scale)  # as _forward_batch_stats
+        weight = self.weight_fake_quant(self.weight * torch.where(frozen, scale, batch_scale).reshape(-1, 1, 1, 1))
+        folded = self._conv(x, weight, self._folded_bias(scale))  # one scale, as in eager: same gradient sums
+        y = self._conv(x, weight, None) / batch_scale.reshape(1, -1, 1, 1)
+        if self.bias is not None:
+            y = y + self.bias.reshape(1, -1, 1, 1)
+        running_mean, running_var = self.bn.running_mean.clone(), self.bn.running_var.clone()
+        batch = F.batch_norm(y, running_mean, running_var, self.bn.weight, self.bn.bias, True,
+                             self.bn.momentum, self.bn.eps)
+        with torch.no_grad():
+            # New tensors rather than copy_: the scale above derives from the
+            # old statistics, and AOTAutograd (torch 2.15) may recompute it in
+            # the backward from the buffer, which an in-place update would
+            # have changed (a 4% wrong weight gradient).
+            self.bn.running_mean = torch.where(frozen, self.bn.running_mean, running_mean)
+            self.bn.running_var = torch.where(frozen, self.bn.running_var, running_var)
+            self.bn.num_batches_tracked.add_((~frozen).to(torch.long).reshape(()))
+        return torch.where(frozen, folded, batch)
+
     def forward(self, x: Tensor) -> Tensor:
-        if self.training:
+        if self.training and not torch.jit.is_scripting() and _is_compiling():
+            y = self._forward_train_compiled(x)
+        elif self.training:
             freeze_step = self.freeze_bn_step
             if freeze_step is not None:
                 if int(self.num_steps.item()) == freeze_step:

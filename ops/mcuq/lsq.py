@@ -8,7 +8,7 @@ from typing import Tuple
 
 import torch
 from torch import Tensor, nn
-from torch.ao.quantization import FakeQuantizeBase
+from ._ao import FakeQuantizeBase
 
 from .observers import _RangeMixin, _RangeState
 

@@ -5,7 +5,9 @@ They keep their state in buffers (so they script with TorchScript, save in
 ``forward`` returns its input (observers) or its fake-quantized input
 (``FakeQuantize``), ``calculate_qparams()`` returns ``(scale, zero_point)``,
 ``enable_observer`` / ``enable_fake_quant`` toggle the parts, and ``with_args``
-builds factories for a ``torch.ao.quantization.QConfig``.
+builds factories for a ``torch.ao.quantization.QConfig``. They subclass
+torch.ao's bases where that deprecated package exists, and work the same
+without it (``mcuq._ao``).
 
 Settings: ``quant_min``/``quant_max`` (default: from ``dtype``, torch.quint8 →
 [0, 255]), ``symmetric`` (default: from ``qscheme``), ``axis`` (``None`` for
@@ -19,7 +21,7 @@ from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
-from torch.ao.quantization import FakeQuantizeBase, ObserverBase
+from ._ao import FakeQuantizeBase, ObserverBase
 
 _SYMMETRIC = (torch.per_tensor_symmetric, torch.per_channel_symmetric)
 _PER_CHANNEL = (torch.per_channel_affine, torch.per_channel_symmetric)

@@ -18,7 +18,7 @@ Presets:
 from dataclasses import dataclass, replace
 from typing import Tuple
 
-from torch.ao.quantization import QConfig
+from ._ao import QConfig
 
 from .lsq import LearnableFakeQuantize
 from .observers import FakeQuantize, HistogramObserver, MinMaxObserver, MovingAverageMinMaxObserver
@@ -102,9 +102,10 @@ class Preset:
         return replace(self, activation=replace(self.activation, **changes))
 
     def qconfig(self, qat: bool = True) -> QConfig:
-        """A torch.ao QConfig made of mcuq modules: fake-quantizers for QAT,
-        observers (per ``estimator``) for PTQ; weights always get
-        fake-quantizers' ranges from their own values."""
+        """A QConfig made of mcuq modules: fake-quantizers for QAT, observers
+        (per ``estimator``) for PTQ; weights always get fake-quantizers'
+        ranges from their own values. torch.ao's ``QConfig`` where
+        torch.ao.quantization exists, else a named tuple of the same fields."""
         weight = _factory(self.weight.fake_quant)
         activation = _factory(self.activation.fake_quant if qat else self.activation.observer)
         return QConfig(activation=activation, weight=weight)

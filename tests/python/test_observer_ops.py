@@ -1259,8 +1259,15 @@ class TestTorch2:
         x = torch.randn(3, 4, generator=torch.Generator().manual_seed(43)).requires_grad_()
         _opcheck()(torch.ops.mcuq.fake_quantize_dynamic.default, (x, -128, 127, True, axis))
 
+    @pytest.mark.parametrize("axis,gs", [(None, 1), (1, 1), (-1, 2)])
+    def test_opcheck_finite_aminmax(self, axis, gs):
+        x = torch.randn(3, 4, generator=torch.Generator().manual_seed(44))
+        x[0, 1] = float("nan")
+        _opcheck()(torch.ops.mcuq._finite_aminmax.default, (x, axis, gs))
+
+    @pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
     @pytest.mark.parametrize("n,axis", [(1, 0), (4, 1)])
-    def test_compile_fused_forward_backward(self, n, axis):
+    def test_compile_fused_forward_backward(self, n, axis, backend):
         import torch._dynamo
 
         def f(x, mn, mx, cnt, s, z, obs, fq_on):
@@ -1279,7 +1286,7 @@ class TestTorch2:
             return outs, grads, st
 
         torch._dynamo.reset()
-        compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+        compiled = torch.compile(f, fullgraph=True, backend=backend)
         eager = run(f)
         got = run(compiled)
         for a, b in zip(got[0] + got[1] + list(got[2]), eager[0] + eager[1] + list(eager[2])):

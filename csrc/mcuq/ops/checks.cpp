@@ -480,10 +480,10 @@ QParamLayout check_requantize_args(
   check_tensor(op, "multiplier", multiplier, at::kInt, input);
   check_tensor(op, "shift", shift, at::kInt, input);
   TORCH_CHECK_VALUE(
-      multiplier.dim() <= 1 && shift.sizes() == multiplier.sizes(),
+      multiplier.dim() <= 1 && shift.sym_sizes() == multiplier.sym_sizes(),
       fmt::format(
           "mcuq::{}: expected multiplier and shift to be 0-d or 1-d of one shape, but got {} and {}",
-          op, fmt::join(multiplier.sizes(), "x"), fmt::join(shift.sizes(), "x")));
+          op, c10::str(multiplier.sym_sizes()), c10::str(shift.sym_sizes())));
   // A clamp may leave one level (quant_min == quant_max).
   TORCH_CHECK_VALUE(
       quant_min <= quant_max && quant_min >= INT32_MIN && quant_max <= INT32_MAX,
@@ -499,7 +499,7 @@ QParamLayout check_requantize_args(
       fmt::format(
           "mcuq::{}: expected rounding to be 'double', 'single' or 'shift', but got '{}'", op,
           std::string(rounding.data(), rounding.size())));
-  return channel_layout(op, input, multiplier.numel(), axis, 1, "multiplier");
+  return channel_layout(op, input, concrete(multiplier.sym_numel()), axis, 1, "multiplier");
 }
 
 }  // namespace mcuq::ops

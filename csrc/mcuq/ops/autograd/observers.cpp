@@ -85,6 +85,15 @@ at::Tensor observe_fake_quantize_autograd(
     bool power_of_two,
     int64_t axis,
     int64_t group_size) {
+  if (!at::GradMode::is_enabled() || !input.requires_grad()) {
+    // Nothing to differentiate: no saved copies of the qparams. (Inductor
+    // also retraces the op here with grad off, and expects just the op.)
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return mcuq::observe_fake_quantize(
+        input, min_val, max_val, nonfinite_count, scale, zero_point, observer_enabled,
+        fake_quant_enabled, averaging_constant, quant_min, quant_max, symmetric, power_of_two,
+        axis, group_size);
+  }
   return ObserveFakeQuantizeFunction::apply(
       input, min_val, max_val, nonfinite_count, scale, zero_point, observer_enabled,
       fake_quant_enabled, averaging_constant, quant_min, quant_max, symmetric, power_of_two, axis,
