@@ -49,3 +49,26 @@ def test_bench_export_runs_small():
     finally:
         torch.set_num_threads(threads)
     assert report["batch"] == 4 and len(report["ms"]) == 5 and report["export_ms"] > 0
+
+
+@pytest.mark.torch21
+def test_bench_peers_runs_quick(tmp_path):
+    """bench/bench_peers.py --quick: every tool of the pinned set still runs
+    (a peer's API change shows as a "failed: ..." cell), each within reach of
+    float. torchao, ExecuTorch and Brevitas are pinned on the primary leg."""
+    spec = importlib.util.spec_from_file_location("bench_peers", BENCH.parent / "bench_peers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    threads = torch.get_num_threads()
+    try:
+        report = module.main(["--quick", "--json", str(tmp_path / "peers.json")])
+    finally:
+        torch.set_num_threads(threads)
+    rows = {row["tool"].split()[0]: row for row in report["rows"]}
+    assert set(rows) == {"float32", "mcuq", "torchao", "Brevitas"}, list(rows)
+    for row in rows.values():
+        for key in ("ptq", "qat"):
+            assert isinstance(row[key], float), (row["tool"], key, row[key])
+        assert abs(row["ptq"] - rows["float32"]["ptq"]) < 2.0, row
+    for key in ("deployed_ptq", "deployed_qat"):
+        assert isinstance(rows["mcuq"][key], float) and isinstance(rows["torchao"][key], float)
