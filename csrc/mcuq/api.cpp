@@ -85,9 +85,10 @@ void observe_histogram_(
     const at::Tensor& min_val,
     const at::Tensor& max_val,
     const at::Tensor& nonfinite_count,
-    int64_t axis) {
+    int64_t axis,
+    const c10::optional<at::Tensor>& histogram_sum) {
   static const auto op = op_handle<decltype(observe_histogram_)>("mcuq::observe_histogram_");
-  op.call(input, histogram, histogram_range, min_val, max_val, nonfinite_count, axis);
+  op.call(input, histogram, histogram_range, min_val, max_val, nonfinite_count, axis, histogram_sum);
 }
 
 std::tuple<at::Tensor, at::Tensor> histogram_range(
@@ -99,11 +100,12 @@ std::tuple<at::Tensor, at::Tensor> histogram_range(
     int64_t quant_max,
     bool symmetric,
     c10::string_view method,
-    double percentile) {
+    double percentile,
+    const c10::optional<at::Tensor>& histogram_sum) {
   static const auto op = op_handle<decltype(mcuq::histogram_range)>("mcuq::histogram_range");
   return op.call(
       histogram, histogram_range, min_val, max_val, quant_min, quant_max, symmetric, method,
-      percentile);
+      percentile, histogram_sum);
 }
 
 at::Tensor observe_fake_quantize(

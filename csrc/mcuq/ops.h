@@ -77,9 +77,11 @@ void observe_minmax_(
 // Folds the finite values of `input` into a histogram observer's state, in
 // place: int64 histogram [bins] (or [channels, bins] per channel along
 // `axis`), float64 histogram_range [2] (or [channels, 2]), float32
-// min_val/max_val and int64 nonfinite_count. Re-binning is exact. A
-// histogram of S counts spans the values seen with more than (S - 1) / 2
-// bins (power-of-two widths): S = 2 B + 1 for B bins across the data.
+// min_val/max_val and int64 nonfinite_count; optionally float64
+// histogram_sum (the histogram's shape: the sum of each bin's values).
+// Re-binning is exact. A histogram of S counts spans the values seen with
+// more than (S - 1) / 2 bins (power-of-two widths): S = 2 B + 1 for B bins
+// across the data.
 void observe_histogram_(
     const at::Tensor& input,
     const at::Tensor& histogram,
@@ -87,10 +89,12 @@ void observe_histogram_(
     const at::Tensor& min_val,
     const at::Tensor& max_val,
     const at::Tensor& nonfinite_count,
-    int64_t axis = 0);
+    int64_t axis = 0,
+    const c10::optional<at::Tensor>& histogram_sum = c10::nullopt);
 
 // The clipping range a histogram suggests for [quant_min, quant_max]:
-// method "minmax", "percentile", "mse" or "entropy".
+// method "minmax", "percentile", "mse" or "entropy" ("mse" spreads each bin
+// around its mean when given histogram_sum, else uniformly over the bin).
 std::tuple<at::Tensor, at::Tensor> histogram_range(
     const at::Tensor& histogram,
     const at::Tensor& histogram_range,
@@ -100,7 +104,8 @@ std::tuple<at::Tensor, at::Tensor> histogram_range(
     int64_t quant_max,
     bool symmetric,
     c10::string_view method = "mse",
-    double percentile = 99.99);
+    double percentile = 99.99,
+    const c10::optional<at::Tensor>& histogram_sum = c10::nullopt);
 
 // The QAT hot path in one op: if observer_enabled, update the range state
 // and recompute scale (float32) / zero_point (int32) in place; then, if

@@ -13,9 +13,10 @@ instead, so every rank ends with identical state and qparams:
 - histograms (``HistogramObserver``): MIN of the minima and MAX of the
   maxima, then each rank re-bins its histogram exactly onto the canonical grid
   of that common range (``_histogram_rebin_``; a rank that saw nothing just
-  takes the grid) and the histograms are SUMmed. Histograms on canonical grids
-  depend only on the values seen, so for float32 / float16 / bfloat16 input
-  this equals one process that saw every rank's data (float64 input: the
+  takes the grid) and the histograms and their bin sums are SUMmed.
+  Histograms on canonical grids depend only on the values seen, so for
+  float32 / float16 / bfloat16 input this equals one process that saw every
+  rank's data (the bin sums up to float64 rounding; float64 input: the
   float32 extremes are rounded outwards, so the grid may be coarser);
 - non-finite counts: SUM.
 
@@ -50,8 +51,11 @@ def _sync_average(module: nn.Module, group) -> None:
 def _sync_histogram(module: nn.Module, group) -> None:
     dist.all_reduce(module.min_val, op=dist.ReduceOp.MIN, group=group)
     dist.all_reduce(module.max_val, op=dist.ReduceOp.MAX, group=group)
-    torch.ops.mcuq._histogram_rebin_(module.histogram, module.histogram_range, module.min_val, module.max_val)
+    torch.ops.mcuq._histogram_rebin_(
+        module.histogram, module.histogram_range, module.min_val, module.max_val, module.histogram_sum
+    )
     dist.all_reduce(module.histogram, op=dist.ReduceOp.SUM, group=group)
+    dist.all_reduce(module.histogram_sum, op=dist.ReduceOp.SUM, group=group)
     # The grid is a function of the common extremes, so the ranges agree; a
     # mismatch (e.g. observers configured differently) would make the sum
     # meaningless. Checked collectively, so that every rank raises alike.

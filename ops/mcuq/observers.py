@@ -274,6 +274,20 @@ class FakeQuantize(_RangeMixin, FakeQuantizeBase):
 
 
 
+def _centre_sums(histogram: Tensor, histogram_range: Optional[Tensor]) -> Tensor:
+    """Bin sums for a histogram saved without them: each bin's count times its
+    centre (rows per channel, as the histogram)."""
+    counts = histogram.to(torch.float64)
+    if histogram_range is None or histogram_range.shape[:-1] != histogram.shape[:-1]:
+        return torch.zeros_like(counts)
+    lo, hi = histogram_range.to(torch.float64).unbind(-1)
+    slots = histogram.shape[-1]
+    centres = lo.unsqueeze(-1) + (torch.arange(slots, dtype=torch.float64, device=counts.device) + 0.5) * (
+        (hi - lo) / slots
+    ).unsqueeze(-1)
+    return counts * centres
+
+
 class HistogramObserver(_RangeMixin, ObserverBase):
     """A histogram of the finite values seen (bins of a power-of-two width on
     a grid aligned to it, re-binned exactly when new data leaves its range, so
@@ -285,7 +299,9 @@ class HistogramObserver(_RangeMixin, ObserverBase):
     - ``"percentile"``: the ``percentile`` and ``100 - percentile`` quantiles;
     - ``"mse"``: the range with the least squared quantization error
       (clipping plus rounding) of the binned data on the range's actual grid,
-      its ends at bin edges;
+      each bin's mass spread around the mean of its values (``histogram_sum``
+      keeps each bin's sum), so that a spike of equal values counts where it
+      is; its ends at bin edges or between them;
     - ``"entropy"``: TensorRT's KL-divergence threshold (on 2048 bins of
       ``|x|`` over ``[0, max |x|]``, as TensorRT).
 
@@ -294,13 +310,18 @@ class HistogramObserver(_RangeMixin, ObserverBase):
     a constant). Power-of-two widths can overshoot the range up to twice, so
     the state holds ``2 * bins + 1`` counts: with only ``bins`` of them, half
     of them could lie outside the data. (On 200k Laplace, Student-t and ReLU'd
-    values, 8 seeds each, the int8 ``mse`` range had on average 2e-5 more
-    error than the best range on the raw values; with ``bins`` counts, 2.3e-4.)
+    values, 8 seeds each, the int8 ``mse`` range has on average 7e-6 more
+    error than the best range on the raw values, and 3e-6 with ``bins``
+    counts; scored without the bin sums, 2e-5 and 2.3e-4.)
 
     Per-channel (``axis``) keeps one histogram per channel.
+
+    A state dict saved without ``histogram_sum`` (an older mcuq) loads with
+    each bin's values taken at its centre.
     """
 
     histogram: Tensor
+    histogram_sum: Tensor
     histogram_range: Tensor
     min_val: Tensor
     max_val: Tensor
@@ -326,6 +347,7 @@ class HistogramObserver(_RangeMixin, ObserverBase):
         self.percentile = float(percentile)
         self.register_buffer("histogram", torch.zeros(self._slots(), dtype=torch.long))
         self.register_buffer("histogram_range", torch.zeros(2, dtype=torch.float64))
+        self.register_buffer("histogram_sum", torch.zeros(self._slots(), dtype=torch.float64))
         if device is not None:
             self.to(device)
 
@@ -337,7 +359,11 @@ class HistogramObserver(_RangeMixin, ObserverBase):
                 f"bins={self.bins} keeps {self._slots()} (saved with other bins, or by an mcuq that "
                 f"kept bins counts); it is loaded as saved, at that resolution"
             )
-        _RangeState.load(self, state_dict, prefix, ("min_val", "max_val", "histogram", "histogram_range"))
+        if saved is not None and prefix + "histogram_sum" not in state_dict:
+            state_dict[prefix + "histogram_sum"] = _centre_sums(saved, state_dict.get(prefix + "histogram_range"))
+        _RangeState.load(
+            self, state_dict, prefix, ("min_val", "max_val", "histogram", "histogram_range", "histogram_sum")
+        )
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -347,9 +373,10 @@ class HistogramObserver(_RangeMixin, ObserverBase):
                 self._new_range_state(n, x.device)
                 self.histogram = torch.zeros(n, self._slots(), dtype=torch.long, device=x.device)
                 self.histogram_range = torch.zeros(n, 2, dtype=torch.float64, device=x.device)
+                self.histogram_sum = torch.zeros(n, self._slots(), dtype=torch.float64, device=x.device)
         torch.ops.mcuq.observe_histogram_(
             x.detach(), self.histogram, self.histogram_range, self.min_val, self.max_val,
-            self.nonfinite_count, self.axis,
+            self.nonfinite_count, self.axis, self.histogram_sum,
         )
         return x
 
@@ -363,7 +390,7 @@ class HistogramObserver(_RangeMixin, ObserverBase):
         """The clipping range ``method`` picks, before it is widened to include 0."""
         return torch.ops.mcuq.histogram_range(
             self.histogram, self.histogram_range, self.min_val, self.max_val, self.quant_min,
-            self.quant_max, self.symmetric, self.method, self.percentile,
+            self.quant_max, self.symmetric, self.method, self.percentile, self.histogram_sum,
         )
 
     @torch.jit.export

@@ -4,11 +4,14 @@ comments at each method), one formula at a time, without the prefix-sum
 shortcuts the C++ code takes.
 
 - ``histogram``: the canonical grid and binning of all values seen, at once
-  (what any sequence of batches must produce);
+  (what any sequence of batches must produce); ``histogram_sums``: each
+  bin's sum, exactly rounded (``math.fsum``);
 - ``fold_abs`` and ``entropy_threshold``: TensorRT's KL calibration, computed
   directly (P, Q and the KL sum for every threshold);
 - ``mse_estimate`` / ``mse_range``: the histogram's estimate of the
   quantization error and its exhaustive minimizer (for small histograms);
+  ``grid_error``: the error the "mse" search scores exactly, each bin's
+  values spread by a linear density with the bin's mean (``bin_density``);
 - ``qparams`` and ``quantization_mse``: DESIGN.md §3's range-to-qparams rule
   (float32, as torch.ao's observers) and the actual error of fake-quantizing
   data with it.
@@ -73,6 +76,20 @@ def histogram(values: Sequence[float], bins: int) -> Tuple[List[int], List[float
         assert 0 <= i < bins
         hist[i] += 1
     return hist, [k * w, (k + bins) * w]
+
+
+def histogram_sums(values: Sequence[float], bins: int) -> List[float]:
+    """Each bin's sum of the values ``histogram`` counts in it (as binned:
+    saturated to ±FLT_MAX), exactly rounded."""
+    vals = [min(max(v, -FLT_MAX), FLT_MAX) for v in values if math.isfinite(v)]
+    _, (lo, hi) = histogram(values, bins)
+    if not vals:
+        return [0.0] * bins
+    w = (hi - lo) / bins
+    per_bin = [[] for _ in range(bins)]
+    for v in vals:
+        per_bin[math.floor(v / w) - round(lo / w)].append(v)
+    return [math.fsum(b) for b in per_bin]
 
 
 # ---- entropy --------------------------------------------------------------
@@ -167,6 +184,59 @@ def mse_estimate(hist, lo, hi, rmin, rmax, nq) -> float:
         else:
             err += m * delta**2 / 12
     return err
+
+
+def bin_density(count, total, a, w):
+    """How the "mse" search spreads a bin [a, a + w) of `count` values summing
+    to `total` (None: no sums): (p, q, k), the density (1 + k xi) / (q - p)
+    on [p, q], xi = 2 (x - (p + q) / 2) / (q - p); p == q is a point.
+    Without sums: uniform on the bin. With them, mean mu = total / count
+    (clamped into the bin), d = mu - centre: |d| <= w / 6, the linear density
+    on the bin with mean mu (k = 6 d / w); beyond, the triangle rising
+    towards the near edge on [edge - 3 |edge - mu|, edge] (k = ±1)."""
+    if total is None:
+        return a, a + w, 0.0
+    mu = min(max(total / count, a), a + w)
+    d = mu - (a + w / 2)
+    if d > w / 6:
+        return a + w - 3 * (a + w - mu), a + w, 1.0
+    if d < -w / 6:
+        return a, a + 3 * (mu - a), -1.0
+    return a, a + w, 6 * d / w
+
+
+def grid_error(hist, sums, lo, hi, rmin, rmax, quant_min, quant_max, symmetric) -> float:
+    """The squared error (units of the data, times mass) of the range
+    [rmin, rmax] with each bin spread by ``bin_density``, each value
+    fake-quantized on the range's float32 grid (qparams): the integrand is a
+    cubic between the points where the quantized value jumps, so 2-point
+    Gauss-Legendre on each such piece is exact. For grids of a few hundred
+    levels and small histograms."""
+    scale, zp = qparams(rmin, rmax, quant_min, quant_max, symmetric)
+
+    def fq(x):
+        return (min(max(round(x / scale) + zp, quant_min), quant_max) - zp) * scale
+
+    w = (hi - lo) / len(hist)
+    total = 0.0
+    for i, m in enumerate(hist):
+        if m == 0:
+            continue
+        p, q, k = bin_density(m, None if sums is None else sums[i], lo + i * w, w)
+        if q <= p:
+            total += m * (p - fq(p)) ** 2
+            continue
+        cuts = [p, q] + [(n + 0.5) * scale for n in range(math.ceil(p / scale - 0.5), math.floor(q / scale - 0.5) + 1)]
+        cuts = sorted(c for c in cuts if p <= c <= q)
+        for u, v in zip(cuts, cuts[1:]):
+            if v <= u:
+                continue
+            level = fq((u + v) / 2)
+            for g in (-1 / math.sqrt(3), 1 / math.sqrt(3)):
+                x = (u + v) / 2 + g * (v - u) / 2
+                density = (1 + k * 2 * (x - (p + q) / 2) / (q - p)) / (q - p)
+                total += m * (v - u) / 2 * (x - level) ** 2 * density
+    return total
 
 
 def mse_candidates(hist, lo, hi, min_val, max_val):

@@ -93,7 +93,8 @@ def test_running_min_max_equals_one_process_that_saw_everything(synced_states):
 def test_histograms_equal_one_process_that_saw_everything(synced_states):
     # Histograms depend only on the values seen, so the summed, re-binned ones
     # are those of one process fed all ranks' data at once (in another order
-    # and chunking than the ranks': one batch, not slices).
+    # and chunking than the ranks': one batch, not slices); their bin sums,
+    # added in another order, up to float64 rounding.
     single = _model()
     everything = torch.cat([_rank_data(r) for r in range(WORLD)])
     state = synced_states[0]
@@ -101,6 +102,7 @@ def test_histograms_equal_one_process_that_saw_everything(synced_states):
         single[name](everything)
         for buffer in ("histogram", "histogram_range", "min_val", "max_val", "nonfinite_count"):
             assert torch.equal(state[f"{name}.{buffer}"], getattr(single[name], buffer)), (name, buffer)
+        torch.testing.assert_close(state[f"{name}.histogram_sum"], single[name].histogram_sum, rtol=1e-12, atol=0.0)
         assert int(state[f"{name}.histogram"].sum()) == everything.isfinite().sum()
     assert state["histogram_per_channel.histogram"].shape == (4, 2 * 64 + 1)
     # Rank 0 alone had a finer grid: the re-binning really moved mass.

@@ -1,7 +1,8 @@
 """The histogram observer ops: torch.ops.mcuq.observe_histogram_ (state
 updated in place on canonical grids: exact re-binning, independent of the
-order and chunking of the data), torch.ops.mcuq._histogram_rebin_ (merging)
-and torch.ops.mcuq.histogram_range ("minmax", "percentile", "mse", "entropy").
+order and chunking of the data; bin sums independent of them up to float64
+rounding), torch.ops.mcuq._histogram_rebin_ (merging) and
+torch.ops.mcuq.histogram_range ("minmax", "percentile", "mse", "entropy").
 
 Oracles: plain Python references in ``_histogram_reference.py`` (the
 canonical grid and binning of all values at once, TensorRT's KL calibration computed directly), ``torch.quantile``
@@ -11,6 +12,7 @@ ours must match or beat on the real quantization error of the data.
 
 import math
 import re
+import warnings
 
 import pytest
 import torch
@@ -26,44 +28,60 @@ OPS = torch.ops.mcuq
 # ---- helpers ----------------------------------------------------------------
 
 
-def new_state(bins=2048, channels=None):
-    """[histogram, histogram_range, min_val, max_val, nonfinite_count], freshly initialized."""
+def new_state(bins=2048, channels=None, sums=True):
+    """[histogram, histogram_range, min_val, max_val, nonfinite_count, histogram_sum]
+    (without histogram_sum if not sums: an older caller), freshly initialized."""
     if channels is None:
-        return [
+        state = [
             torch.zeros(bins, dtype=torch.int64),
             torch.zeros(2, dtype=torch.float64),
             torch.tensor([INF]),
             torch.tensor([-INF]),
             torch.zeros(1, dtype=torch.int64),
         ]
-    return [
-        torch.zeros(channels, bins, dtype=torch.int64),
-        torch.zeros(channels, 2, dtype=torch.float64),
-        torch.full((channels,), INF),
-        torch.full((channels,), -INF),
-        torch.zeros(1, dtype=torch.int64),
-    ]
-
-
-def observe(x, state, axis=0):
-    OPS.observe_histogram_(x, *state, axis)
+    else:
+        state = [
+            torch.zeros(channels, bins, dtype=torch.int64),
+            torch.zeros(channels, 2, dtype=torch.float64),
+            torch.full((channels,), INF),
+            torch.full((channels,), -INF),
+            torch.zeros(1, dtype=torch.int64),
+        ]
+    if sums:
+        state.append(torch.zeros(state[0].shape, dtype=torch.float64))
     return state
 
 
-def observed(*batches, bins=2048):
-    state = new_state(bins)
+def sums_of(state):
+    """The state's histogram_sum, or None (the ops' default)."""
+    return state[5] if len(state) > 5 else None
+
+
+def observe(x, state, axis=0):
+    OPS.observe_histogram_(x, *state[:5], axis, sums_of(state))
+    return state
+
+
+def observed(*batches, bins=2048, sums=True):
+    state = new_state(bins, sums=sums)
     for b in batches:
         observe(b, state)
     return state
 
 
 def hrange(state, quant_min, quant_max, symmetric, method, percentile=99.99):
-    return OPS.histogram_range(*state[:4], quant_min, quant_max, symmetric, method, percentile)
+    return OPS.histogram_range(*state[:4], quant_min, quant_max, symmetric, method, percentile, sums_of(state))
 
 
-def assert_state_equal(a, b):
-    for x, y in zip(a, b):
-        assert torch.equal(x, y), (x, y)
+def assert_state_equal(a, b, sums_rtol=0.0):
+    """Equal states: exactly, but histogram_sum (index 5) within sums_rtol
+    where the values were summed in another order."""
+    assert len(a) == len(b)
+    for i, (x, y) in enumerate(zip(a, b)):
+        if i == 5 and sums_rtol > 0:
+            torch.testing.assert_close(x, y, rtol=sums_rtol, atol=0.0)
+        else:
+            assert torch.equal(x, y), (i, x, y)
 
 
 def ref_observe(batches, bins):
@@ -72,8 +90,14 @@ def ref_observe(batches, bins):
     return R.histogram(torch.cat([b.double().flatten() for b in batches]).tolist(), bins)
 
 
+def ref_sums(batches, bins):
+    """The reference's bin sums (exactly rounded) after `batches`."""
+    return torch.tensor(R.histogram_sums(torch.cat([b.double().flatten() for b in batches]).tolist(), bins),
+                        dtype=torch.float64)
+
+
 def rebin(state, min_val, max_val):
-    OPS._histogram_rebin_(state[0], state[1], min_val, max_val)
+    OPS._histogram_rebin_(state[0], state[1], min_val, max_val, sums_of(state))
     return state
 
 
@@ -117,7 +141,7 @@ DATA = {"normal": normal, "laplace": laplace, "student_t3": student_t3, "relu_mi
 class TestObserve:
     def test_first_batch_sets_canonical_grid(self, gen):
         x = torch.randn(1000, generator=gen)
-        hist, rng, mn, mx, count = observed(x, bins=64)
+        hist, rng, mn, mx, count, sums = observed(x, bins=64)
         # The smallest power-of-two width w whose grid from floor(min / w) w
         # reaches past max: the half width would not.
         w, k = grid_of(rng, 64)
@@ -132,15 +156,18 @@ class TestObserve:
         assert hist[0] > 0 and hist.tolist() == torch.bincount(
             (torch.floor(x.double() / w) - k).long(), minlength=64
         ).tolist()
+        torch.testing.assert_close(sums, ref_sums([x], 64), rtol=1e-12, atol=0.0)
 
     @pytest.mark.parametrize("bins", [2, 16, 64])
     def test_matches_reference_across_rebins(self, gen, bins):
         # Batches whose ranges grow on either side (and sometimes not at all).
         batches = [torch.randn(200, generator=gen) * (1 + 3 * k) + (k % 3 - 1) * 2 * k for k in range(8)]
-        hist, rng, mn, mx, _ = observed(*batches, bins=bins)
+        hist, rng, mn, mx, _, sums = observed(*batches, bins=bins)
         ref_hist, ref_rng = ref_observe(batches, bins)
         assert hist.tolist() == ref_hist
         assert rng.tolist() == ref_rng
+        # The sums moved with their counts at every re-bin.
+        torch.testing.assert_close(sums, ref_sums(batches, bins), rtol=1e-12, atol=0.0)
         allx = torch.cat(batches)
         assert mn.item() == allx.min().item() and mx.item() == allx.max().item()
 
@@ -176,6 +203,27 @@ class TestObserve:
         assert torch.equal(observer.histogram, saved.histogram)
         assert torch.equal(observer.calculate_qparams()[0], saved.calculate_qparams()[0])
 
+    @pytest.mark.parametrize("axis", [None, 1])
+    def test_state_dict_without_sums_loads_at_bin_centres(self, gen, axis):
+        # A state saved before histogram_sum existed: it loads, strictly and
+        # silently, with each bin's values at its centre, and goes on observing.
+        x = laplace(gen, 3000).reshape(1000, 3)
+        saved = mcuq.HistogramObserver(bins=8, axis=axis)
+        saved(x)
+        old = {k: v for k, v in saved.state_dict().items() if k != "histogram_sum"}
+        observer = mcuq.HistogramObserver(bins=8, axis=axis)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            observer.load_state_dict(old)
+        assert "histogram_sum" not in old
+        assert torch.equal(observer.histogram, saved.histogram)
+        lo, hi = observer.histogram_range.unbind(-1)
+        centres = lo.unsqueeze(-1) + (torch.arange(17, dtype=torch.float64) + 0.5) * ((hi - lo) / 17).unsqueeze(-1)
+        assert torch.equal(observer.histogram_sum, saved.histogram.double() * centres)
+        observer.calculate_qparams()
+        observer(x * 2)
+        assert observer.histogram.sum() == 2 * x.numel()
+
     def test_mass_conserved(self, gen):
         state = new_state(128)
         seen = 0
@@ -196,9 +244,11 @@ class TestObserve:
         # moves whole into new bin floor(i / 2) + 1 = 1, 1, 2, 2.
         state = observed(self.FIRST, bins=4)
         assert state[0].tolist() == [1, 2, 3, 4] and state[1].tolist() == [0.0, 4.0]
+        assert state[5].tolist() == [0.0, 3.0, 7.5, 14.25]
         observe(torch.tensor([-1.0]), state)
         assert state[1].tolist() == [-2.0, 6.0]
         assert state[0].tolist() == [1, 1 + 2, 3 + 4, 0]
+        assert state[5].tolist() == [-1.0, 3.0, 7.5 + 14.25, 0.0]  # sums move with their counts
         # Then -1.5 and 9: [-1.5, 9] needs w = 4 (w = 2 from -2 ends at 6): [-4, 12];
         # [-2, 0) -> bin 0, [0, 4) -> bin 1, 9 -> bin 3.
         observe(torch.tensor([-1.5, 9.0]), state)
@@ -276,11 +326,19 @@ class TestObserve:
             cuts = sorted(torch.randint(0, x.numel(), (trial * 3,), generator=gen).tolist())
             chunks = [c for c in torch.tensor_split(x[perm], cuts) if c.numel()]
             state = observed(*chunks, bins=bins)
+            # The "mse" ranges (which read the sums) and the others.
+            ranges = [hrange(state, qmin, qmax, sym, method)
+                      for qmin, qmax, sym in [(0, 255, False), (-128, 127, True), (-8, 7, False)]
+                      for method in ("mse", "percentile", "entropy")]
             if expected is None:
-                expected = state
+                expected, expected_ranges = state, ranges
                 assert [state[0].tolist(), state[1].tolist()] == list(ref_observe([x], bins))
                 assert state[4].item() == 1
-            assert_state_equal(state, expected)
+                torch.testing.assert_close(state[5], ref_sums([x[x.isfinite()]], bins), rtol=1e-12, atol=0.0)
+            # Counts, grid and extremes exactly; sums up to float64 rounding.
+            assert_state_equal(state, expected, sums_rtol=1e-12)
+            for r, e in zip(ranges, expected_ranges):
+                assert torch.equal(r[0], e[0]) and torch.equal(r[1], e[1]), (r, e)
 
     def test_order_independent_per_channel_float64(self, gen):
         scales = torch.tensor([1.0, 1e-3, 50.0], dtype=torch.float64)
@@ -290,12 +348,16 @@ class TestObserve:
         expected = observe(x, new_state(32, channels=3), 1)
         for c in range(3):
             assert [expected[0][c].tolist(), expected[1][c].tolist()] == list(ref_observe([x[:, c]], 32))
+            torch.testing.assert_close(expected[5][c], ref_sums([x[:, c]], 32), rtol=1e-12, atol=0.0)
+        expected_range = hrange(expected, -128, 127, False, "mse")
         for _ in range(3):
             perm = torch.randperm(600, generator=gen)
             state = new_state(32, channels=3)
             for chunk in x[perm].split(97):
                 observe(chunk, state, 1)
-            assert_state_equal(state, expected)
+            assert_state_equal(state, expected, sums_rtol=1e-12)
+            lo, hi = hrange(state, -128, 127, False, "mse")
+            assert torch.equal(lo, expected_range[0]) and torch.equal(hi, expected_range[1])
 
     @pytest.mark.parametrize("bins", [4, 64, 2048])
     def test_merge_equals_one_histogram(self, gen, bins):
@@ -310,8 +372,11 @@ class TestObserve:
             rebin(p, lo, hi)
         assert torch.equal(parts[0][1], parts[1][1])
         whole = observed(x, bins=bins)
-        assert torch.equal(parts[0][0] + parts[1][0], whole[0])
-        assert torch.equal(parts[0][1], whole[1])
+        merged = [parts[0][0] + parts[1][0], parts[0][1], lo, hi, parts[0][4] + parts[1][4], parts[0][5] + parts[1][5]]
+        assert_state_equal(merged, whole, sums_rtol=1e-12)
+        for qmin, qmax, symmetric in [(0, 255, False), (-128, 127, True)]:
+            a, b = hrange(merged, qmin, qmax, symmetric, "mse"), hrange(whole, qmin, qmax, symmetric, "mse")
+            assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]), (a, b)
 
     def test_merge_per_channel_with_an_empty_part(self, gen):
         x = torch.randn(5, 200, generator=gen) * torch.arange(1.0, 6.0)[:, None]
@@ -324,6 +389,8 @@ class TestObserve:
             rebin(p, lo, hi)
         whole = observe(x, new_state(64, channels=5), 0)
         assert torch.equal(a[0] + b[0] + empty[0], whole[0])
+        torch.testing.assert_close(a[5] + b[5] + empty[5], whole[5], rtol=1e-12, atol=0.0)
+        assert not empty[5].any()
         for p in (a, b, empty):
             assert torch.equal(p[1], whole[1])
 
@@ -332,10 +399,10 @@ class TestObserve:
         bad = torch.tensor([math.nan, INF, -INF])
         state = observed(torch.cat([x[:50], bad, x[50:]]))
         clean = observed(x)
-        assert_state_equal(state[:4], clean[:4])
+        assert_state_equal(state[:4] + state[5:], clean[:4] + clean[5:])
         assert state[4].item() == 3
         observe(torch.tensor([math.nan, math.nan]), state)  # nothing finite: only the count moves
-        assert_state_equal(state[:4], clean[:4])
+        assert_state_equal(state[:4] + state[5:], clean[:4] + clean[5:])
         assert state[4].item() == 5
 
     def test_nonfinite_count_0d(self, gen):
@@ -364,6 +431,7 @@ class TestObserve:
             per_tensor = observed(*[b.select(1, c) for b in batches], bins=32)
             assert torch.equal(state[0][c], per_tensor[0])
             assert torch.equal(state[1][c], per_tensor[1])
+            assert torch.equal(state[5][c], per_tensor[5])  # the same values in the same order
             assert state[2][c] == per_tensor[2] and state[3][c] == per_tensor[3]
 
     def test_per_channel_counts_nonfinite_in_all(self):
@@ -380,6 +448,7 @@ class TestObserve:
             torch.full((8,), INF)[::2],
             torch.full((8,), -INF)[::2],
             torch.zeros(3, dtype=torch.int64)[1:2],
+            torch.zeros(16, 4, dtype=torch.float64).t(),
         ]
         observe(x, state, 0)
         contiguous = observe(x, new_state(16, channels=4), 0)
@@ -392,7 +461,8 @@ class TestObserve:
         assert_state_equal(observed(x.to(dtype)), observed(x))
 
     def test_float64_min_max_round_outwards(self):
-        hist, rng, mn, mx, _ = observed(torch.tensor([0.1, 0.3], dtype=torch.float64))
+        hist, rng, mn, mx, _, sums = observed(torch.tensor([0.1, 0.3], dtype=torch.float64))
+        assert sorted(sums[sums != 0].tolist()) == [0.1, 0.3]  # float64 values, summed as such
         # w = 2^-13 (2048 bins of 2^-14 from 0.1 end before 0.3), k = floor(0.1 / w) = 819.
         assert rng.tolist() == [819 / 8192, (819 + 2048) / 8192]
         assert rng.tolist() == ref_observe([torch.tensor([0.1, 0.3], dtype=torch.float64)], 2048)[1]
@@ -401,6 +471,20 @@ class TestObserve:
     def test_requires_grad_input(self, gen):
         x = torch.randn(10, generator=gen, requires_grad=True)
         assert_state_equal(observed(x), observed(x.detach()))
+
+    def test_without_sums_the_rest_is_the_same(self, gen):
+        # Older callers pass no histogram_sum: the counts, grid and extremes
+        # do not depend on it.
+        batches = [torch.randn(300, generator=gen) * (k + 1) + k for k in range(4)]
+        with_sums = observed(*batches, bins=64)
+        assert_state_equal(observed(*batches, bins=64, sums=False), with_sums[:5])
+        state = observe(torch.stack(batches, 1), new_state(64, channels=4, sums=False), 1)
+        assert_state_equal(state, observe(torch.stack(batches, 1), new_state(64, channels=4), 1)[:5])
+
+    def test_sums_saturate_as_the_values_are_binned(self):
+        state = observed(torch.tensor([1e300, -1e300, 1.0], dtype=torch.float64), bins=8)
+        flt_max = torch.finfo(torch.float32).max
+        assert sorted(state[5][state[5] != 0].tolist()) == [-flt_max, 1.0, flt_max]
 
 
 # ---- histogram_range ---------------------------------------------------------
@@ -473,11 +557,12 @@ class TestMse:
     def test_symmetric_is_near_the_best_range_on_the_data(self):
         # Oracle: the quantization MSE of 201 ranges [-a, a] around ours,
         # measured on the raw values, for 4 seeds x 3 distributions. The
-        # histogram cannot see where values sit inside a bin, so ours misses
-        # the raw data's best by sampling noise: over 8 seeds, by 2e-5 on
-        # average and 1.7e-4 at most, at 2048 bins across the data; with 2048
-        # counts (as few as 1025 bins across the data) by 2.3e-4 on average
-        # and 1.3e-3 at most.
+        # histogram sees each bin's count and mean, not where its values sit
+        # around the mean, so ours misses the raw data's best by sampling
+        # noise: over 8 seeds, by 7e-6 on average and 5e-5 at most, at 2048
+        # bins across the data (scored without the bin sums: 2e-5 and
+        # 1.7e-4); with 2048 counts (as few as 1025 bins across the data) by
+        # 3e-6 and 2.3e-5 (without the sums: 2.3e-4 and 1.3e-3).
         excess = []
         for seed in range(4):
             for data in ("laplace", "student_t3", "relu_mixture"):
@@ -518,6 +603,65 @@ class TestMse:
                   for h in torch.linspace(hi - d, hi + d, 13).tolist()]
         best = min(mse(l, h) for l, h in pairs)
         assert mse(lo, hi) <= best * (1 + 1e-3), (data, lo, hi, mse(lo, hi) / best)
+
+    @pytest.mark.parametrize("sums", [True, False], ids=["sums", "no_sums"])
+    @pytest.mark.parametrize("qmin,qmax", [(-128, 127), (-8, 7)])
+    def test_symmetric_beats_every_bin_edge_on_its_model(self, gen, qmin, qmax, sums):
+        # Symmetric, at most 1024 levels: the search scores every bin edge a
+        # exactly on its model of the binned data (each bin spread around its
+        # mean, or uniformly without sums: the reference's grid_error), then
+        # between edges, so no edge scores less. Spikes of equal values make
+        # the means matter (with sums, the range without them scores 0.1-0.2 %
+        # more).
+        x = torch.cat([laplace(gen, 20_000), torch.full((3000,), 0.37), torch.full((2000,), -1.21)])
+        state = observed(*x.split(7000), bins=256, sums=sums)
+        hist, (lo_h, hi_h) = state[0].tolist(), state[1].tolist()
+        sums = state[5].tolist() if sums else None
+        amax = max(-state[2].item(), state[3].item())
+        w = (hi_h - lo_h) / 256
+        candidates = sorted({a for a in (abs(lo_h + k * w) for k in range(257)) if 0 < a < amax} | {amax})
+        _, a = hrange(state, qmin, qmax, True, "mse")
+
+        def err(a):
+            return R.grid_error(hist, sums, lo_h, hi_h, -a, a, qmin, qmax, True)
+
+        assert err(a.item()) <= min(err(c) for c in candidates) * (1 + 1e-7)
+
+    def test_discrete_data_gets_the_best_symmetric_range(self, gen):
+        # 300 distinct values, each alone in its bin (2^-6 apart on a 2^-6
+        # grid, in the first quarter of the bin), drawn 60k times: spikes.
+        # Each bin's mean is its value, so the model puts each spike where it
+        # is (spread by a grid-independent variance), and the range beats
+        # every bin edge on the raw data (to float32 rounding). Without sums
+        # the spikes are spread over their bins, and the range is 0.9 % worse.
+        n = torch.randperm(1200, generator=gen)[:300].double()
+        offsets = torch.randint(0, 64, (300,), generator=gen).double() * 2.0**-14
+        values = (n * 2.0**-6 - 9.375 + offsets).float()
+        x = values[torch.randint(0, 300, (60_000,), generator=gen)]
+        state = observed(values, x, bins=2048)
+        assert int((state[0] > 0).sum()) == 300
+        lo_h, hi_h = state[1].tolist()
+        w = (hi_h - lo_h) / 2048
+        amax = x.abs().max().item()
+        candidates = {abs(lo_h + k * w) for k in range(2049)} | {amax}
+
+        def mse(a):
+            return R.quantization_mse(x, *R.qparams(-a, a, -128, 127, True), -128, 127)
+
+        best = min(mse(a) for a in candidates if 0 < a <= amax)
+        ours = mse(hrange(state, -128, 127, True, "mse")[1].item())
+        without_sums = mse(hrange(state[:5], -128, 127, True, "mse")[1].item())
+        assert ours <= best * (1 + 1e-6) < without_sums, (ours / best, without_sums / best)
+
+    def test_sums_at_the_bin_centres_are_not_the_uniform_model(self, gen):
+        # Sums = counts * centres (what an older state dict loads as) put each
+        # bin's values at its centre: a valid state, scored as point masses.
+        state = observed(laplace(gen, 10_000), bins=256)
+        lo, hi = state[1].tolist()
+        centres = lo + (torch.arange(state[0].numel(), dtype=torch.float64) + 0.5) * (hi - lo) / state[0].numel()
+        state[5] = state[0].double() * centres
+        a, b = hrange(state, 0, 255, False, "mse")
+        assert state[2].item() <= a.item() < 0 < b.item() <= state[3].item()
 
     def test_uniform_data_is_barely_clipped(self, gen):
         # Clipping uniform data costs more than the finer step saves, beyond a
@@ -574,7 +718,7 @@ class TestMse:
             lo, hi = hrange(state, 0, 255, symmetric, "mse")
             assert lo.shape == (3,)
             for c in range(3):
-                one = [state[0][c], state[1][c], state[2][c : c + 1], state[3][c : c + 1]]
+                one = [state[0][c], state[1][c], state[2][c : c + 1], state[3][c : c + 1], state[4], state[5][c]]
                 l1, h1 = hrange(one, 0, 255, symmetric, "mse")
                 assert l1.item() == lo[c].item() and h1.item() == hi[c].item()
             again = hrange(state, 0, 255, symmetric, "mse")
@@ -724,6 +868,7 @@ class TestObserveErrors:
             (2, "min_val", torch.float64, "float32"),
             (3, "max_val", torch.float16, "float32"),
             (4, "nonfinite_count", torch.int32, "int64"),
+            (5, "histogram_sum", torch.float32, "float64"),
         ],
     )
     def test_state_dtype(self, index, name, dtype, expected):
@@ -738,6 +883,18 @@ class TestObserveErrors:
         state[0] = state[0].to("meta")
         with obs_raises(ValueError, "histogram on the input's device (cpu), but got meta"):
             observe(X, state)
+
+    def test_histogram_sum_device(self):
+        state = new_state(8)
+        state[5] = state[5].to("meta")
+        with obs_raises(ValueError, "histogram_sum on the input's device (cpu), but got meta"):
+            observe(X, state)
+
+    def test_histogram_sum_shape(self):
+        state = new_state(8, channels=4)
+        state[5] = torch.zeros(4, 9, dtype=torch.float64)
+        with obs_raises(ValueError, "histogram_sum to have the histogram's shape [4, 8], but got shape [4, 9]"):
+            observe(X, state, 1)
 
     def test_histogram_3d(self):
         state = new_state(8)
@@ -836,6 +993,7 @@ class TestRangeErrors:
             (1, "histogram_range", torch.float32, "float64", "float32"),
             (2, "min_val", torch.float64, "float32", "float64"),
             (3, "max_val", torch.float64, "float32", "float64"),
+            (5, "histogram_sum", torch.int64, "float64", "int64"),
         ],
     )
     def test_state_dtype(self, index, name, dtype, expected, got):
@@ -863,6 +1021,23 @@ class TestRangeErrors:
             hrange(state, 0, 255, False, "mse")
         assert [t.item() for t in hrange(state, 0, 255, False, "minmax")] == [0.0, 1.0]
 
+    def test_histogram_sum_shape(self):
+        state = observed(torch.ones(3))
+        state[5] = state[5][:-1]
+        with range_raises(ValueError, "histogram_sum to have the histogram's shape [2048], but got shape [2047]"):
+            hrange(state, 0, 255, False, "mse")
+
+    @pytest.mark.parametrize("bad,shown", [(math.nan, "nan"), (-INF, "-inf")])
+    def test_nonfinite_histogram_sum(self, bad, shown):
+        # Only "mse" reads the sums.
+        state = observed(torch.randn(100), bins=8)
+        state[5][3] = bad
+        with range_raises(ValueError, f"histogram_sum to be finite, but got {shown} in bin 3"):
+            hrange(state, 0, 255, False, "mse")
+        for method in ("minmax", "percentile", "entropy"):
+            assert torch.equal(torch.stack(hrange(state, 0, 255, False, method)),
+                               torch.stack(hrange(state[:5], 0, 255, False, method)))
+
     def test_nan_min_val(self):
         state = observed(torch.ones(3))
         state[2][0] = math.nan
@@ -879,6 +1054,7 @@ class TestRebin:
         # As observing -1.5 and 9 would, without counting them: [-4, 12], w = 4.
         assert state[1].tolist() == [-4.0, 12.0]
         assert state[0].tolist() == [0, 10, 0, 0]
+        assert state[5].tolist() == [0.0, 24.75, 0.0, 0.0]  # the sums of the merged bins
         with_values = observe(torch.tensor([-1.5, 9.0]), self.hand_state())
         assert torch.equal(with_values[0] - torch.tensor([1, 0, 0, 1]), state[0])
         assert torch.equal(with_values[1], state[1])
@@ -895,8 +1071,11 @@ class TestRebin:
         for lo, hi in [(-50.0, 3.0), (0.0, 1000.0), (-1e-3, 1e-3), (-1e6, -1e5)]:
             state = rebin(observed(x, bins=128), torch.tensor([lo]), torch.tensor([hi]))
             w, k = grid_of(state[1], 128)
-            expected = torch.bincount((torch.floor(x.double() / w) - k).long(), minlength=128)
+            index = (torch.floor(x.double() / w) - k).long()
+            expected = torch.bincount(index, minlength=128)
             assert torch.equal(state[0], expected)
+            sums = torch.zeros(128, dtype=torch.float64).index_add_(0, index, x.double())
+            torch.testing.assert_close(state[5], sums, rtol=1e-12, atol=1e-300)
             assert state[1][0] <= min(lo, x.min().item()) and max(hi, x.max().item()) < state[1][1]
 
     def test_empty(self):
@@ -922,6 +1101,20 @@ class TestRebin:
         rebin(state, state[2], state[3])
         assert state[1].tolist() == [0.0, 4.0]
         assert state[0].tolist() == [1, 5, 4, 0]
+        # With sums, they move with the mass.
+        state = [
+            torch.tensor([1, 2, 3, 4]), torch.tensor([0.0, 3.0], dtype=torch.float64),
+            torch.tensor([0.0]), torch.tensor([3.0]), torch.zeros(1, dtype=torch.int64),
+            torch.tensor([0.5, 2.0, 5.0, 11.0], dtype=torch.float64),
+        ]
+        rebin(state, state[2], state[3])
+        assert state[0].tolist() == [1, 5, 4, 0] and state[5].tolist() == [0.5, 7.0, 11.0, 0.0]
+
+    def test_without_sums(self, gen):
+        x = torch.randn(2000, generator=gen)
+        lo, hi = torch.tensor([-50.0]), torch.tensor([3.0])
+        state = rebin(observed(x, bins=128, sums=False), lo, hi)
+        assert_state_equal(state, rebin(observed(x, bins=128), lo, hi)[:5])
 
     def test_per_channel_equals_per_tensor(self, gen):
         x = torch.randn(3, 500, generator=gen) * torch.tensor([[1.0], [10.0], [0.1]])
@@ -931,16 +1124,18 @@ class TestRebin:
         for c in range(3):
             one = rebin(observed(x[c], bins=32), lo[c : c + 1], hi[c : c + 1])
             assert torch.equal(state[0][c], one[0]) and torch.equal(state[1][c], one[1])
+            assert torch.equal(state[5][c], one[5])
 
     def test_noncontiguous_state_is_written(self, gen):
         x = torch.randn(4, 6, generator=gen)
         state = observe(x, new_state(16, channels=4), 0)
         hist, rng = state[0].t().contiguous().t(), state[1].t().contiguous().t()
+        sums = state[5].t().contiguous().t()
         assert not hist.is_contiguous()
         lo, hi = torch.full((4,), -10.0), torch.full((4,), 10.0)
-        OPS._histogram_rebin_(hist, rng, lo, hi)
+        OPS._histogram_rebin_(hist, rng, lo, hi, sums)
         rebin(state, lo, hi)
-        assert torch.equal(hist, state[0]) and torch.equal(rng, state[1])
+        assert torch.equal(hist, state[0]) and torch.equal(rng, state[1]) and torch.equal(sums, state[5])
 
 
 def rebin_raises(exc, fragment):
@@ -952,6 +1147,8 @@ class TestRebinErrors:
         state = new_state(8)
         with rebin_raises(TypeError, "histogram_range to be float64, but got float32"):
             rebin([state[0], state[1].float()], state[2], state[3])
+        with rebin_raises(TypeError, "histogram_sum to be float64, but got float32"):
+            rebin(state[:5] + [state[5].float()], state[2], state[3])
         with rebin_raises(TypeError, "min_val to be float32, but got float64"):
             rebin(state, state[2].double(), state[3])
 
@@ -983,7 +1180,7 @@ class TestRebinErrors:
 class TestMeta:
     def test_shapes(self):
         meta = [t.to("meta") for t in new_state(16, channels=3)]
-        OPS.observe_histogram_(torch.empty(4, 3, 5, device="meta"), *meta, -2)
+        observe(torch.empty(4, 3, 5, device="meta"), meta, -2)
         lo, hi = hrange(meta, 0, 255, False, "mse")
         assert lo.device.type == "meta" and lo.shape == (3,) and lo.dtype == torch.float32
         assert hi.shape == (3,)
@@ -991,24 +1188,44 @@ class TestMeta:
     def test_checks(self):
         meta = [t.to("meta") for t in new_state(16, channels=3)]
         with obs_raises(ValueError, "histogram to have input.size(0) = 4 rows (one per channel), but got 3"):
-            OPS.observe_histogram_(torch.empty(4, 3, device="meta"), *meta, 0)
+            observe(torch.empty(4, 3, device="meta"), meta, 0)
+        with obs_raises(ValueError, "histogram_sum to have the histogram's shape [3, 16], but got shape [16]"):
+            OPS.observe_histogram_(torch.empty(4, 3, device="meta"), *meta[:5], 1, meta[5][0])
+        with range_raises(TypeError, "histogram_sum to be float64, but got float32"):
+            OPS.histogram_range(*meta[:4], 0, 255, False, "mse", 99.0, meta[5].float())
         with range_raises(ValueError, "method to be one of"):
             hrange(meta, 0, 255, False, "median")
         with rebin_raises(ValueError, "min_val of shape [3] for a histogram of 3 channels, but got shape [2]"):
             OPS._histogram_rebin_(meta[0], meta[1], meta[2][:2], meta[3])
+        with rebin_raises(ValueError, "histogram_sum to have the histogram's shape [3, 16], but got shape [3, 15]"):
+            OPS._histogram_rebin_(*meta[:4], meta[5][:, 1:])
         OPS._histogram_rebin_(*meta[:4])  # shapes fine: nothing to compute
+        OPS._histogram_rebin_(*meta[:4], meta[5])
 
 
 def test_torchscript(gen):
+    # Without histogram_sum, as TorchScript saved before it existed calls them.
     @torch.jit.script
     def calibrate(x: torch.Tensor, h: torch.Tensor, r: torch.Tensor, mn: torch.Tensor, mx: torch.Tensor, n: torch.Tensor):
         torch.ops.mcuq.observe_histogram_(x, h, r, mn, mx, n)
         return torch.ops.mcuq.histogram_range(h, r, mn, mx, 0, 255, False, "percentile", 99.0)
 
     x = torch.randn(1000, generator=gen)
-    lo, hi = calibrate(x, *new_state(64))
+    lo, hi = calibrate(x, *new_state(64, sums=False))
     expected = hrange(observed(x, bins=64), 0, 255, False, "percentile", 99.0)
     assert lo.item() == expected[0].item() and hi.item() == expected[1].item()
+
+    @torch.jit.script
+    def calibrate_mse(x: torch.Tensor, h: torch.Tensor, r: torch.Tensor, mn: torch.Tensor, mx: torch.Tensor,
+                      n: torch.Tensor, s: torch.Tensor):
+        torch.ops.mcuq.observe_histogram_(x, h, r, mn, mx, n, 0, s)
+        return torch.ops.mcuq.histogram_range(h, r, mn, mx, 0, 255, False, "mse", 99.99, s)
+
+    state = new_state(64)
+    lo, hi = calibrate_mse(x, *state)
+    expected = hrange(observed(x, bins=64), 0, 255, False, "mse")
+    assert lo.item() == expected[0].item() and hi.item() == expected[1].item()
+    assert torch.equal(state[5], observed(x, bins=64)[5])
 
 
 @pytest.mark.torch21
@@ -1026,7 +1243,8 @@ class TestTorch2:
     def test_opcheck_observe_histogram(self, gen, channels):
         x = torch.randn(3, 5, generator=gen) if channels is None else torch.randn(4, 3, 5, generator=gen)
         state = observed(torch.randn(64, generator=gen), bins=64) if channels is None else new_state(64, channels)
-        self._opcheck()(OPS.observe_histogram_.default, (x * 3, *state, 1 if channels else 0))
+        self._opcheck()(OPS.observe_histogram_.default, (x * 3, *state[:5], 1 if channels else 0, state[5]))
+        self._opcheck()(OPS.observe_histogram_.default, (x * 3, *state[:5], 1 if channels else 0))
 
     @pytest.mark.parametrize("channels", [None, 3])
     def test_opcheck_histogram_rebin(self, gen, channels):
@@ -1036,9 +1254,11 @@ class TestTorch2:
         else:
             state = observe(torch.randn(3, 50, generator=gen), new_state(64, channels), 0)
             lo, hi = torch.tensor([-10.0, INF, 0.0]), torch.tensor([3.0, -INF, 0.0])
+        self._opcheck()(OPS._histogram_rebin_.default, (state[0], state[1], lo, hi, state[5]))
         self._opcheck()(OPS._histogram_rebin_.default, (state[0], state[1], lo, hi))
 
     @pytest.mark.parametrize("method", ["minmax", "percentile", "mse", "entropy"])
     def test_opcheck_histogram_range(self, gen, method):
         state = observed(laplace(gen, 4096), bins=256)
+        self._opcheck()(OPS.histogram_range.default, (*state[:4], 0, 255, False, method, 99.9, state[5]))
         self._opcheck()(OPS.histogram_range.default, (*state[:4], 0, 255, False, method, 99.9))

@@ -22,18 +22,23 @@ TORCH_LIBRARY(mcuq, m) {
       "observe_minmax_(Tensor input, Tensor(a!) min_val, Tensor(b!) max_val, "
       "Tensor(c!) nonfinite_count, float? averaging_constant=None, int axis=0, "
       "int group_size=1) -> ()");
+  // histogram_sum (the sum of each bin's values: "mse" places each bin's mass
+  // around its mean) is optional and last, so that older callers and saved
+  // TorchScript models keep working.
   m.def(
       "observe_histogram_(Tensor input, Tensor(a!) histogram, Tensor(b!) histogram_range, "
-      "Tensor(c!) min_val, Tensor(d!) max_val, Tensor(e!) nonfinite_count, int axis=0) -> ()");
+      "Tensor(c!) min_val, Tensor(d!) max_val, Tensor(e!) nonfinite_count, int axis=0, "
+      "Tensor(f!)? histogram_sum=None) -> ()");
   m.def(
       "histogram_range(Tensor histogram, Tensor histogram_range, Tensor min_val, "
       "Tensor max_val, int quant_min, int quant_max, bool symmetric, str method=\"mse\", "
-      "float percentile=99.99) -> (Tensor range_min, Tensor range_max)");
-  // Private: re-bins a histogram exactly onto the canonical grid that also
-  // covers [min_val, max_val] (per channel), so that histograms can be summed.
+      "float percentile=99.99, Tensor? histogram_sum=None) -> (Tensor range_min, Tensor range_max)");
+  // Private: re-bins a histogram (and its sums) exactly onto the canonical
+  // grid that also covers [min_val, max_val] (per channel), so that
+  // histograms can be summed.
   m.def(
       "_histogram_rebin_(Tensor(a!) histogram, Tensor(b!) histogram_range, Tensor min_val, "
-      "Tensor max_val) -> ()");
+      "Tensor max_val, Tensor(c!)? histogram_sum=None) -> ()");
   m.def(
       "observe_fake_quantize(Tensor input, Tensor(a!) min_val, Tensor(b!) max_val, "
       "Tensor(c!) nonfinite_count, Tensor(d!) scale, Tensor(e!) zero_point, "

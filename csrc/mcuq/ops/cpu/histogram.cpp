@@ -8,8 +8,16 @@
 //   min_val, max_val float32 [1] (or 0-d); [C] per-channel: extremes of the
 //                    finite values seen, +inf / -inf before any
 //   nonfinite_count  int64, one element: NaN / ±inf values skipped, in all
+//   histogram_sum    float64, histogram's shape, optional: the sum of the
+//                    values counted in each bin (as binned: float64,
+//                    saturated to ±FLT_MAX); "mse" spreads each bin's mass
+//                    around its mean (histogram_error.h). Pass it to every
+//                    call that updates the state, or to none: without it
+//                    (older callers) nothing is summed and "mse" spreads
+//                    each bin's mass uniformly over the bin.
 // Per-channel, C == input.size(axis) and every channel has its own range.
-// Initial state: histogram and histogram_range zeros, min/max +inf/-inf.
+// Initial state: histogram, histogram_range and histogram_sum zeros,
+// min/max +inf/-inf.
 //
 // Binning on canonical grids (CanonicalGrid in histogram_math.h): bins of
 // width w = 2^e starting at lo = k w (k integer), hi = (k + bins) w; a value
@@ -43,17 +51,25 @@
 // (c) Moving old bin i to new bin floor(a_i / w) - k is then where each of
 //     its values would have been binned directly, so the counts are those of
 //     binning S ∪ B at once. Counts are integers: the result is exact.
+// Sums move with their bins' counts (the sums of the bins merged into one
+// add), so each bin's sum is the sum of the same values, whatever the order
+// or chunking; but float64 additions in another order round differently, so
+// sums agree only up to float64 rounding, not bit for bit (a bin's values
+// share a sign, as no bin straddles 0: n additions in another order move its
+// sum by at most ~n 2^-53 relative). The grid and counts never depend on
+// them.
 // The same makes histograms mergeable: _histogram_rebin_ moves a histogram to
 // the grid of [min(a_first, min_val), max(a_last, max_val)] (e >= its own e and
 // >= min_grid_exponent of the given extremes); after an all-reduce of min_val
 // (MIN) and max_val (MAX), every rank lands on G(all ranks' values), and the
-// SUM of the histograms is the histogram of one process that saw everything.
+// SUM of the histograms is the histogram of one process that saw everything
+// (the SUM of the sums, too, up to float64 rounding).
 // (With float64 input the all-reduced float32 extremes are rounded outwards,
 // so the merged grid may be coarser than one process's.)
 //
 // A state whose non-empty range is not a canonical grid (saved by an older
-// version, or made by hand) is moved approximately, once: each bin's mass goes
-// to the new bin of its centre, on a grid no finer than its bins.
+// version, or made by hand) is moved approximately, once: each bin's mass (and
+// sum) goes to the new bin of its centre, on a grid no finer than its bins.
 //
 // histogram_range methods ("minmax", "percentile", "mse", "entropy") are
 // described at their functions below; each channel is handled on its own.
@@ -153,6 +169,27 @@ HistogramLayout check_state_shapes(
   return layout;
 }
 
+// histogram_sum, if given: float64, on `ref`'s device, the histogram's shape.
+void check_histogram_sum(
+    const char* op,
+    const c10::optional<at::Tensor>& histogram_sum,
+    const at::Tensor& histogram,
+    const at::Tensor& ref,
+    const char* ref_name) {
+  if (!histogram_sum.has_value()) return;
+  const at::Tensor& sum = *histogram_sum;
+  check_tensor(op, "histogram_sum", sum, at::kDouble, ref, ref_name);
+  bool same = sum.dim() == histogram.dim();
+  for (int64_t d = 0; same && d < sum.dim(); ++d) {
+    same = concrete(sum.sym_size(d)) == concrete(histogram.sym_size(d));
+  }
+  TORCH_CHECK_VALUE(
+      same,
+      fmt::format(
+          "mcuq::{}: expected histogram_sum to have the histogram's shape {}, but got shape {}", op,
+          shape_str(histogram), shape_str(sum)));
+}
+
 }  // namespace
 
 HistogramLayout check_observe_histogram_args(
@@ -163,7 +200,8 @@ HistogramLayout check_observe_histogram_args(
     const at::Tensor& min_val,
     const at::Tensor& max_val,
     const at::Tensor& nonfinite_count,
-    int64_t axis) {
+    int64_t axis,
+    const c10::optional<at::Tensor>& histogram_sum) {
   check_float_input(op, input);
   check_tensor(op, "histogram", histogram, at::kLong, input, "input");
   check_tensor(op, "histogram_range", histogram_range, at::kDouble, input, "input");
@@ -171,6 +209,7 @@ HistogramLayout check_observe_histogram_args(
   check_tensor(op, "max_val", max_val, at::kFloat, input, "input");
   check_tensor(op, "nonfinite_count", nonfinite_count, at::kLong, input, "input");
   HistogramLayout layout = check_state_shapes(op, histogram, histogram_range, min_val, max_val);
+  check_histogram_sum(op, histogram_sum, histogram, input, "input");
   TORCH_CHECK_VALUE(
       concrete(nonfinite_count.sym_numel()) == 1,
       fmt::format(
@@ -210,13 +249,15 @@ HistogramRangeArgs check_histogram_range_args(
     int64_t quant_min,
     int64_t quant_max,
     const std::string& method,
-    double percentile) {
+    double percentile,
+    const c10::optional<at::Tensor>& histogram_sum) {
   check_tensor(op, "histogram", histogram, at::kLong, histogram, "histogram");
   check_tensor(op, "histogram_range", histogram_range, at::kDouble, histogram, "histogram");
   check_tensor(op, "min_val", min_val, at::kFloat, histogram, "histogram");
   check_tensor(op, "max_val", max_val, at::kFloat, histogram, "histogram");
   HistogramRangeArgs args;
   args.layout = check_state_shapes(op, histogram, histogram_range, min_val, max_val);
+  check_histogram_sum(op, histogram_sum, histogram, histogram, "histogram");
   check_quant_range(op, quant_min, quant_max);
   if (method == "minmax") {
     args.method = RangeMethod::kMinMax;
@@ -247,12 +288,15 @@ HistogramLayout check_histogram_rebin_args(
     const at::Tensor& histogram,
     const at::Tensor& histogram_range,
     const at::Tensor& min_val,
-    const at::Tensor& max_val) {
+    const at::Tensor& max_val,
+    const c10::optional<at::Tensor>& histogram_sum) {
   check_tensor(op, "histogram", histogram, at::kLong, histogram, "histogram");
   check_tensor(op, "histogram_range", histogram_range, at::kDouble, histogram, "histogram");
   check_tensor(op, "min_val", min_val, at::kFloat, histogram, "histogram");
   check_tensor(op, "max_val", max_val, at::kFloat, histogram, "histogram");
-  return check_state_shapes(op, histogram, histogram_range, min_val, max_val);
+  const HistogramLayout layout = check_state_shapes(op, histogram, histogram_range, min_val, max_val);
+  check_histogram_sum(op, histogram_sum, histogram, histogram, "histogram");
+  return layout;
 }
 
 namespace {
@@ -275,11 +319,13 @@ float float_at_least(double v) {
   return f;
 }
 
-// Moves one histogram row (`range` = its lo, hi) in place onto the canonical
-// grid of its non-empty bins plus the points [new_min, new_max] (ignored when
-// new_min > new_max), with e >= e_min; returns the grid. An empty row with no
-// points keeps its range and returns a default grid (bins == 0).
-CanonicalGrid regrid(int64_t* hist, int64_t bins, double* range, double new_min, double new_max, int e_min) {
+// Moves one histogram row (`range` = its lo, hi; `sums` its bin sums, or
+// null) in place onto the canonical grid of its non-empty bins plus the
+// points [new_min, new_max] (ignored when new_min > new_max), with
+// e >= e_min; returns the grid. An empty row with no points keeps its range
+// and returns a default grid (bins == 0).
+CanonicalGrid regrid(
+    int64_t* hist, double* sums, int64_t bins, double* range, double new_min, double new_max, int e_min) {
   int64_t first = -1, last = -1;
   for (int64_t i = 0; i < bins; ++i) {
     if (hist[i] != 0) {
@@ -313,23 +359,30 @@ CanonicalGrid regrid(int64_t* hist, int64_t bins, double* range, double new_min,
   const CanonicalGrid grid = canonical_grid(m, M, e_min, bins);
   if (first >= 0 && !(canonical && grid.e == old.e && grid.k == old.k)) {
     std::vector<int64_t> moved(bins, 0);
+    std::vector<double> moved_sums(sums != nullptr ? bins : 0, 0.0);
     for (int64_t i = first; i <= last; ++i) {
-      if (hist[i] != 0) moved[grid.bin(point(i))] += hist[i];
+      if (hist[i] == 0) continue;
+      const int64_t j = grid.bin(point(i));
+      moved[j] += hist[i];
+      if (sums != nullptr) moved_sums[j] += sums[i];
     }
     std::copy(moved.begin(), moved.end(), hist);
+    if (sums != nullptr) std::copy(moved_sums.begin(), moved_sums.end(), sums);
   }
   range[0] = grid.lo;
   range[1] = grid.hi;
   return grid;
 }
 
-// Folds n values into one histogram row and its range / min / max; returns
-// how many were not finite.
+// Folds n values into one histogram row (and its sums, if not null) and its
+// range / min / max; returns how many were not finite. Serial within the
+// row, so its sums are the same on every run.
 template <typename scalar_t>
 int64_t observe_row(
     const scalar_t* x,
     int64_t n,
     int64_t* hist,
+    double* sums,
     int64_t bins,
     double* range,
     float* min_val,
@@ -353,11 +406,23 @@ int64_t observe_row(
 
   const int e_min = min_grid_exponent(std::max(std::fabs(*min_val), std::fabs(*max_val)));
   const CanonicalGrid grid =
-      regrid(hist, bins, range, to_float_range(bmin), to_float_range(bmax), e_min);
+      regrid(hist, sums, bins, range, to_float_range(bmin), to_float_range(bmax), e_min);
+  if (sums == nullptr) {
+    for (int64_t i = 0; i < n; ++i) {
+      const double v = static_cast<double>(x[i]);
+      if (std::isfinite(v)) {
+        ++hist[grid.bin(to_float_range(v))];
+      }
+    }
+    return nonfinite;
+  }
   for (int64_t i = 0; i < n; ++i) {
     const double v = static_cast<double>(x[i]);
     if (std::isfinite(v)) {
-      ++hist[grid.bin(to_float_range(v))];
+      const double f = to_float_range(v);
+      const int64_t b = grid.bin(f);
+      ++hist[b];
+      sums[b] += f;
     }
   }
   return nonfinite;
@@ -391,17 +456,20 @@ void observe_histogram_cpu(
     const at::Tensor& min_val,
     const at::Tensor& max_val,
     const at::Tensor& nonfinite_count,
-    int64_t axis) {
+    int64_t axis,
+    const c10::optional<at::Tensor>& histogram_sum) {
   const char* op = "observe_histogram_";
   const HistogramLayout layout = check_observe_histogram_args(
-      op, input, histogram, histogram_range, min_val, max_val, nonfinite_count, axis);
+      op, input, histogram, histogram_range, min_val, max_val, nonfinite_count, axis, histogram_sum);
   const int64_t channels = layout.channels, bins = layout.bins;
 
   at::Tensor hist = histogram.contiguous();
   at::Tensor range = histogram_range.contiguous();
   at::Tensor mn = min_val.contiguous();
   at::Tensor mx = max_val.contiguous();
+  at::Tensor sum = histogram_sum.has_value() ? histogram_sum->contiguous() : at::Tensor();
   int64_t* ph = hist.data_ptr<int64_t>();
+  double* ps = sum.defined() ? sum.data_ptr<double>() : nullptr;
   double* pr = range.data_ptr<double>();
   float* pmin = mn.data_ptr<float>();
   float* pmax = mx.data_ptr<float>();
@@ -426,7 +494,8 @@ void observe_histogram_cpu(
     at::parallel_for(0, channels, 1, [&](int64_t begin, int64_t end) {
       for (int64_t c = begin; c < end; ++c) {
         nonfinite[c] = observe_row<scalar_t>(
-            px + c * n, n, ph + c * bins, bins, pr + 2 * c, pmin + c, pmax + c);
+            px + c * n, n, ph + c * bins, ps != nullptr ? ps + c * bins : nullptr, bins, pr + 2 * c,
+            pmin + c, pmax + c);
       }
     });
   });
@@ -435,6 +504,7 @@ void observe_histogram_cpu(
   write_back(range, histogram_range);
   write_back(mn, min_val);
   write_back(mx, max_val);
+  if (ps != nullptr) write_back(sum, *histogram_sum);
   int64_t total = 0;
   for (int64_t v : nonfinite) total += v;
   *nonfinite_count.data_ptr<int64_t>() += total;
@@ -442,20 +512,25 @@ void observe_histogram_cpu(
 
 // ---- _histogram_rebin_ -------------------------------------------------------
 
-// Moves each row onto the canonical grid covering its non-empty bins and
-// [min_val, max_val] (see the top of the file); a row whose min_val > max_val
-// (no values to cover) only covers its own bins, and an empty one then gets
-// the initial range (0, 0), so that ranks that saw nothing agree.
+// Moves each row (and its sums, if given) onto the canonical grid covering its
+// non-empty bins and [min_val, max_val] (see the top of the file); a row whose
+// min_val > max_val (no values to cover) only covers its own bins, and an
+// empty one then gets the initial range (0, 0), so that ranks that saw
+// nothing agree.
 void histogram_rebin_cpu(
     const at::Tensor& histogram,
     const at::Tensor& histogram_range,
     const at::Tensor& min_val,
-    const at::Tensor& max_val) {
+    const at::Tensor& max_val,
+    const c10::optional<at::Tensor>& histogram_sum) {
   const char* op = "_histogram_rebin_";
-  const HistogramLayout layout = check_histogram_rebin_args(op, histogram, histogram_range, min_val, max_val);
+  const HistogramLayout layout =
+      check_histogram_rebin_args(op, histogram, histogram_range, min_val, max_val, histogram_sum);
   const int64_t channels = layout.channels, bins = layout.bins;
   at::Tensor hist = histogram.contiguous();
   at::Tensor range = histogram_range.contiguous();
+  at::Tensor sum = histogram_sum.has_value() ? histogram_sum->contiguous() : at::Tensor();
+  double* ps = sum.defined() ? sum.data_ptr<double>() : nullptr;
   const at::Tensor mn = min_val.contiguous();
   const at::Tensor mx = max_val.contiguous();
   int64_t* ph = hist.data_ptr<int64_t>();
@@ -477,7 +552,8 @@ void histogram_rebin_cpu(
       const bool points = pmin[c] <= pmax[c];
       const int e_min = points ? min_grid_exponent(std::max(std::fabs(pmin[c]), std::fabs(pmax[c]))) : -149;
       const CanonicalGrid grid = regrid(
-          ph + c * bins, bins, pr + 2 * c, points ? pmin[c] : kInf, points ? pmax[c] : -kInf, e_min);
+          ph + c * bins, ps != nullptr ? ps + c * bins : nullptr, bins, pr + 2 * c,
+          points ? pmin[c] : kInf, points ? pmax[c] : -kInf, e_min);
       if (grid.bins == 0) {
         pr[2 * c] = 0.0;
         pr[2 * c + 1] = 0.0;
@@ -486,6 +562,7 @@ void histogram_rebin_cpu(
   });
   write_back(hist, histogram);
   write_back(range, histogram_range);
+  if (ps != nullptr) write_back(sum, *histogram_sum);
 }
 
 // ---- histogram_range ---------------------------------------------------------
@@ -493,6 +570,7 @@ void histogram_rebin_cpu(
 // One channel's histogram as the range methods see it.
 struct Row {
   const int64_t* m;   // counts
+  const double* s;    // sums of the values in each bin, or null
   int64_t bins;
   double lo, w;       // bin i covers [lo + i w, lo + (i + 1) w]
   double min_val, max_val;
@@ -596,13 +674,14 @@ struct Endpoint {
 //    Δ is not small against the data's spread (a heavy tail stretching an
 //    8-bit range), the error near the peak is not Δ²/12, and stage 1 can
 //    prefer a range tens of percent wider than the best. So candidates are
-//    re-scored with the exact error of the binned mass (histogram_error.h):
-//    symmetric: every a on grids of at most kExactLevels levels, else the
-//    ±kRefineSymmetric around the stage-1 optimum; affine: starting from the
-//    stage-1 pair, each end alone over every candidate (the other fixed;
-//    ±kSweepAffine on finer grids), then alternately over ±kSweepAffine until
-//    neither moves, then ±kRefineAffine lows × highs. Finally, between bin
-//    edges near the best.
+//    re-scored with the exact error of the binned mass (histogram_error.h:
+//    each bin spread linearly around its mean where histogram_sum is given,
+//    else uniformly): symmetric: every a on grids of at most kExactLevels
+//    levels, else the ±kRefineSymmetric around the stage-1 optimum; affine:
+//    starting from the stage-1 pair, each end alone over every candidate (the
+//    other fixed; ±kSweepAffine on finer grids), then alternately over
+//    ±kSweepAffine until neither moves, then ±kRefineAffine lows × highs.
+//    Finally, between bin edges near the best.
 //
 // Ties keep the first candidate in ascending order. Returns the effective
 // range clamped to the observed one.
@@ -627,7 +706,7 @@ constexpr int kSubBinSteps = 32;
 
 Range mse_range(const Row& r, int64_t quant_min, int64_t quant_max, bool symmetric) {
   const Moments mom(r);
-  const HistogramGridError grid_error(r.m, r.bins, r.lo, r.w);
+  const HistogramGridError grid_error(r.m, r.bins, r.lo, r.w, r.s);
   const bool exact_everywhere = quant_max - quant_min + 1 <= kExactLevels;
   const double nq = static_cast<double>(quant_max - quant_min);
   const double zero_u = -r.lo / r.w;
@@ -942,11 +1021,12 @@ std::tuple<at::Tensor, at::Tensor> histogram_range_cpu(
     int64_t quant_max,
     bool symmetric,
     c10::string_view method,
-    double percentile) {
+    double percentile,
+    const c10::optional<at::Tensor>& histogram_sum) {
   const char* op = "histogram_range";
   const HistogramRangeArgs args = check_histogram_range_args(
       op, histogram, histogram_range, min_val, max_val, quant_min, quant_max,
-      std::string(method.data(), method.size()), percentile);
+      std::string(method.data(), method.size()), percentile, histogram_sum);
   const int64_t channels = args.layout.channels, bins = args.layout.bins;
   const at::Tensor hist = histogram.contiguous();
   const at::Tensor range = histogram_range.contiguous();
@@ -956,6 +1036,11 @@ std::tuple<at::Tensor, at::Tensor> histogram_range_cpu(
   const double* pr = range.data_ptr<double>();
   const float* pmin = mn.data_ptr<float>();
   const float* pmax = mx.data_ptr<float>();
+  // Only "mse" reads the sums.
+  const at::Tensor sum = histogram_sum.has_value() && args.method == RangeMethod::kMse
+      ? histogram_sum->contiguous()
+      : at::Tensor();
+  const double* ps = sum.defined() ? sum.data_ptr<double>() : nullptr;
 
   std::vector<Row> rows(channels);
   for (int64_t c = 0; c < channels; ++c) {
@@ -973,6 +1058,7 @@ std::tuple<at::Tensor, at::Tensor> histogram_range_cpu(
             op, where));
     Row& r = rows[c];
     r.m = ph + c * bins;
+    r.s = ps != nullptr ? ps + c * bins : nullptr;
     r.bins = bins;
     r.lo = pr[2 * c];
     r.w = (pr[2 * c + 1] - pr[2 * c]) / static_cast<double>(bins);
@@ -993,6 +1079,13 @@ std::tuple<at::Tensor, at::Tensor> histogram_range_cpu(
               "mcuq::{}: expected histogram_range to be a finite (lo, hi) with lo <= hi, but got "
               "({}, {}){}",
               op, pr[2 * c], pr[2 * c + 1], for_channel));
+    }
+    for (int64_t k = 0; r.s != nullptr && k < bins; ++k) {
+      TORCH_CHECK_VALUE(
+          std::isfinite(r.s[k]),
+          fmt::format(
+              "mcuq::{}: expected histogram_sum to be finite, but got {} in bin {}{}", op, r.s[k], k,
+              for_channel));
     }
   }
 

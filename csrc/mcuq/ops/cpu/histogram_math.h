@@ -6,6 +6,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/util/Optional.h>
 
 #include <algorithm>
 #include <cfloat>
@@ -25,7 +26,8 @@ struct HistogramLayout {
 
 enum class RangeMethod { kMinMax, kPercentile, kMse, kEntropy };
 
-// observe_histogram_: dtypes, devices and shapes of the input and the state.
+// observe_histogram_: dtypes, devices and shapes of the input and the state
+// (histogram_sum, if given: float64, the histogram's shape).
 HistogramLayout check_observe_histogram_args(
     const char* op,
     const at::Tensor& input,
@@ -34,7 +36,8 @@ HistogramLayout check_observe_histogram_args(
     const at::Tensor& min_val,
     const at::Tensor& max_val,
     const at::Tensor& nonfinite_count,
-    int64_t axis);
+    int64_t axis,
+    const c10::optional<at::Tensor>& histogram_sum);
 
 // histogram_range: the state, the integer range, the method and (for
 // "percentile") the percentile.
@@ -51,7 +54,8 @@ HistogramRangeArgs check_histogram_range_args(
     int64_t quant_min,
     int64_t quant_max,
     const std::string& method,
-    double percentile);
+    double percentile,
+    const c10::optional<at::Tensor>& histogram_sum);
 
 // _histogram_rebin_: dtypes, devices and shapes of the state.
 HistogramLayout check_histogram_rebin_args(
@@ -59,7 +63,8 @@ HistogramLayout check_histogram_rebin_args(
     const at::Tensor& histogram,
     const at::Tensor& histogram_range,
     const at::Tensor& min_val,
-    const at::Tensor& max_val);
+    const at::Tensor& max_val,
+    const c10::optional<at::Tensor>& histogram_sum);
 
 // ---- canonical grids ----------------------------------------------------------
 //
