@@ -56,9 +56,10 @@ Run (from the repository root):
       [--qat-epochs 1] [--calibration 2000] [--limit N] [--quick] [--json PATH]
 A peer that fails (import error, unsupported op) is a "failed: <reason>" cell, not a
 crashed run. Accuracy and speed are reported, never asserted. The default run takes
-about 14 minutes on 2 busy cores (four epochs of training, plus the float CNN's once,
-and about 20 passes over the test set); --quick about 2. Epoch times are wall time:
-on a shared machine, compare them within one run only.
+about 75 s on 2 idle cores once the float CNN is cached (four epochs of training and
+about 20 passes over the test set; 14 minutes when the cores were shared with a
+compiler); --quick about 30 s. Epoch times are the wall time of one epoch: they move
+by a third between runs, so compare them within one run only.
 """
 
 import argparse
