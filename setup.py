@@ -10,6 +10,7 @@ Without network access:
     pip install --no-build-isolation --no-deps -e .
 """
 
+import importlib.util
 import os
 import re
 import shutil
@@ -36,10 +37,12 @@ class CMakeBuild(build_ext):
         return [str(self._library_target(ext)) for ext in self.extensions]
 
     def _library_target(self, ext: Extension) -> Path:
-        import torch
-
-        tag = "torch" + ".".join(torch.__version__.split(".")[:2])  # as mcuq/_library.py names it
-        return Path(self.get_ext_fullpath(ext.name)).parent / "lib" / tag / "libmcuq.so"
+        # The folder name comes from mcuq/_library.py, which loads the library
+        # from there (read as a file: importing the package would load it).
+        spec = importlib.util.spec_from_file_location("_mcuq_library", ROOT / "ops" / "mcuq" / "_library.py")
+        library = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(library)
+        return Path(self.get_ext_fullpath(ext.name)).parent / "lib" / library.torch_tag() / "libmcuq.so"
 
     def build_extension(self, ext: Extension) -> None:
         import torch

@@ -233,16 +233,25 @@ class ConvBn2d(nn.Module):
         w_fold, b_fold = self.folded_weight_and_bias()
         return self._conv(x, self.weight_fake_quant(w_fold), b_fold)
 
-    def _forward_batch_stats(self, x: Tensor) -> Tensor:
-        scale = self._bn_scale()
+    @staticmethod
+    def _batch_scale(scale: Tensor) -> Tensor:
         # A channel with gamma = 0 would divide 0 by 0; its BatchNorm output
         # is beta whatever the convolution gives, so leave it unscaled.
-        scale = torch.where(scale == 0, torch.ones_like(scale), scale)
-        y = self._conv(x, self.weight_fake_quant(self.weight * scale.reshape(-1, 1, 1, 1)), None)
-        y = y / scale.reshape(1, -1, 1, 1)
+        return torch.where(scale == 0, torch.ones_like(scale), scale)
+
+    def _unscaled(self, y: Tensor, batch_scale: Tensor) -> Tensor:
+        """The convolution of the scaled weight, scaled back, plus its bias:
+        what BatchNorm normalizes with batch statistics."""
+        y = y / batch_scale.reshape(1, -1, 1, 1)
         bias = self.bias
         if bias is not None:
             y = y + bias.reshape(1, -1, 1, 1)
+        return y
+
+    def _forward_batch_stats(self, x: Tensor) -> Tensor:
+        scale = self._batch_scale(self._bn_scale())
+        y = self._conv(x, self.weight_fake_quant(self.weight * scale.reshape(-1, 1, 1, 1)), None)
+        y = self._unscaled(y, scale)
         # nn.BatchNorm2d's training rule, running-statistics update included
         num_batches_tracked = self.bn.num_batches_tracked
         assert num_batches_tracked is not None
@@ -271,12 +280,10 @@ class ConvBn2d(nn.Module):
         self.num_steps.add_(1)
         frozen = self.bn_frozen.bool()
         scale = self._bn_scale()
-        batch_scale = torch.where(scale == 0, torch.ones_like(scale), scale)  # as _forward_batch_stats
+        batch_scale = self._batch_scale(scale)
         weight = self.weight_fake_quant(self.weight * torch.where(frozen, scale, batch_scale).reshape(-1, 1, 1, 1))
         folded = self._conv(x, weight, self._folded_bias(scale))  # one scale, as in eager: same gradient sums
-        y = self._conv(x, weight, None) / batch_scale.reshape(1, -1, 1, 1)
-        if self.bias is not None:
-            y = y + self.bias.reshape(1, -1, 1, 1)
+        y = self._unscaled(self._conv(x, weight, None), batch_scale)
         running_mean, running_var = self.bn.running_mean.clone(), self.bn.running_var.clone()
         batch = F.batch_norm(y, running_mean, running_var, self.bn.weight, self.bn.bias, True,
                              self.bn.momentum, self.bn.eps)
