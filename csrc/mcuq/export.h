@@ -89,4 +89,14 @@ c10::intrusive_ptr<ExportedModel> export_model(
     const ExportOptions& options = {},
     const at::Tensor& sample = {});
 
+// Lowers an op program: what mcuq.export (Python) writes, with torch.save,
+// for a torch.export ExportedProgram (.pt2), whose files only Python reads.
+// The rules and the integer graph are the TorchScript path's: the same frozen
+// model gives the same C either way.
+c10::intrusive_ptr<ExportedModel> export_program(
+    const std::string& path,
+    const std::vector<int64_t>& input_shape,
+    const ExportOptions& options = {},
+    const at::Tensor& sample = {});
+
 }  // namespace mcuq

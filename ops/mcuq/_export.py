@@ -9,8 +9,9 @@ bit. The exporter itself is C++ (``csrc/mcuq/export``), reached through the
     exported.write("out", name="fmnist")        # fmnist.h, fmnist.c, report.json
 
 Pass the model *before* ``torch.jit.freeze`` (which folds the weight
-quantizers away): an ``nn.Module`` (traced here), a ``ScriptModule``, or the
-path of a saved TorchScript file.
+quantizers away): an ``nn.Module`` (traced here), a ``ScriptModule``, a
+``torch.export`` ``ExportedProgram``, or the path of a saved TorchScript
+(``.pt``) or ``torch.export`` (``.pt2``) file.
 """
 
 import json
@@ -118,30 +119,62 @@ class ExportedModel:
                 f"flash {self.flash_bytes} B, arena {self.arena_bytes} B, {self.macs} MACs)")
 
 
-def export(model: Union[str, os.PathLike, nn.Module, torch.jit.ScriptModule],
+def _exported_program_type() -> Optional[type]:
+    export_module = getattr(torch, "export", None)
+    return getattr(export_module, "ExportedProgram", None)
+
+
+def _export_program(program: Any, shape: List[int], sample: Optional[Tensor], rounding: str,
+                    source: str) -> ExportedModel:
+    from . import _export_program
+    _export_program.check_input(program, shape, shape[0] if sample is None else sample.shape[0])
+    with tempfile.TemporaryDirectory(prefix="mcuq-export-") as tmp:
+        path = os.path.join(tmp, "program.pt")
+        torch.save(_export_program.write(program), path)
+        return ExportedModel(torch.classes.mcuq.ExportedModel.load_program(path, shape, rounding, sample, source))
+
+
+def export(model: Union[str, os.PathLike, nn.Module, torch.jit.ScriptModule, "torch.export.ExportedProgram"],
            input_shape: Sequence[int],
            sample: Optional[Tensor] = None,
-           rounding: str = "double") -> ExportedModel:
+           rounding: str = "double",
+           source: Optional[str] = None) -> ExportedModel:
     """Lowers a frozen model (see the module docstring) for inputs of
     ``input_shape`` (``[N, C, H, W]`` or ``[N, F]``). ``sample``: float
     inputs ``[N', ...]`` run through the model to find shapes and each
     layer's SQNR for the report (default: standard normal noise).
-    ``rounding``: ``"double"`` (TFLite's default) or ``"single"``."""
+    ``rounding``: ``"double"`` (TFLite's default) or ``"single"``.
+    ``source``: how the generated files name the model (default: its class
+    name, or the file name without its extension).
+
+    The model is a TorchScript file or module (``.pt``), an
+    ``ExportedProgram`` of ``torch.export`` or its ``.pt2`` file, or an
+    ``nn.Module``, which is traced. Both kinds of graph go through the same
+    lowering rules: the same frozen model gives the same C from either."""
     shape = [int(d) for d in input_shape]
+    program_type = _exported_program_type()
     if isinstance(model, (str, os.PathLike)):
         if not Path(model).is_file():
             raise FileNotFoundError(f"mcuq.export: no such model file: {model}")
-        return ExportedModel(torch.classes.mcuq.ExportedModel.load(os.fspath(model), shape, rounding, sample,
-                                                                   Path(model).name))
-    source = f"{type(model).__name__} ({'TorchScript' if isinstance(model, torch.jit.ScriptModule) else 'traced'})"
+        name = source or Path(model).stem
+        if Path(model).suffix == ".pt2":
+            if program_type is None:
+                raise ValueError(f"mcuq.export: {model} is a torch.export program; reading it needs torch >= 2.1, "
+                                 f"but this is torch {torch.__version__}")
+            return _export_program(torch.export.load(os.fspath(model)), shape, sample, rounding, name)
+        return ExportedModel(torch.classes.mcuq.ExportedModel.load(os.fspath(model), shape, rounding, sample, name))
+    if program_type is not None and isinstance(model, program_type):
+        from ._export_program import model_name
+        return _export_program(model, shape, sample, rounding, source or model_name(model))
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"mcuq.export: expected an nn.Module, a ScriptModule, an ExportedProgram or a path, "
+                        f"but got {type(model).__name__}")
+    name = source or (model.original_name if isinstance(model, torch.jit.ScriptModule) else type(model).__name__)
     if not isinstance(model, torch.jit.ScriptModule):
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"mcuq.export: expected an nn.Module, a ScriptModule or a path, "
-                            f"but got {type(model).__name__}")
         example = sample[:1] if sample is not None else torch.zeros(shape)
         with torch.no_grad():
             model = torch.jit.trace(model.eval(), example)
     with tempfile.TemporaryDirectory(prefix="mcuq-export-") as tmp:
         path = os.path.join(tmp, "model.pt")
         model.save(path)
-        return ExportedModel(torch.classes.mcuq.ExportedModel.load(path, shape, rounding, sample, source))
+        return ExportedModel(torch.classes.mcuq.ExportedModel.load(path, shape, rounding, sample, name))

@@ -1,7 +1,8 @@
 """Command line: ``python -m mcuq.export MODEL.pt --input-shape 1,1,28,28 -o OUT --name NAME``.
 
-Loads a frozen TorchScript model (saved before ``torch.jit.freeze``), lowers
-it to mcuq's integer graph, writes ``NAME.h``, ``NAME.c`` and
+Loads a frozen model, a TorchScript file (``.pt``, saved before
+``torch.jit.freeze``) or a ``torch.export`` program (``.pt2``), lowers it to
+mcuq's integer graph, writes ``NAME.h``, ``NAME.c`` and
 ``report.json`` into OUT (with ``--runtime``, also the C runtime sources)
 and prints the per-layer summary. The Python API is ``mcuq.export(...)``.
 """
@@ -28,7 +29,7 @@ def _shape(text: str) -> List[int]:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mcuq.export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", type=Path, help="TorchScript file (mcuq.freeze + trace/script, then .save)")
+    parser.add_argument("model", type=Path, help="TorchScript file (.pt: mcuq.freeze, trace or script, save) or torch.export program (.pt2)")
     parser.add_argument("--input-shape", type=_shape, required=True, help="N,C,H,W or N,F (e.g. 1,1,28,28)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output directory")
     parser.add_argument("--name", help="C identifier prefix of the generated code (default: from the file name)")

@@ -19,11 +19,21 @@ c10::intrusive_ptr<ExportedModel> load_and_export(const std::string& path, std::
   return export_model(path, input_shape, options, sample.value_or(at::Tensor()));
 }
 
+c10::intrusive_ptr<ExportedModel> load_program_and_export(const std::string& path, std::vector<int64_t> input_shape,
+                                                          std::string rounding, c10::optional<at::Tensor> sample,
+                                                          std::string source) {
+  ExportOptions options;
+  options.rounding = std::move(rounding);
+  options.source = std::move(source);
+  return export_program(path, input_shape, options, sample.value_or(at::Tensor()));
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(mcuq, m) {
   m.class_<ExportedModel>("ExportedModel")
       .def_static("load", &load_and_export)
+      .def_static("load_program", &load_program_and_export)
       .def("quantize_input", &ExportedModel::quantize_input)
       .def("dequantize_output", &ExportedModel::dequantize_output)
       .def("integer_reference", &ExportedModel::integer_reference)

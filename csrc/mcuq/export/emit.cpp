@@ -279,8 +279,9 @@ std::string emit_source(const Graph& g, const ArenaPlan& arena, const std::strin
     const TensorInfo& in = g.tensors[l.inputs[0]];
     const TensorInfo& out = g.tensors[l.output];
     if (l.kind == LayerKind::kReshape) continue;
-    body += fmt::format("  /* {} ({}): {} {} -> {} */\n  {{\n", comment_text(l.name), comment_text(l.source),
-                        layer_kind_name(l.kind),
+    // The op and source line stay in report.json: the C is the same whichever
+    // front end (TorchScript, torch.export) and machine produced it.
+    body += fmt::format("  /* {}: {} {} -> {} */\n  {{\n", comment_text(l.name), layer_kind_name(l.kind),
                         shape_text(in.shape), shape_text(out.shape));
     if (weighted(l)) {
       tables += table("int8_t", sym + "_weights", weight_table(l), c_int);

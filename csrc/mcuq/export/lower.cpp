@@ -1,12 +1,13 @@
-// TorchScript -> integer graph.
+// The lowering rules: front-end ops -> integer graph.
 //
-// The forward graph is inlined and walked once, in order, as an abstract
-// interpreter: every value is a constant (module attributes, literals), a
-// fake-quantized weight, a quantized activation (a tensor of the integer
-// graph), or a float result still waiting for its output quantizer (a conv,
-// linear, add, concat or activation, with any ReLU/clamp that follows fused
-// into it). The model also runs concretely on a sample input alongside, which
-// gives every shape and the float values the report's SQNR compares against.
+// A front end (torchscript.cpp, program.cpp) hands over the model's ops in
+// order; they are interpreted abstractly: every value is a constant (module
+// attributes, literals), a fake-quantized weight, a quantized activation (a
+// tensor of the integer graph), or a float result still waiting for its
+// output quantizer (a conv, linear, add, concat or activation, with any
+// ReLU/clamp that follows fused into it). Every op also runs concretely on a
+// sample input alongside, which gives every shape and the float values the
+// report's SQNR compares against.
 #include "mcuq/export.h"
 #include "mcuq/export/lower.h"
 #include "mcuq/ops.h"
@@ -14,70 +15,46 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <torch/csrc/jit/api/module.h>
-#include <torch/csrc/jit/ir/constants.h>
-#include <torch/csrc/jit/ir/ir.h>
-#include <torch/csrc/jit/passes/inliner.h>
-#include <torch/csrc/jit/serialization/import.h>
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <limits>
 #include <memory>
-#include <unordered_map>
-#include <unordered_set>
 
 namespace mcuq::exporter {
-namespace {
 
-using torch::jit::Node;
-using torch::jit::Value;
+namespace {
 
 c10::Symbol sym(const char* qualified) {
   return c10::Symbol::fromQualString(qualified);
 }
 
 // "aten::_convolution, torch/nn/modules/conv.py:459": the op and the line of
-// (TorchScript or traced Python) source it came from.
-std::string where(const Node* n) {
-  std::string text = n->kind().toQualString();
-  if (auto flc = n->sourceRange().file_line_col()) {
-    text += fmt::format(", {}:{}", std::get<0>(*flc), std::get<1>(*flc));
-  }
-  return text;
-}
-
-// The traced module path of a node ("conv1"), or "" (scripted graphs, or
-// the top module).
-std::string module_scope(const Node* n) {
-  std::string scope = n->scopeName();
-  for (const char* prefix : {"__module.", "__module"}) {
-    if (scope.rfind(prefix, 0) == 0) return scope.substr(std::string(prefix).size());
-  }
-  return scope;
+// source it came from.
+std::string where(const Op* n) {
+  return n->source;
 }
 
 // "conv1 (aten::_convolution, torch/nn/modules/conv.py:459)"; `known` names
 // the layer when the caller knows better (a module path).
-std::string describe(const Node* n, const std::string& known = "") {
+std::string describe(const Op* n, const std::string& known = "") {
   if (!known.empty()) return fmt::format("{} ({})", known, where(n));
-  const std::string scope = module_scope(n);
-  const std::string name = !scope.empty() ? scope
-      : (n->outputs().size() > 0 && n->output(0)->hasDebugName()) ? n->output(0)->debugName()
-                                                                  : std::string("?");
+  const std::string name = !n->scope.empty() ? n->scope : !n->name.empty() ? n->name : std::string("?");
   return fmt::format("{} ({})", name, where(n));
 }
 
-std::string short_name(const Node* n) {
-  const std::string scope = module_scope(n);
-  if (!scope.empty()) return scope;
-  if (n->outputs().size() > 0 && n->output(0)->hasDebugName()) return n->output(0)->debugName();
-  return n->kind().toUnqualString();
+std::string short_name(const Op* n) {
+  if (!n->scope.empty()) return n->scope;
+  if (!n->name.empty()) return n->name;
+  return n->kind.toUnqualString();
 }
 
-[[noreturn]] void fail(const Node* n, const std::string& why, const std::string& name = "") {
+[[noreturn]] void fail(const Op* n, const std::string& why, const std::string& name = "") {
   TORCH_CHECK_VALUE(false, fmt::format("mcuq.export: cannot lower {}: {}", describe(n, name), why));
 }
+
+}  // namespace
 
 struct QuantizedWeight {
   at::Tensor levels;          // int32, the weight's integer levels
@@ -85,32 +62,23 @@ struct QuantizedWeight {
   std::vector<float> scale;   // per output channel (expanded from groups / per-tensor)
 };
 
-struct Pending;
-
-struct Sym {
-  enum class Kind { kConst, kFloat, kWeight, kAct, kPending, kList } kind = Kind::kConst;
-  c10::IValue value;  // kConst: the value; otherwise the concrete float tensor of the sample run
-  std::shared_ptr<QuantizedWeight> weight;
-  int tensor = -1;
-  std::shared_ptr<Pending> pending;
-  std::string path;  // module attribute path of a constant ("conv1.weight"), names layers
-};
-
 // A float result waiting for the quantizer that defines its output qparams.
 struct Pending {
   LayerKind kind = LayerKind::kRequantize;
-  const Node* node = nullptr;  // the node that produced it
-  std::string name;            // the layer's name, if known (module path)
+  const Op* node = nullptr;  // the op that produced it
+  std::string name;          // the layer's name, if known (module path)
   std::vector<int> inputs;
   std::shared_ptr<QuantizedWeight> weight;
   at::Tensor bias;  // float, may be undefined
   Layer geometry;   // conv/fc geometry
   double lo = -std::numeric_limits<double>::infinity();
   double hi = std::numeric_limits<double>::infinity();
-  // Lookup tables: the nodes applied, in order, to the input (each to its
+  // Lookup tables: the ops applied, in order, to the input (each to its
   // first input, the others constant).
-  std::vector<std::pair<const Node*, std::vector<c10::IValue>>> chain;
+  std::vector<std::pair<const Op*, std::vector<c10::IValue>>> chain;
 };
+
+namespace {
 
 bool one_of(c10::Symbol k, std::initializer_list<const char*> names) {
   for (const char* name : names) {
@@ -131,12 +99,12 @@ const std::initializer_list<const char*> kLutActivations = {
     "aten::log_sigmoid", "aten::softsign"};
 const std::initializer_list<const char*> kIdentities = {
     "aten::contiguous", "aten::dropout", "aten::dropout_", "aten::feature_dropout",
-    "aten::alpha_dropout", "aten::detach", "aten::clone"};
+    "aten::alpha_dropout", "aten::detach", "aten::clone", "aten::alias"};
 const std::initializer_list<const char*> kReshapes = {
     "aten::flatten", "aten::reshape", "aten::view", "aten::squeeze", "aten::unsqueeze",
     "aten::squeeze_", "aten::unsqueeze_"};
 const std::initializer_list<const char*> kShapeQueries = {
-    "aten::size", "aten::dim", "prim::device", "prim::dtype", "aten::len", "prim::shape"};
+    "aten::size", "aten::sym_size", "aten::dim", "prim::device", "prim::dtype", "aten::len", "prim::shape"};
 
 double scalar_of(const c10::IValue& v) {
   return v.isNone() ? std::numeric_limits<double>::quiet_NaN() : v.toScalar().toDouble();
@@ -149,90 +117,77 @@ int64_t level_of(double v, float scale, int32_t zero_point) {
   return static_cast<int64_t>(std::max(-1e15, std::min(1e15, level)));  // far outside any range, no UB
 }
 
-class Lowerer {
- public:
-  Lowerer(const torch::jit::Module& module, const ExportOptions& options)
-      : module_(module), options_(options) {}
+}  // namespace
 
-  LoweredModel run(const std::vector<int64_t>& input_shape, const at::Tensor& sample_in);
+struct Lowerer::Impl {
+  Impl(const ExportOptions& options, const std::vector<int64_t>& input_shape, const at::Tensor& sample_in);
 
- private:
-  Sym& at(const Value* v) {
-    auto it = env_.find(v);
-    TORCH_CHECK(it != env_.end(), "mcuq.export: internal error: value used before definition");
-    return it->second;
+  Sym& at(int v) {
+    TORCH_CHECK(v >= 0 && v < static_cast<int>(env_.size()), "mcuq.export: internal error: unknown value ", v);
+    return env_[v];
   }
-  void block(const torch::jit::Block* b);
-  void node(const Node* n);
-  std::vector<c10::IValue> concrete_outputs(const Node* n, const std::vector<c10::IValue>& inputs);
-  std::vector<c10::IValue> concrete_inputs(const Node* n);
-  int activation(const Node* n, const Value* v);  // the tensor id of a quantized activation
-  int new_tensor(const Node* n, const at::Tensor& value, float scale, int32_t zp, int64_t qmin, int64_t qmax,
+  Sym& val(int v) { return at(v); }
+  int fresh() {
+    env_.emplace_back();
+    return static_cast<int>(env_.size()) - 1;
+  }
+  void node(const Op* n);
+  LoweredModel finish(int output);
+  std::vector<c10::IValue> concrete_outputs(const Op* n, const std::vector<c10::IValue>& inputs);
+  std::vector<c10::IValue> concrete_inputs(const Op* n);
+  int activation(const Op* n, int v);  // the tensor id of a quantized activation
+  int new_tensor(const Op* n, const at::Tensor& value, float scale, int32_t zp, int64_t qmin, int64_t qmax,
                  int buffer = -1);
-  void check_activation_range(const Node* n, int64_t qmin, int64_t qmax, int32_t zp);
-  std::shared_ptr<QuantizedWeight> quantized_weight(const Node* n, const std::vector<c10::IValue>& in);
+  void check_activation_range(const Op* n, int64_t qmin, int64_t qmax, int32_t zp);
+  std::shared_ptr<QuantizedWeight> quantized_weight(const Op* n, const std::vector<c10::IValue>& in);
   // `in`: fake_quantize's arguments (input, scale, zero_point, quant_min,
   // quant_max, axis, group_size); `result`: the node's concrete output.
-  void fake_quantize(const Node* n, const std::vector<c10::IValue>& in, const c10::IValue& result,
+  void fake_quantize(const Op* n, const std::vector<c10::IValue>& in, const c10::IValue& result,
                      const std::string& scale_path);
-  int finalize(const Node* fq, Pending& p, const at::Tensor& pre_quant, float scale, int32_t zp, int64_t qmin,
+  int finalize(const Op* fq, Pending& p, const at::Tensor& pre_quant, float scale, int32_t zp, int64_t qmin,
                int64_t qmax);
-  Requant requant_to(const Node* n, const std::vector<double>& real, float out_scale, int32_t out_zp,
+  Requant requant_to(const Op* n, const std::vector<double>& real, float out_scale, int32_t out_zp,
                      int64_t qmin, int64_t qmax, double lo, double hi, const std::string& name);
-  void lower_weighted(const Node* n, const std::vector<c10::IValue>& in);
-  void lower_pool(const Node* n, const std::vector<c10::IValue>& in, const at::Tensor& out);
+  void lower_weighted(const Op* n, const std::vector<c10::IValue>& in);
+  void lower_pool(const Op* n, const std::vector<c10::IValue>& in, const at::Tensor& out);
   int add_layer(Layer layer, const at::Tensor& pre_quant);
-  // A traced module scope ("pool"), else the kind and the layer's index ("max_pool2d_3").
-  std::string layer_name(LayerKind kind, const Node* n) const {
-    const std::string scope = module_scope(n);
-    if (!scope.empty()) return scope;
+  // Layers without a weight to name them: the kind and the layer's index
+  // ("max_pool2d_3"). Not the module scope: a saved TorchScript model has
+  // none, and the C must not depend on the front end.
+  std::string layer_name(LayerKind kind, const Op*) const {
     return fmt::format("{}_{}", layer_kind_name(kind), graph_.layers.size());
   }
 
-  const torch::jit::Module& module_;
   ExportOptions options_;
-  std::unordered_map<const Value*, Sym> env_;
+  std::deque<Op> ops_;  // every op applied, kept for the names and lookup tables that point at them
+  std::vector<Sym> env_;
+  int input_ = -1;
+  at::Tensor sample_;
   Graph graph_;
   std::vector<at::Tensor> float_outputs_;  // per layer: the float model's value before quantization
   bool type_known_ = false;
   int buffers_ = 0;
 };
 
-std::vector<c10::IValue> Lowerer::concrete_inputs(const Node* n) {
+std::vector<c10::IValue> Lowerer::Impl::concrete_inputs(const Op* n) {
   std::vector<c10::IValue> in;
-  for (const Value* v : n->inputs()) in.push_back(at(v).value);
+  for (int v : n->inputs) in.push_back(at(v).value);
   return in;
 }
 
-std::vector<c10::IValue> Lowerer::concrete_outputs(const Node* n, const std::vector<c10::IValue>& inputs) {
+std::vector<c10::IValue> Lowerer::Impl::concrete_outputs(const Op* n, const std::vector<c10::IValue>& inputs) {
   torch::jit::Stack stack(inputs.begin(), inputs.end());
   try {
-    // Aggregate prim ops have no schema, hence no Operation of their own.
-    if (n->kind() == c10::prim::ListConstruct) {
-      c10::impl::GenericList list(n->output()->type()->expectRef<c10::ListType>().getElementType());
-      for (const auto& v : inputs) list.push_back(v);
-      stack = {c10::IValue(list)};
-    } else if (n->kind() == c10::prim::TupleConstruct) {
-      stack = {c10::IValue(c10::ivalue::Tuple::create(inputs))};
-    } else if (n->kind() == c10::prim::ListUnpack || n->kind() == c10::prim::TupleUnpack) {
-      const c10::IValue aggregate = stack.back();
-      stack.pop_back();
-      if (aggregate.isTuple()) {
-        for (const auto& e : aggregate.toTupleRef().elements()) stack.push_back(e);
-      } else {
-        for (const auto& e : aggregate.toListRef()) stack.push_back(e);
-      }
-    } else {
-      torch::jit::Operation op = n->getOperation();
-      op(stack);
-    }
+    n->run(stack);
   } catch (const c10::Error& e) {
     fail(n, fmt::format("running it on the sample input failed: {}", e.what_without_backtrace()));
   }
-  return std::vector<c10::IValue>(stack.end() - static_cast<long>(n->outputs().size()), stack.end());
+  TORCH_CHECK(stack.size() >= n->outputs.size(), "mcuq.export: internal error: ", where(n), " left ",
+              stack.size(), " values for ", n->outputs.size(), " outputs");
+  return std::vector<c10::IValue>(stack.end() - static_cast<long>(n->outputs.size()), stack.end());
 }
 
-void Lowerer::check_activation_range(const Node* n, int64_t qmin, int64_t qmax, int32_t zp) {
+void Lowerer::Impl::check_activation_range(const Op* n, int64_t qmin, int64_t qmax, int32_t zp) {
   const bool fits8 = qmin >= -128 && qmax <= 127;
   const bool fits16 = qmin >= -32768 && qmax <= 32767;
   if (!type_known_) {
@@ -249,7 +204,7 @@ void Lowerer::check_activation_range(const Node* n, int64_t qmin, int64_t qmax, 
   if (zp < qmin || zp > qmax) fail(n, fmt::format("zero point {} outside [{}, {}]", zp, qmin, qmax));
 }
 
-int Lowerer::new_tensor(const Node* n, const at::Tensor& value, float scale, int32_t zp, int64_t qmin,
+int Lowerer::Impl::new_tensor(const Op* n, const at::Tensor& value, float scale, int32_t zp, int64_t qmin,
                         int64_t qmax, int buffer) {
   TensorInfo t;
   t.name = short_name(n);
@@ -266,7 +221,7 @@ int Lowerer::new_tensor(const Node* n, const at::Tensor& value, float scale, int
   return static_cast<int>(graph_.tensors.size()) - 1;
 }
 
-int Lowerer::activation(const Node* n, const Value* v) {
+int Lowerer::Impl::activation(const Op* n, int v) {
   Sym& s = at(v);
   if (s.kind == Sym::Kind::kAct) return s.tensor;
   if (s.kind == Sym::Kind::kPending && s.pending->kind == LayerKind::kRequantize) {
@@ -292,7 +247,7 @@ int Lowerer::activation(const Node* n, const Value* v) {
   fail(n, "expected a quantized activation as its input, but got a constant");
 }
 
-std::shared_ptr<QuantizedWeight> Lowerer::quantized_weight(const Node* n, const std::vector<c10::IValue>& in) {
+std::shared_ptr<QuantizedWeight> Lowerer::Impl::quantized_weight(const Op* n, const std::vector<c10::IValue>& in) {
   const at::Tensor w = in[0].toTensor();
   const at::Tensor scale = in[1].toTensor().to(at::kFloat).reshape(-1);
   const at::Tensor zp = in[2].toTensor();
@@ -318,7 +273,7 @@ std::shared_ptr<QuantizedWeight> Lowerer::quantized_weight(const Node* n, const 
   return q;
 }
 
-Requant Lowerer::requant_to(const Node* n, const std::vector<double>& real, float out_scale, int32_t out_zp,
+Requant Lowerer::Impl::requant_to(const Op* n, const std::vector<double>& real, float out_scale, int32_t out_zp,
                             int64_t qmin, int64_t qmax, double lo, double hi, const std::string& name) {
   Requant r;
   bool powers_of_two = true;
@@ -346,16 +301,16 @@ Requant Lowerer::requant_to(const Node* n, const std::vector<double>& real, floa
   return r;
 }
 
-int Lowerer::add_layer(Layer layer, const at::Tensor& pre_quant) {
+int Lowerer::Impl::add_layer(Layer layer, const at::Tensor& pre_quant) {
   graph_.layers.push_back(std::move(layer));
   float_outputs_.push_back(pre_quant);
   return graph_.layers.back().output;
 }
 
 // The quantizer after a pending float result defines its output tensor.
-int Lowerer::finalize(const Node* fq, Pending& p, const at::Tensor& pre_quant, float scale, int32_t zp,
+int Lowerer::Impl::finalize(const Op* fq, Pending& p, const at::Tensor& pre_quant, float scale, int32_t zp,
                       int64_t qmin, int64_t qmax) {
-  const Node* n = p.node;
+  const Op* n = p.node;
   check_activation_range(fq, qmin, qmax, zp);
   Layer layer = p.geometry;
   layer.kind = p.kind;
@@ -483,10 +438,10 @@ int Lowerer::finalize(const Node* fq, Pending& p, const at::Tensor& pre_quant, f
   return add_layer(std::move(layer), pre_quant);
 }
 
-void Lowerer::fake_quantize(const Node* n, const std::vector<c10::IValue>& in, const c10::IValue& concrete,
+void Lowerer::Impl::fake_quantize(const Op* n, const std::vector<c10::IValue>& in, const c10::IValue& concrete,
                             const std::string& scale_path) {
-  Sym& x = at(n->input(0));
-  Sym& out = env_[n->output()];
+  Sym& x = at(n->inputs[0]);
+  Sym& out = val(n->outputs[0]);
   if (x.kind == Sym::Kind::kConst) {
     if (!in[0].isTensor()) fail(n, "expected a tensor to quantize");
     out.kind = Sym::Kind::kWeight;
@@ -534,10 +489,10 @@ void Lowerer::fake_quantize(const Node* n, const std::vector<c10::IValue>& in, c
   out.tensor = finalize(n, p, pre, scale, zp, qmin, qmax);
 }
 
-void Lowerer::lower_weighted(const Node* n, const std::vector<c10::IValue>& in) {
-  const bool linear = n->kind() == sym("aten::linear");
-  const int input = activation(n, n->input(0));
-  const Sym& w = at(n->input(1));
+void Lowerer::Impl::lower_weighted(const Op* n, const std::vector<c10::IValue>& in) {
+  const bool linear = n->kind == sym("aten::linear");
+  const int input = activation(n, n->inputs[0]);
+  const Sym& w = at(n->inputs[1]);
   if (w.kind != Sym::Kind::kWeight) {
     std::string name = w.path;
     if (name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0) name.resize(name.size() - 7);
@@ -548,7 +503,7 @@ void Lowerer::lower_weighted(const Node* n, const std::vector<c10::IValue>& in) 
                 : "its weight is not a constant",
          name);
   }
-  if (at(n->input(2)).kind != Sym::Kind::kConst) fail(n, "its bias is not a constant");
+  if (at(n->inputs[2]).kind != Sym::Kind::kConst) fail(n, "its bias is not a constant");
   auto p = std::make_shared<Pending>();
   p->node = n;
   p->inputs = {input};
@@ -568,7 +523,7 @@ void Lowerer::lower_weighted(const Node* n, const std::vector<c10::IValue>& in) 
       fail(n, "expected a [N, in_features] input");
     }
   } else {
-    const bool convolution = n->kind() == sym("aten::_convolution");
+    const bool convolution = n->kind == sym("aten::_convolution");
     if (w.weight->levels.dim() != 4) fail(n, "only 2-d convolutions are supported");
     if (convolution && in[6].toBool()) fail(n, "transposed convolutions are not supported");
     if (in[4].isString()) fail(n, "string padding ('same'/'valid') is not supported; use integers");
@@ -587,14 +542,14 @@ void Lowerer::lower_weighted(const Node* n, const std::vector<c10::IValue>& in) 
     const int64_t in_c = graph_.tensors[input].shape.at(0), out_c = w.weight->levels.size(0);
     p->kind = groups > 1 && groups == in_c && out_c % in_c == 0 ? LayerKind::kDepthwiseConv2d : LayerKind::kConv2d;
   }
-  Sym& out = env_[n->output()];
+  Sym& out = val(n->outputs[0]);
   out.kind = Sym::Kind::kPending;
   out.pending = p;
   out.value = concrete_outputs(n, in)[0];
 }
 
-void Lowerer::lower_pool(const Node* n, const std::vector<c10::IValue>& in, const at::Tensor& result) {
-  const int input = activation(n, n->input(0));
+void Lowerer::Impl::lower_pool(const Op* n, const std::vector<c10::IValue>& in, const at::Tensor& result) {
+  const int input = activation(n, n->inputs[0]);
   const TensorInfo t = graph_.tensors[input];
   if (t.shape.size() != 3) fail(n, "expected a [N, C, H, W] input");
   Layer layer;
@@ -607,7 +562,7 @@ void Lowerer::lower_pool(const Node* n, const std::vector<c10::IValue>& in, cons
     return list.size() == 1 ? std::make_pair(list[0], list[0]) : std::make_pair(list[0], list[1]);
   };
   std::pair<int64_t, int64_t> kernel, stride, padding{0, 0};
-  if (n->kind() == sym("aten::max_pool2d")) {
+  if (n->kind == sym("aten::max_pool2d")) {
     layer.kind = LayerKind::kMaxPool2d;
     kernel = pair(in[1], 0, 0);
     stride = pair(in[2], kernel.first, kernel.second);
@@ -615,7 +570,7 @@ void Lowerer::lower_pool(const Node* n, const std::vector<c10::IValue>& in, cons
     const auto dilation = pair(in[4], 1, 1);
     if (dilation.first != 1 || dilation.second != 1) fail(n, "dilated max pooling is not supported");
     if (in[5].toBool()) fail(n, "ceil_mode pooling is not supported");
-  } else if (n->kind() == sym("aten::avg_pool2d")) {
+  } else if (n->kind == sym("aten::avg_pool2d")) {
     layer.kind = LayerKind::kAvgPool2d;
     kernel = pair(in[1], 0, 0);
     stride = pair(in[2], kernel.first, kernel.second);
@@ -626,7 +581,7 @@ void Lowerer::lower_pool(const Node* n, const std::vector<c10::IValue>& in, cons
   } else {  // adaptive_avg_pool2d, mean over H and W: equal windows
     layer.kind = LayerKind::kAvgPool2d;
     int64_t oh = 1, ow = 1;
-    if (n->kind() == sym("aten::adaptive_avg_pool2d")) {
+    if (n->kind == sym("aten::adaptive_avg_pool2d")) {
       const auto size = in[1].toIntVector();
       oh = size[0];
       ow = size.size() > 1 ? size[1] : size[0];
@@ -655,111 +610,64 @@ void Lowerer::lower_pool(const Node* n, const std::vector<c10::IValue>& in, cons
   // Pooling keeps the input's qparams (max exactly; average rounds).
   layer.output = new_tensor(n, result, t.scale, t.zero_point, t.quant_min, t.quant_max);
   layer.macs = graph_.tensors[layer.output].numel() * kernel.first * kernel.second;
-  Sym& out = env_[n->output()];
+  Sym& out = val(n->outputs[0]);
   out.kind = Sym::Kind::kAct;
   out.value = result;
   out.tensor = add_layer(std::move(layer), result);
 }
 
-void Lowerer::block(const torch::jit::Block* b) {
-  for (const Node* n : b->nodes()) node(n);
-}
-
-void Lowerer::node(const Node* n) {
-  const c10::Symbol k = n->kind();
-  if (k == c10::prim::Constant) {
-    Sym& s = env_[n->output()];
-    s.kind = Sym::Kind::kConst;
-    s.value = *torch::jit::toIValue(n->output());
-    return;
-  }
-  if (k == c10::prim::GetAttr) {
-    const Sym& owner = at(n->input(0));
-    if (owner.kind != Sym::Kind::kConst || !owner.value.isObject()) fail(n, "attribute of a non-constant");
-    Sym& s = env_[n->output()];
-    s.kind = Sym::Kind::kConst;
-    s.value = owner.value.toObject()->getAttr(n->s(c10::attr::name));
-    s.path = owner.path.empty() ? n->s(c10::attr::name) : owner.path + "." + n->s(c10::attr::name);
-    return;
-  }
-  if (k == c10::prim::If) {
-    const Sym& cond = at(n->input(0));
-    if (cond.kind != Sym::Kind::kConst) fail(n, "data-dependent control flow cannot be exported");
-    const torch::jit::Block* taken = n->blocks()[cond.value.toBool() ? 0 : 1];
-    block(taken);
-    for (size_t i = 0; i < n->outputs().size(); ++i) env_[n->output(i)] = at(taken->outputs()[i]);
-    return;
-  }
-  if (k == c10::prim::Loop || k == c10::prim::CallMethod || k == c10::prim::CallFunction) {
-    fail(n, "loops and calls that are not inlined cannot be exported");
-  }
-
+void Lowerer::Impl::node(const Op* n) {
+  const c10::Symbol k = n->kind;
   const std::vector<c10::IValue> in = concrete_inputs(n);
-  const std::string op = k.toUnqualString();
-  if (k.is_aten() && op.size() > 1 && op.back() == '_' && op.rfind("__", 0) != 0 && n->inputs().size() > 0 &&
-      at(n->input(0)).kind != Sym::Kind::kConst) {
-    for (const torch::jit::Use& use : n->input(0)->uses()) {
-      if (use.user != n && use.user->isAfter(n)) {
-        fail(n, "an in-place op whose input is used again afterwards (the exporter follows values, not "
-                "mutations); use the out-of-place op");
-      }
-    }
-  }
   bool all_const = true;
-  for (const Value* v : n->inputs()) all_const = all_const && at(v).kind == Sym::Kind::kConst;
+  for (int v : n->inputs) all_const = all_const && at(v).kind == Sym::Kind::kConst;
   if (k == sym("mcuq::fake_quantize")) {
     for (int i = 1; i < 7; ++i) {
-      if (at(n->input(i)).kind != Sym::Kind::kConst) fail(n, "expected constant qparams (a frozen model)");
+      if (at(n->inputs[i]).kind != Sym::Kind::kConst) fail(n, "expected constant qparams (a frozen model)");
     }
-    fake_quantize(n, in, concrete_outputs(n, in)[0], at(n->input(1)).path);
+    fake_quantize(n, in, concrete_outputs(n, in)[0], at(n->inputs[1]).path);
     return;
   }
   if (k == sym("mcuq::observe_fake_quantize")) {
     // A QAT fake-quantizer (mcuq.FakeQuantize, e.g. a model trained and
     // frozen in C++): exported as fake_quantize with its current qparams once
     // its observer is off; an identity when fake-quantization is off.
-    for (int i = 1; i < static_cast<int>(n->inputs().size()); ++i) {
-      if (at(n->input(i)).kind != Sym::Kind::kConst) fail(n, "expected constant quantizer state (a frozen model)");
+    for (int i = 1; i < static_cast<int>(n->inputs.size()); ++i) {
+      if (at(n->inputs[i]).kind != Sym::Kind::kConst) fail(n, "expected constant quantizer state (a frozen model)");
     }
     if (in[6].toTensor().item<double>() != 0.0) {
       fail(n, "its observer is still enabled; disable observers (mcuq.freeze, or disable_observer() in C++) "
               "before exporting");
     }
     if (in[7].toTensor().item<double>() == 0.0) {
-      env_[n->output()] = at(n->input(0));
+      val(n->outputs[0]) = at(n->inputs[0]);
       return;
     }
     const std::vector<c10::IValue> args = {in[0], in[4], in[5], in[9], in[10], in[13], in[14]};
-    fake_quantize(n, args, concrete_outputs(n, in)[0], at(n->input(4)).path);
+    fake_quantize(n, args, concrete_outputs(n, in)[0], at(n->inputs[4]).path);
     return;
   }
   if (all_const) {  // constant folding, e.g. shape arithmetic or list literals
     const auto outs = concrete_outputs(n, in);
     for (size_t i = 0; i < outs.size(); ++i) {
-      Sym& s = env_[n->output(i)];
+      Sym& s = val(n->outputs[i]);
       s.kind = Sym::Kind::kConst;
       s.value = outs[i];
     }
     return;
   }
   if (one_of(k, kShapeQueries)) {
-    Sym& s = env_[n->output()];
+    Sym& s = val(n->outputs[0]);
     s.kind = Sym::Kind::kConst;
     s.value = concrete_outputs(n, in)[0];
     return;
   }
   if (one_of(k, kIdentities)) {
-    env_[n->output()] = at(n->input(0));
+    val(n->outputs[0]) = at(n->inputs[0]);
     return;
   }
   if (k == sym("aten::_convolution") || k == sym("aten::conv2d") || k == sym("aten::linear")) {
     lower_weighted(n, in);
-    return;
-  }
-  if (k == c10::prim::ListConstruct || k == c10::prim::TupleConstruct) {  // e.g. cat's inputs
-    Sym& s = env_[n->output()];
-    s.kind = Sym::Kind::kList;
-    s.value = concrete_outputs(n, in)[0];
     return;
   }
   const std::vector<c10::IValue> outs = concrete_outputs(n, in);
@@ -776,7 +684,7 @@ void Lowerer::node(const Node* n) {
     return;
   }
   if (one_of(k, kReshapes)) {
-    const int input = activation(n, n->input(0));
+    const int input = activation(n, n->inputs[0]);
     if (result.dim() == 0 || result.size(0) != graph_.batch) fail(n, "reshapes must keep the batch dimension");
     const TensorInfo t = graph_.tensors[input];
     Layer layer;
@@ -785,18 +693,18 @@ void Lowerer::node(const Node* n) {
     layer.source = where(n);
     layer.inputs = {input};
     layer.output = new_tensor(n, result, t.scale, t.zero_point, t.quant_min, t.quant_max, t.buffer);
-    Sym& out = env_[n->output()];
+    Sym& out = val(n->outputs[0]);
     out.kind = Sym::Kind::kAct;
     out.value = result;
     out.tensor = add_layer(std::move(layer), result);
     return;
   }
-  Sym& out = env_[n->output()];
+  Sym& out = val(n->outputs[0]);
   out.value = result;
   if (one_of(k, kClamps) || one_of(k, kLutActivations)) {
-    Sym& x = at(n->input(0));
-    for (size_t i = 1; i < n->inputs().size(); ++i) {
-      if (at(n->input(i)).kind != Sym::Kind::kConst) fail(n, "expected constant arguments");
+    Sym& x = at(n->inputs[0]);
+    for (size_t i = 1; i < n->inputs.size(); ++i) {
+      if (at(n->inputs[i]).kind != Sym::Kind::kConst) fail(n, "expected constant arguments");
     }
     std::shared_ptr<Pending> p;
     if (x.kind == Sym::Kind::kAct) {  // starts a lookup table or a clamp of a quantized tensor
@@ -814,7 +722,7 @@ void Lowerer::node(const Node* n) {
                             describe(p->node)));
       }
     } else {
-      activation(n, n->input(0));  // raises the right error
+      activation(n, n->inputs[0]);  // raises the right error
     }
     p->chain.emplace_back(n, in);
     if (one_of(k, kClamps) && p->kind != LayerKind::kLut) {
@@ -845,11 +753,11 @@ void Lowerer::node(const Node* n) {
     return;
   }
   if (k == sym("aten::add") || k == sym("aten::add_")) {
-    if (n->inputs().size() > 2 && scalar_of(in[2]) != 1.0) fail(n, "add with alpha != 1 is not supported");
+    if (n->inputs.size() > 2 && scalar_of(in[2]) != 1.0) fail(n, "add with alpha != 1 is not supported");
     auto p = std::make_shared<Pending>();
     p->kind = LayerKind::kAdd;
     p->node = n;
-    p->inputs = {activation(n, n->input(0)), activation(n, n->input(1))};
+    p->inputs = {activation(n, n->inputs[0]), activation(n, n->inputs[1])};
     if (graph_.tensors[p->inputs[0]].shape != graph_.tensors[p->inputs[1]].shape) {
       fail(n, "broadcasting adds are not supported (both inputs must have one shape)");
     }
@@ -858,15 +766,15 @@ void Lowerer::node(const Node* n) {
     return;
   }
   if (k == sym("aten::cat") || k == sym("aten::concat")) {
-    const Node* list = n->input(0)->node();
-    if (list->kind() != c10::prim::ListConstruct) fail(n, "expected a literal list of tensors");
+    const Sym& list = at(n->inputs[0]);
+    if (list.kind != Sym::Kind::kList) fail(n, "expected a list of activations");
     int64_t dim = in[1].toInt();
     dim = dim < 0 ? dim + result.dim() : dim;
     if (dim != 1) fail(n, "concatenation is supported along channels (dim 1) only");
     auto p = std::make_shared<Pending>();
     p->kind = LayerKind::kConcat;
     p->node = n;
-    for (const Value* v : list->inputs()) p->inputs.push_back(activation(n, v));
+    for (int v : list.elements) p->inputs.push_back(activation(n, v));
     out.kind = Sym::Kind::kPending;
     out.pending = p;
     return;
@@ -876,14 +784,11 @@ void Lowerer::node(const Node* n) {
           "elementwise activations as lookup tables)");
 }
 
-LoweredModel Lowerer::run(const std::vector<int64_t>& input_shape, const at::Tensor& sample_in) {
-  const torch::jit::Method forward = module_.get_method("forward");
-  std::shared_ptr<torch::jit::Graph> g = forward.graph()->copy();
-  torch::jit::Inline(*g);
-  TORCH_CHECK_VALUE(g->inputs().size() == 2,
-                    fmt::format("mcuq.export: expected forward(self, input) with one input, but it takes {}",
-                                g->inputs().size() - 1));
-  TORCH_CHECK_VALUE(g->outputs().size() == 1, "mcuq.export: expected forward to return one tensor");
+Lowerer::Impl::Impl(const ExportOptions& options, const std::vector<int64_t>& input_shape,
+                     const at::Tensor& sample_in)
+    : options_(options) {
+  TORCH_CHECK_VALUE(options.rounding == "double" || options.rounding == "single",
+                    fmt::format("mcuq.export: expected rounding 'double' or 'single', but got '{}'", options.rounding));
   TORCH_CHECK_VALUE(input_shape.size() >= 2 && input_shape[0] >= 1,
                     fmt::format("mcuq.export: expected input_shape [N, ...] with N >= 1, but got [{}]",
                                 fmt::join(input_shape, ", ")));
@@ -892,36 +797,37 @@ LoweredModel Lowerer::run(const std::vector<int64_t>& input_shape, const at::Ten
                                           fmt::join(input_shape, ", ")));
   }
   graph_.batch = input_shape[0];
-  at::Tensor sample = sample_in;
-  if (!sample.defined()) {
-    sample = at::randn(input_shape, at::TensorOptions().dtype(at::kFloat));
+  sample_ = sample_in;
+  if (!sample_.defined()) {
+    sample_ = at::randn(input_shape, at::TensorOptions().dtype(at::kFloat));
   } else {
-    TORCH_CHECK_VALUE(sample.dim() == static_cast<int64_t>(input_shape.size()) &&
-                          sample.sizes().slice(1) == c10::IntArrayRef(input_shape).slice(1),
+    TORCH_CHECK_VALUE(sample_.dim() == static_cast<int64_t>(input_shape.size()) &&
+                          sample_.sizes().slice(1) == c10::IntArrayRef(input_shape).slice(1),
                       fmt::format("mcuq.export: expected a sample of shape [N, {}], but got [{}]",
                                   fmt::join(c10::IntArrayRef(input_shape).slice(1), ", "),
-                                  fmt::join(sample.sizes(), ", ")));
-    graph_.batch = sample.size(0);
+                                  fmt::join(sample_.sizes(), ", ")));
+    graph_.batch = sample_.size(0);
   }
-  Sym self;
-  self.value = c10::IValue(module_._ivalue());
-  env_[g->inputs()[0]] = self;
-  Sym input;
+  input_ = fresh();
+  Sym& input = at(input_);
   input.kind = Sym::Kind::kFloat;
-  input.value = sample.to(at::kFloat);
-  env_[g->inputs()[1]] = input;
-  block(g->block());
-  const Node* ret = g->return_node();
-  if (!g->outputs()[0]->type()->isSubtypeOf(*c10::TensorType::get())) {
-    TORCH_CHECK_VALUE(false, fmt::format("mcuq.export: expected the model to return one tensor, but it returns {}",
-                                         g->outputs()[0]->type()->repr_str()));
-  }
-  const Sym& returned = at(g->outputs()[0]);
+  input.value = sample_.to(at::kFloat);
+}
+
+LoweredModel Lowerer::Impl::finish(int output_value) {
+  Op ret;
+  ret.kind = sym("prim::Return");
+  ret.name = "output";
+  ret.source = "the model's output";
+  const Sym& returned = at(output_value);
+  TORCH_CHECK_VALUE(returned.kind != Sym::Kind::kConst && returned.kind != Sym::Kind::kList &&
+                        returned.value.isTensor(),
+                    "mcuq.export: expected the model to return one tensor computed from its input");
   TORCH_CHECK_VALUE(returned.kind != Sym::Kind::kPending || returned.pending->kind == LayerKind::kRequantize,
                     fmt::format("mcuq.export: the model output, from {}, is not quantized; put a fake-quantizer "
                                 "after it (mcuq.prepare does)",
                                 returned.kind == Sym::Kind::kPending ? describe(returned.pending->node) : ""));
-  const int output = activation(ret, g->outputs()[0]);
+  const int output = activation(&ret, output_value);
   TORCH_CHECK_VALUE(graph_.input >= 0, "mcuq.export: the model never quantizes its input");
   TORCH_CHECK_VALUE(graph_.tensors[output].buffer != graph_.tensors[graph_.input].buffer,
                     "mcuq.export: the model's output is its input (nothing to compute)");
@@ -929,19 +835,65 @@ LoweredModel Lowerer::run(const std::vector<int64_t>& input_shape, const at::Ten
   LoweredModel lowered;
   lowered.graph = std::move(graph_);
   lowered.float_outputs = std::move(float_outputs_);
-  lowered.sample = sample;
+  lowered.sample = sample_;
   return lowered;
 }
 
-}  // namespace
+Lowerer::Lowerer(const ExportOptions& options, const std::vector<int64_t>& input_shape, const at::Tensor& sample)
+    : impl_(std::make_unique<Impl>(options, input_shape, sample)) {}
 
-LoweredModel lower(const torch::jit::Module& module, const std::vector<int64_t>& input_shape,
-                   const ExportOptions& options, const at::Tensor& sample) {
-  TORCH_CHECK_VALUE(options.rounding == "double" || options.rounding == "single",
-                    fmt::format("mcuq.export: expected rounding 'double' or 'single', but got '{}'", options.rounding));
-  at::NoGradGuard no_grad;
-  Lowerer lowerer(module, options);
-  return lowerer.run(input_shape, sample);
+Lowerer::~Lowerer() = default;
+
+int Lowerer::input() {
+  return impl_->input_;
+}
+
+int Lowerer::constant(c10::IValue value, std::string path) {
+  const int v = impl_->fresh();
+  Sym& s = impl_->at(v);
+  s.value = std::move(value);
+  s.path = std::move(path);
+  return v;
+}
+
+int Lowerer::list(const std::vector<int>& elements, const c10::TypePtr& element_type) {
+  bool all_const = true;
+  for (int e : elements) all_const = all_const && impl_->at(e).kind == Sym::Kind::kConst;
+  c10::impl::GenericList concrete(element_type);
+  for (int e : elements) concrete.push_back(impl_->at(e).value);
+  const int v = impl_->fresh();
+  Sym& s = impl_->at(v);
+  s.value = c10::IValue(concrete);
+  if (!all_const) {
+    s.kind = Sym::Kind::kList;
+    s.elements = elements;
+  }
+  return v;
+}
+
+int Lowerer::fresh() {
+  return impl_->fresh();
+}
+
+void Lowerer::alias(int value, int of) {
+  impl_->at(value) = impl_->at(of);
+}
+
+const Sym& Lowerer::at(int value) const {
+  return impl_->at(value);
+}
+
+void Lowerer::apply(const Op& op) {
+  impl_->ops_.push_back(op);
+  impl_->node(&impl_->ops_.back());
+}
+
+LoweredModel Lowerer::finish(int output) {
+  return impl_->finish(output);
+}
+
+void Lowerer::cannot_lower(const Op& op, const std::string& why, const std::string& name) {
+  exporter::fail(&op, why, name);
 }
 
 }  // namespace mcuq::exporter

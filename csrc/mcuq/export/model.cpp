@@ -16,8 +16,11 @@
 #include <fmt/ranges.h>
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/serialization/import.h>
+#include <torch/csrc/jit/serialization/pickle.h>
 
 #include <cmath>
+#include <fstream>
+#include <iterator>
 
 namespace mcuq {
 namespace {
@@ -244,16 +247,12 @@ int64_t ExportedModel::macs() const {
   return total;
 }
 
-c10::intrusive_ptr<ExportedModel> export_model(
-    const torch::jit::Module& module,
-    const std::vector<int64_t>& input_shape,
-    const ExportOptions& options,
-    const at::Tensor& sample) {
-  exporter::LoweredModel lowered = exporter::lower(module, input_shape, options, sample);
-  const std::string source = !options.source.empty() ? options.source : module.type()->name()->qualifiedName();
+namespace {
+
+// Per-layer SQNR: the integer output against the float model's value at the
+// same point (before its quantizer), over the sample.
+c10::intrusive_ptr<ExportedModel> measured(exporter::LoweredModel lowered, const std::string& source) {
   auto model = c10::make_intrusive<ExportedModel>(lowered.graph, source);
-  // Per-layer SQNR: the integer output against the float model's value at
-  // the same point (before its quantizer), over the sample.
   const std::vector<at::Tensor> values = model->integer_reference_all(model->quantize_input(lowered.sample));
   Graph graph = model->graph();
   for (size_t i = 0; i < graph.layers.size(); ++i) {
@@ -272,6 +271,17 @@ c10::intrusive_ptr<ExportedModel> export_model(
   return c10::make_intrusive<ExportedModel>(std::move(graph), source);
 }
 
+}  // namespace
+
+c10::intrusive_ptr<ExportedModel> export_model(
+    const torch::jit::Module& module,
+    const std::vector<int64_t>& input_shape,
+    const ExportOptions& options,
+    const at::Tensor& sample) {
+  const std::string source = !options.source.empty() ? options.source : module.type()->name()->qualifiedName();
+  return measured(exporter::lower(module, input_shape, options, sample), source);
+}
+
 c10::intrusive_ptr<ExportedModel> export_model(
     const std::string& path,
     const std::vector<int64_t>& input_shape,
@@ -287,6 +297,25 @@ c10::intrusive_ptr<ExportedModel> export_model(
   ExportOptions named = options;
   if (named.source.empty()) named.source = path;
   return export_model(module, input_shape, named, sample);
+}
+
+c10::intrusive_ptr<ExportedModel> export_program(
+    const std::string& path,
+    const std::vector<int64_t>& input_shape,
+    const ExportOptions& options,
+    const at::Tensor& sample) {
+  std::ifstream file(path, std::ios::binary);
+  TORCH_CHECK_VALUE(file.good(), fmt::format("mcuq.export: cannot read op program '{}'", path));
+  const std::vector<char> bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  c10::IValue program;
+  try {
+    program = torch::jit::pickle_load(bytes);
+  } catch (const c10::Error& e) {
+    TORCH_CHECK_VALUE(false, fmt::format("mcuq.export: cannot load op program '{}': {}", path,
+                                         e.what_without_backtrace()));
+  }
+  return measured(exporter::lower_program(program, input_shape, options, sample),
+                  !options.source.empty() ? options.source : path);
 }
 
 }  // namespace mcuq
