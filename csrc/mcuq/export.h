@@ -1,6 +1,7 @@
-// The exporter: a frozen TorchScript model (mcuq.freeze, then torch.jit.trace
-// or torch.jit.script, *before* torch.jit.freeze, which would fold the weight
-// quantizers away) lowered to an integer graph, executed by a LibTorch
+// The exporter: a frozen model (mcuq.freeze, then a TorchScript model traced
+// or scripted *before* torch.jit.freeze, which would fold the weight
+// quantizers away, or the op program mcuq.export writes for a torch.export
+// ExportedProgram) lowered to an integer graph, executed by a LibTorch
 // integer reference and written as C99 tables + an invoke function for the
 // mcuq runtime (csrc/runtime). README.md, "Export", documents the rules.
 #pragma once
