@@ -35,6 +35,15 @@ from .ops import (  # noqa: E402
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # mcuq.pt2e needs torchao (optional): imported on first use, not by ``import mcuq``.
+    if name == "pt2e":
+        import importlib
+
+        return importlib.import_module(".pt2e", __name__)
+    raise AttributeError(f"module 'mcuq' has no attribute {name!r}")
+
 __all__ = [
     "fake_quantize",
     "quantize",

@@ -91,6 +91,8 @@ class _RangeState:
         if kwargs.pop("reduce_range", False):
             raise ValueError("mcuq: reduce_range is not supported; pass quant_min/quant_max")
         kwargs.pop("eps", None)  # the scale floor is PyTorch's default, 2^-23
+        if kwargs.pop("is_dynamic", False):  # torchao's PT2E passes is_dynamic=False
+            raise ValueError("mcuq: is_dynamic=True is not supported (mcuq's ranges are calibrated)")
         factory_kwargs = kwargs.pop("factory_kwargs", None) or {}
         if kwargs:
             raise TypeError(f"mcuq: unexpected arguments {sorted(kwargs)}")
