@@ -91,6 +91,15 @@ def _is_relu(node: fx.Node, modules: Dict[str, nn.Module]) -> bool:
     return node.op == "call_method" and node.target in ("relu", "relu_")
 
 
+def _is_plain_relu(node: fx.Node, modules: Dict[str, nn.Module]) -> bool:
+    """max(x, 0) and nothing more: what ConvBnReLU2d fuses (ReLU6 and hardtanh clamp above too)."""
+    if node.op == "call_module":
+        return type(modules[node.target]) is nn.ReLU
+    if node.op == "call_function":
+        return node.target in (F.relu, torch.relu)
+    return node.op == "call_method" and node.target in ("relu", "relu_")
+
+
 def _only_user(node: fx.Node) -> Optional[fx.Node]:
     users = list(node.users)
     return users[0] if len(users) == 1 else None
@@ -131,8 +140,7 @@ def prepare(model: nn.Module, preset: Preset, qat: bool = True, freeze_bn_step: 
         if bn_node is None or bn_node.op != "call_module" or not isinstance(modules[bn_node.target], nn.BatchNorm2d):
             continue
         relu_node = _only_user(bn_node)
-        relu = relu_node is not None and _is_relu(relu_node, modules) and (
-            relu_node.op != "call_module" or isinstance(modules[relu_node.target], nn.ReLU))
+        relu = relu_node is not None and _is_plain_relu(relu_node, modules)
         conv, bn = modules[node.target], modules[bn_node.target]
         fused = ConvBn2d.from_modules(conv, bn, relu=relu, weight_fake_quant=weight_quantizer(0),
                                       freeze_bn_step=freeze_bn_step)

@@ -436,20 +436,6 @@ def _type_name(entry: Any) -> str:
     return kind if isinstance(kind, str) else f"{kind.__module__}.{kind.__qualname__}"
 
 
-# The Python functions that compute what these aten ops do, with the same
-# arguments: what the model (and so mcuq.prepare's graph) called. TorchScript's
-# trace names values after the Python variables only on this path, and the
-# names decide the lines of its code, which the C's comments cite.
-_PYTHON_FUNCTIONS = {aten.relu.default: torch.relu, aten.cat.default: torch.cat, aten.sigmoid.default: torch.sigmoid,
-                     aten.tanh.default: torch.tanh, aten.mean.dim: torch.mean, aten.flatten.using_ints: torch.flatten}
-
-
-def _python_spelling(node: fx.Node, args: Tuple, kwargs: Dict) -> Any:
-    if node.target is aten.add.Tensor and len(args) == 2 and not kwargs:
-        return operator.add  # "x + y"
-    return _PYTHON_FUNCTIONS.get(node.target, node.target)
-
-
 class _Freezer:
     """Rebuilds a prepared PT2E graph as the module ``mcuq.freeze`` makes of
     ``mcuq.prepare``'s (see the module docstring)."""
@@ -591,7 +577,7 @@ class _Freezer:
                 self.env[node] = self.graph.call_module(path, (self.env[node.args[0]],))
             else:
                 args, kwargs = self.mapped(node)
-                self.env[node] = self.graph.call_function(_python_spelling(node, args, kwargs), args, kwargs)
+                self.env[node] = self.graph.call_function(node.target, args, kwargs)
         for path, module in list(self.layers.items()) + list(self.quantizers.items()):
             _set_attr(self.root, path, module)
         frozen = fx.GraphModule(self.root, self.graph)

@@ -116,8 +116,18 @@ def test_scripted_and_traced_models_export_the_same_c(exported):
     for name in ("depthwise_cnn", "residual_cnn", "lut_mlp"):
         model, frozen_model, e, _ = exported[name]
         scripted = mcuq.export(torch.jit.script(frozen_model), model.input_shape, rounding=model.rounding)
-        strip = lambda text: re.sub(r"/\*.*?\*/", "", text, flags=re.S)  # noqa: E731 (comments name the source)
-        assert strip(scripted.c_source("net")) == strip(e.c_source("net"))
+        assert scripted.c_source("net") == e.c_source("net")
+        assert scripted.c_header("net") == e.c_header("net")
+
+
+def test_exporting_twice_gives_the_same_files(exported):
+    """The C depends on the model only: not on what TorchScript compiled
+    before in the process (its class names and code lines do), nor on paths."""
+    model, frozen_model, e, directory = exported["fashion_cnn"]
+    again = mcuq.export(frozen_model, model.input_shape, rounding=model.rounding)
+    assert again.c_source("net") == (directory / "net.c").read_text()
+    assert again.c_header("net") == (directory / "net.h").read_text()
+    assert str(REPO) not in again.c_source("net")
 
 
 def test_generated_code_has_no_float_malloc_or_printf(exported):

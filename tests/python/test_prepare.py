@@ -53,6 +53,29 @@ def test_small_cnn_gets_fused_blocks_weight_and_activation_quantizers():
     assert gm.fc.layer.weight.grad is not None
 
 
+@pytest.mark.parametrize("clamp", [nn.functional.relu6, lambda x: nn.functional.hardtanh(x, 0.0, 6.0), nn.ReLU6()],
+                         ids=["F.relu6", "F.hardtanh", "nn.ReLU6"])
+def test_conv_bn_then_a_six_clamp_keeps_its_upper_bound(clamp):
+    """Only a plain ReLU fuses into ConvBnReLU2d; ReLU6 / hardtanh stay and clamp at 6."""
+
+    class ConvBnClamp(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.bn, self.clamp = nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), clamp
+
+        def forward(self, x):
+            return self.clamp(self.bn(self.conv(x)))
+
+    model = ConvBnClamp().eval()
+    prepared = mcuq.prepare(model, mcuq.presets.int8(), qat=False)
+    assert not any(isinstance(m, mcuq.ConvBn2d) and m.with_relu for m in prepared.modules())
+    x = torch.randn(8, 1, 8, 8) * 20
+    with torch.no_grad():
+        assert model.bn(model.conv(x)).max() > 6  # the clamp matters
+        mcuq.calibrate(prepared, [x], progress=False)
+        assert prepared(x).max() <= 6.0 + 6.0 / 127
+
+
 def test_residual_add_and_sigmoid_are_requantized():
     gm = mcuq.prepare(Residual(), mcuq.presets.int8())
     producers = [q.args[0] for q in _quantizers(gm)]

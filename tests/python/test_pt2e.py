@@ -4,17 +4,10 @@ qparams and the same C as mcuq.prepare / mcuq.freeze, for the demo CNN
 (examples/python/fashion_mnist.py's SmallCnn: conv-bn-relu x2, max-pool,
 flatten, linear) and a residual model (add, cat, mean), with every preset.
 
-C comparisons ignore where each layer's comment says its op came from
-("code/__torch__/mcuq/prepare/___torch_mangle_12.py:16": a file and line of the
-model's serialized TorchScript). TorchScript names the classes with a
-process-wide counter and groups unmangled classes of a module in one file, so
-that place depends on what was compiled before in the process: mcuq.prepare's
-own C differs there between two exports of the same model in one process
-(test_mcuq_c_source_comments_depend_on_the_process). Everything else,
-layer names included, must be equal."""
+The generated C must be equal byte for byte, layer names included; the
+frozen PT2E model also goes through the exporter's torch.export front end."""
 
 import copy
-import re
 import sys
 from pathlib import Path
 
@@ -59,10 +52,6 @@ def _qparams(frozen: nn.Module) -> dict:
     return {key: value for key, value in frozen.state_dict().items() if key.rsplit(".", 1)[-1] in ("scale", "zero_point")}
 
 
-def _c(exported: mcuq.ExportedModel) -> str:
-    return re.sub(r", code/__torch__/[^)]*\.py:\d+\)", ")", exported.c_source("m"))
-
-
 def _assert_same(frozen: nn.Module, reference: nn.Module, shape: list) -> None:
     ours, theirs = _qparams(frozen), _qparams(reference)
     assert sorted(ours) == sorted(theirs)
@@ -70,7 +59,7 @@ def _assert_same(frozen: nn.Module, reference: nn.Module, shape: list) -> None:
         assert torch.equal(ours[key], theirs[key]), key  # bit for bit
     e, r = mcuq.export(frozen, shape), mcuq.export(reference, shape)
     assert e.c_header("m") == r.c_header("m")
-    assert _c(e) == _c(r)
+    assert e.c_source("m") == r.c_source("m")
 
 
 def _ptq_pt2e(model: nn.Module, preset: mcuq.presets.Preset, batches: list, fold: bool = True) -> nn.Module:
@@ -128,6 +117,8 @@ def test_frozen_model_runs_torch_export_and_keeps_the_layer_names():
     program = torch.export.export(frozen, (batches[0],))
     assert torch.equal(program.module()(batches[1]), frozen(batches[1]))
     assert any(node.target is torch.ops.mcuq.fake_quantize.default for node in program.graph.nodes)
+    # The exporter's torch.export front end gives the traced path's C.
+    assert mcuq.export(program, [16, 1, 28, 28]).c_source("m") == mcuq.export(frozen, [16, 1, 28, 28]).c_source("m")
 
 
 def test_prepare_pt2es_own_batch_norm_folding_differs_in_the_last_bits():
@@ -150,17 +141,6 @@ def test_fold_batch_norm_leaves_the_float_model_alone():
     assert not any(node.target is torch.ops.aten.batch_norm.default for node in graph.graph.nodes)
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key
-
-
-def test_mcuq_c_source_comments_depend_on_the_process():
-    """The reason _c ignores the comments' sources (mcuq.prepare alone, exported twice)."""
-    model, batches = _float_model("small_cnn"), _batches("small_cnn", 1)
-    prepared = mcuq.prepare(model, mcuq.presets.int8(), qat=False)
-    mcuq.calibrate(prepared, batches, progress=False)
-    frozen = mcuq.freeze(prepared)
-    first, second = mcuq.export(frozen, [1, 1, 28, 28]), mcuq.export(frozen, [1, 1, 28, 28])
-    assert first.c_source("m") != second.c_source("m")
-    assert _c(first) == _c(second)
 
 
 class _Unsupported(nn.Module):
