@@ -44,6 +44,7 @@ def __getattr__(name: str):
         return importlib.import_module(".pt2e", __name__)
     raise AttributeError(f"module 'mcuq' has no attribute {name!r}")
 
+
 __all__ = [
     "fake_quantize",
     "quantize",
