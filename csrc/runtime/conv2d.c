@@ -16,8 +16,8 @@ static int64_t conv_out_size(int32_t in, int32_t k, int32_t stride, int32_t pad,
   return span < 0 ? -1 : span / stride + 1;
 }
 
-/* Checks shared by both kernels and both types; depthwise adds its own. */
-static mcuq_status check_conv2d(const mcuq_conv2d_params *p, const void *input, const int8_t *weights, const void *bias,
+/* Checks shared by every convolution kernel and type; depthwise adds its own. */
+mcuq_status mcuq_check_conv2d(const mcuq_conv2d_params *p, const void *input, const int8_t *weights, const void *bias,
                                 const mcuq_requant *requant, const void *output, int32_t type_min, int32_t type_max,
                                 int wide) {
   if (p == 0 || input == 0 || weights == 0 || bias == 0 || requant == 0 || output == 0) return MCUQ_ERROR_NULL;
@@ -39,6 +39,17 @@ static mcuq_status check_depthwise(const mcuq_conv2d_params *p) {
 }
 
 #endif /* MCUQ_NO_CHECKS */
+
+/* [lo, hi): the output positions along one axis whose window (k taps,
+ * dilated) lies inside the input; lo == hi where there is none. */
+static void conv_interior(int32_t in, int32_t out, int32_t k, int32_t stride, int32_t pad, int32_t dilation,
+                          int32_t *lo, int32_t *hi) {
+  const int32_t last = in - 1 + pad - (k - 1) * dilation; /* o * stride <= last */
+  *lo = (pad + stride - 1) / stride;
+  *hi = last < 0 ? 0 : last / stride + 1;
+  if (*hi > out) *hi = out;
+  if (*hi < *lo) *hi = *lo;
+}
 
 #define MCUQ_ACT int8_t
 #define MCUQ_ACC int32_t

@@ -64,7 +64,7 @@ mcuq_status MCUQ_CONV2D(const mcuq_conv2d_params *params, const MCUQ_ACT *input,
                         const MCUQ_ACC *bias, const mcuq_requant *requant, MCUQ_ACT *output) {
 #ifndef MCUQ_NO_CHECKS
   const mcuq_status status =
-      check_conv2d(params, input, weights, bias, requant, output, MCUQ_ACT_MIN, MCUQ_ACT_MAX, MCUQ_WIDE);
+      mcuq_check_conv2d(params, input, weights, bias, requant, output, MCUQ_ACT_MIN, MCUQ_ACT_MAX, MCUQ_WIDE);
   if (status != MCUQ_OK) return status;
 #endif
   const int32_t in_plane = params->in_h * params->in_w;
@@ -100,7 +100,7 @@ mcuq_status MCUQ_DEPTHWISE_CONV2D(const mcuq_conv2d_params *params, const MCUQ_A
                                   const MCUQ_ACC *bias, const mcuq_requant *requant, MCUQ_ACT *output) {
 #ifndef MCUQ_NO_CHECKS
   mcuq_status status =
-      check_conv2d(params, input, weights, bias, requant, output, MCUQ_ACT_MIN, MCUQ_ACT_MAX, MCUQ_WIDE);
+      mcuq_check_conv2d(params, input, weights, bias, requant, output, MCUQ_ACT_MIN, MCUQ_ACT_MAX, MCUQ_WIDE);
   if (status == MCUQ_OK) status = check_depthwise(params);
   if (status != MCUQ_OK) return status;
 #endif
@@ -108,6 +108,14 @@ mcuq_status MCUQ_DEPTHWISE_CONV2D(const mcuq_conv2d_params *params, const MCUQ_A
   const int32_t out_plane = params->out_h * params->out_w;
   const int32_t filter_plane = params->k_h * params->k_w;
   const int32_t depth_multiplier = params->out_c / params->in_c;
+  /* Output positions whose whole window lies inside the input. */
+  int32_t y_lo, y_hi, x_lo, x_hi;
+  conv_interior(params->in_h, params->out_h, params->k_h, params->stride_h, params->pad_h, params->dilation_h, &y_lo,
+                &y_hi);
+  conv_interior(params->in_w, params->out_w, params->k_w, params->stride_w, params->pad_w, params->dilation_w, &x_lo,
+                &x_hi);
+  const int fast_3x3 = params->k_h == 3 && params->k_w == 3 && params->dilation_h == 1 && params->dilation_w == 1;
+  const int32_t in_w = params->in_w, stride_w = params->stride_w;
   for (int32_t o = 0; o < params->out_c; ++o) {
     /* One group per input channel: output channel o filters input channel
      * o / depth_multiplier with weights[o][1][k_h][k_w]. */
@@ -116,12 +124,36 @@ mcuq_status MCUQ_DEPTHWISE_CONV2D(const mcuq_conv2d_params *params, const MCUQ_A
     const MCUQ_ACC b = MCUQ_READ_BIAS(&bias[o]);
     const int32_t multiplier = mcuq_requant_multiplier(requant, o);
     const int shift = mcuq_requant_shift(requant, o);
+    /* 3x3: the nine weights stay in registers for the channel. */
+    const int32_t w0 = fast_3x3 ? MCUQ_WEIGHT(weights, filter + 0) : 0, w1 = fast_3x3 ? MCUQ_WEIGHT(weights, filter + 1) : 0,
+                  w2 = fast_3x3 ? MCUQ_WEIGHT(weights, filter + 2) : 0, w3 = fast_3x3 ? MCUQ_WEIGHT(weights, filter + 3) : 0,
+                  w4 = fast_3x3 ? MCUQ_WEIGHT(weights, filter + 4) : 0, w5 = fast_3x3 ? MCUQ_WEIGHT(weights, filter + 5) : 0,
+                  w6 = fast_3x3 ? MCUQ_WEIGHT(weights, filter + 6) : 0, w7 = fast_3x3 ? MCUQ_WEIGHT(weights, filter + 7) : 0,
+                  w8 = fast_3x3 ? MCUQ_WEIGHT(weights, filter + 8) : 0;
     MCUQ_ACT *out = output + o * out_plane;
     for (int32_t oy = 0; oy < params->out_h; ++oy) {
-      for (int32_t ox = 0; ox < params->out_w; ++ox) {
+      MCUQ_ACT *out_row = out + oy * params->out_w;
+      int32_t ox = 0;
+      if (fast_3x3 && oy >= y_lo && oy < y_hi) {
+        for (; ox < x_lo; ++ox) {
+          const MCUQ_ACC acc = b + MCUQ_WINDOW_SUM(params, plane, weights, filter, oy, ox);
+          out_row[ox] = (MCUQ_ACT)MCUQ_REQUANTIZE(acc, multiplier, shift, requant->rounding, requant->zero_point,
+                                                  requant->act_min, requant->act_max);
+        }
+        const MCUQ_ACT *r0 = plane + (oy * params->stride_h - params->pad_h) * in_w + (x_lo * stride_w - params->pad_w);
+        for (; ox < x_hi; ++ox, r0 += stride_w) {
+          const MCUQ_ACT *r1 = r0 + in_w, *r2 = r1 + in_w;
+          /* Nine products of |w x| < 2^22: the sum fits int32. */
+          const int32_t sum = w0 * r0[0] + w1 * r0[1] + w2 * r0[2] + w3 * r1[0] + w4 * r1[1] + w5 * r1[2] +
+                              w6 * r2[0] + w7 * r2[1] + w8 * r2[2];
+          out_row[ox] = (MCUQ_ACT)MCUQ_REQUANTIZE(b + sum, multiplier, shift, requant->rounding, requant->zero_point,
+                                                  requant->act_min, requant->act_max);
+        }
+      }
+      for (; ox < params->out_w; ++ox) {
         const MCUQ_ACC acc = b + MCUQ_WINDOW_SUM(params, plane, weights, filter, oy, ox);
-        out[oy * params->out_w + ox] = (MCUQ_ACT)MCUQ_REQUANTIZE(
-            acc, multiplier, shift, requant->rounding, requant->zero_point, requant->act_min, requant->act_max);
+        out_row[ox] = (MCUQ_ACT)MCUQ_REQUANTIZE(acc, multiplier, shift, requant->rounding, requant->zero_point,
+                                                requant->act_min, requant->act_max);
       }
     }
   }

@@ -1,8 +1,10 @@
 /* mcuq runtime: fully connected layer, y[o] = requant(bias[o] + w[o] . x),
  * for 8-bit activations (int32 accumulators) and 16-bit activations (int64
- * accumulators). Weights are PyTorch's [out][in], int8. */
+ * accumulators). Weights are PyTorch's [out][in], int8; the int8 layer runs
+ * two rows at a time through dot_s8.h. */
 #include <stdint.h>
 
+#include "dot_s8.h"
 #include "mcuq_internal.h"
 #include "mcuq_runtime.h"
 
@@ -24,10 +26,21 @@ mcuq_status mcuq_fully_connected_s8(int32_t in_features, int32_t out_features, c
       check_fully_connected(in_features, out_features, input, weights, bias, requant, output, INT8_MIN, INT8_MAX, 0);
   if (status != MCUQ_OK) return status;
 #endif
-  for (int32_t o = 0; o < out_features; ++o) {
+  int32_t o = 0;
+  for (; o + 1 < out_features; o += 2) { /* two rows per pass: each input load feeds both */
     const int8_t *row = weights + o * in_features;
-    int32_t acc = MCUQ_READ_S32(&bias[o]);
-    for (int32_t i = 0; i < in_features; ++i) acc += (int32_t)MCUQ_READ_S8(&row[i]) * input[i];
+    int32_t acc[2];
+    acc[0] = MCUQ_READ_S32(&bias[o]);
+    acc[1] = MCUQ_READ_S32(&bias[o + 1]);
+    mcuq_dot_2x1_s8(row, row + in_features, input, in_features, acc);
+    for (int r = 0; r < 2; ++r) {
+      output[o + r] = (int8_t)mcuq_requantize_s32(acc[r], mcuq_requant_multiplier(requant, o + r),
+                                                  mcuq_requant_shift(requant, o + r), requant->rounding,
+                                                  requant->zero_point, requant->act_min, requant->act_max);
+    }
+  }
+  if (o < out_features) {
+    const int32_t acc = mcuq_dot_1x1_s8(weights + o * in_features, input, in_features, MCUQ_READ_S32(&bias[o]));
     output[o] = (int8_t)mcuq_requantize_s32(acc, mcuq_requant_multiplier(requant, o), mcuq_requant_shift(requant, o),
                                             requant->rounding, requant->zero_point, requant->act_min, requant->act_max);
   }

@@ -58,12 +58,11 @@ MCUQ_INLINE int32_t mcuq_saturate_s64_to_s32(int64_t x) {
  * toward +inf (as gemmlowp and NEON VQRDMULH); the single overflow case
  * (INT32_MIN^2) saturates. */
 MCUQ_INLINE int32_t mcuq_sat_rounding_doubling_high_mul(int32_t a, int32_t b) {
-  int64_t ab;
-  int32_t nudge;
   if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
-  ab = (int64_t)a * (int64_t)b;
-  nudge = ab >= 0 ? (int32_t)(1L << 30) : (int32_t)(1 - (1L << 30));
-  return (int32_t)((ab + nudge) / ((int64_t)1 << 31)); /* C99 '/' truncates */
+  /* gemmlowp adds a nudge of 2^30 (ab >= 0) or 1 - 2^30 (ab < 0) and
+   * divides by 2^31 truncating; for either sign that is floor((ab + 2^30) /
+   * 2^31), one add and one arithmetic shift. */
+  return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
 }
 
 /* gemmlowp RoundingDivideByPOT: x / 2^exponent, ties away from zero;
@@ -82,10 +81,10 @@ MCUQ_INLINE int32_t mcuq_saturating_left_shift(int32_t x, int shift) {
 
 /* TFLite MultiplyByQuantizedMultiplier (double rounding), shift in [-31, 30]. */
 MCUQ_INLINE int32_t mcuq_mul_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift) {
-  const int left_shift = shift > 0 ? shift : 0;
-  const int right_shift = shift > 0 ? 0 : -shift;
-  return mcuq_rounding_divide_by_pot(
-      mcuq_sat_rounding_doubling_high_mul(mcuq_saturating_left_shift(x, left_shift), multiplier), right_shift);
+  if (shift <= 0) { /* multipliers below 1, nearly every layer: no left shift to saturate */
+    return mcuq_rounding_divide_by_pot(mcuq_sat_rounding_doubling_high_mul(x, multiplier), -shift);
+  }
+  return mcuq_sat_rounding_doubling_high_mul(mcuq_saturating_left_shift(x, shift), multiplier);
 }
 
 /* TFLite MultiplyByQuantizedMultiplier under TFLITE_SINGLE_ROUNDING:

@@ -65,6 +65,12 @@ MCUQ_INLINE mcuq_status mcuq_check_requant(const mcuq_requant *requant, int32_t 
   return MCUQ_OK;
 }
 
+/* The arguments of a convolution (conv2d.c): shapes, padding, zero point,
+ * requantization; type_min/max and wide as for mcuq_check_requant. */
+mcuq_status mcuq_check_conv2d(const mcuq_conv2d_params *p, const void *input, const int8_t *weights, const void *bias,
+                              const mcuq_requant *requant, const void *output, int32_t type_min, int32_t type_max,
+                              int wide);
+
 #endif /* MCUQ_NO_CHECKS */
 
 #endif /* MCUQ_INTERNAL_H */

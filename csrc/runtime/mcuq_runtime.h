@@ -90,6 +90,12 @@ typedef struct {
 /* Generic (grouped) convolution. */
 mcuq_status mcuq_conv2d_s8(const mcuq_conv2d_params *params, const int8_t *input, const int8_t *weights,
                            const int32_t *bias, const mcuq_requant *requant, int8_t *output);
+/* The same as mcuq_conv2d_s8, as a blocked matrix product (faster: the
+ * exporter's choice): `scratch` holds MCUQ_CONV2D_IM2COL_SCRATCH bytes, two
+ * columns of input taps, and must not overlap the other arrays. */
+#define MCUQ_CONV2D_IM2COL_SCRATCH(in_c, groups, k_h, k_w) (2 * ((in_c) / (groups)) * (k_h) * (k_w))
+mcuq_status mcuq_conv2d_im2col_s8(const mcuq_conv2d_params *params, const int8_t *input, const int8_t *weights,
+                                  const int32_t *bias, const mcuq_requant *requant, int8_t *scratch, int8_t *output);
 mcuq_status mcuq_conv2d_s16(const mcuq_conv2d_params *params, const int16_t *input, const int8_t *weights,
                             const int64_t *bias, const mcuq_requant *requant, int16_t *output);
 /* W4A8: weights packed two per byte (MCUQ_READ_S4); otherwise as above. */

@@ -121,10 +121,11 @@ def _sizes(size_tool: str, elf: Path) -> Dict[str, int]:
     return sections
 
 
-def build_firmware(target: Target, export_dir: Path, name: str, work: Path) -> Path:
-    """Compiles NAME.c + the runtime + the harness (+ vectors.h in work/)."""
+def build_firmware(target: Target, export_dir: Path, name: str, work: Path, optimize: str = "-Os") -> Path:
+    """Compiles NAME.c + the runtime + the harness (+ vectors.h in work/)
+    with ``optimize`` (-Os: what fits a part; bench/bench_mcu.py uses -O2)."""
     check_tools(target)
-    common = [*WARNINGS, "-Os", "-ffunction-sections", "-fdata-sections", "-DMCUQ_NO_FLOAT",
+    common = [*WARNINGS, optimize, "-ffunction-sections", "-fdata-sections", "-DMCUQ_NO_FLOAT",
               f"-DMCUQ_MODEL={name}", f"-DMCUQ_MODEL_UPPER={name.upper()}", f'-DMCUQ_MODEL_HEADER="{name}.h"',
               "-I", work, "-I", export_dir, "-I", RUNTIME, "-I", HERE / "common"]
     sources = [export_dir / f"{name}.c", *sorted(RUNTIME.glob("*.c")), HERE / "common" / "mcu_main.c"]
@@ -210,7 +211,7 @@ def run_firmware(target: Target, elf: Path, work: Path, timeout: float = 300) ->
 
 
 def run_on_target(target_name: str, exported, export_dir: Path, name: str, inputs: torch.Tensor,
-                  work: Optional[Path] = None) -> RunResult:
+                  work: Optional[Path] = None, optimize: str = "-Os") -> RunResult:
     """Builds firmware that runs ``exported`` (written in export_dir as NAME)
     on ``inputs`` (float, [N, ...]) and checks it against the integer
     reference on the target; returns what it printed and measured."""
@@ -219,7 +220,7 @@ def run_on_target(target_name: str, exported, export_dir: Path, name: str, input
     work.mkdir(parents=True, exist_ok=True)
     levels = exported.quantize_input(inputs)
     (work / "vectors.h").write_text(exported.c_test_vectors(levels, name))
-    elf = build_firmware(target, Path(export_dir), name, work)
+    elf = build_firmware(target, Path(export_dir), name, work, optimize)
     sections = _sizes(PREFIX[target.family] + "size", elf)
     flash = sum(v for k, v in sections.items() if k in (".text", ".data", ".ARM.exidx", ".rodata", ".vectors"))
     ram = sum(v for k, v in sections.items() if k in (".data", ".bss"))

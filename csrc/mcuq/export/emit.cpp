@@ -37,6 +37,12 @@ const char* layer_kind_name(LayerKind kind) {
   return "?";
 }
 
+int64_t scratch_bytes(const Graph& g, const Layer& l) {
+  if (l.kind != LayerKind::kConv2d || g.int16() || l.weight_bits != 8) return 0;
+  const int64_t in_c = g.tensors[l.inputs[0]].shape[0];
+  return 2 * (in_c / l.groups) * l.k_h * l.k_w;  // MCUQ_CONV2D_IM2COL_SCRATCH
+}
+
 ArenaPlan plan_arena(const Graph& g) {
   ArenaPlan plan;
   int buffers = 0;
@@ -61,6 +67,16 @@ ArenaPlan plan_arena(const Graph& g) {
       in.last = std::max(in.last, i);
     }
   }
+  plan.scratch.assign(g.layers.size(), -1);
+  for (int i = 0; i < static_cast<int>(g.layers.size()); ++i) {
+    ArenaPlan::Buffer scratch;
+    scratch.bytes = scratch_bytes(g, g.layers[i]);
+    if (scratch.bytes == 0) continue;
+    scratch.first = scratch.last = i;
+    plan.scratch[i] = static_cast<int>(plan.buffers.size());
+    plan.buffers.push_back(scratch);
+  }
+  buffers = static_cast<int>(plan.buffers.size());
   plan.buffers[g.tensors[g.input].buffer].place = ArenaPlan::Place::kInput;
   plan.buffers[g.tensors[g.output].buffer].place = ArenaPlan::Place::kOutput;
   // Greedy first fit, largest first (TFLite Micro's greedy planner does the same).
@@ -300,9 +316,16 @@ std::string emit_source(const Graph& g, const ArenaPlan& arena, const std::strin
             "    const mcuq_conv2d_params params = {{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}}};\n",
             in.shape[0], in.shape[1], in.shape[2], out.shape[0], oh, ow, l.k_h, l.k_w, l.stride_h, l.stride_w, l.pad_h,
             l.pad_w, l.dilation_h, l.dilation_w, l.groups, c_int(in.zero_point));
-        body += fmt::format("    const mcuq_status status = mcuq_{}conv2d_{}(&params, {}, {}_weights, {}_bias, &requant, {});\n",
-                            l.kind == LayerKind::kDepthwiseConv2d ? "depthwise_" : "", weighted_suffix,
-                            pointer(l.inputs[0], false), sym, sym, out_at(l.output, 0));
+        if (arena.scratch[i] >= 0) {
+          body += fmt::format(
+              "    const mcuq_status status = mcuq_conv2d_im2col_s8(&params, {}, {}_weights, {}_bias, &requant, "
+              "(int8_t *)(base + {}), {});\n",
+              pointer(l.inputs[0], false), sym, sym, arena.buffers[arena.scratch[i]].offset, out_at(l.output, 0));
+        } else {
+          body += fmt::format("    const mcuq_status status = mcuq_{}conv2d_{}(&params, {}, {}_weights, {}_bias, &requant, {});\n",
+                              l.kind == LayerKind::kDepthwiseConv2d ? "depthwise_" : "", weighted_suffix,
+                              pointer(l.inputs[0], false), sym, sym, out_at(l.output, 0));
+        }
       }
     } else if (l.kind == LayerKind::kMaxPool2d || l.kind == LayerKind::kAvgPool2d) {
       const int64_t oh = (in.shape[1] + 2 * l.pad_h - l.k_h) / l.stride_h + 1;

@@ -117,12 +117,18 @@ struct ArenaPlan {
     int64_t bytes = 0;
     int first = 0, last = 0;  // layer indices where it is written first and read last
   };
-  std::vector<Buffer> buffers;
+  std::vector<Buffer> buffers;     // the tensors' buffers, then the layers' scratch
+  std::vector<int> scratch;        // per layer: its scratch buffer (im2col columns), or -1
   int64_t arena_bytes = 0;
 };
 
-// Plans the arena: buffers whose lifetimes overlap never share bytes;
-// greedy first fit, largest first, 4-byte aligned.
+// Bytes of scratch a layer's kernel needs in the arena while it runs: the
+// two im2col columns of an int8 convolution (mcuq_conv2d_im2col_s8), else 0.
+int64_t scratch_bytes(const Graph& graph, const Layer& layer);
+
+// Plans the arena: buffers whose lifetimes overlap never share bytes (a
+// layer's scratch lives while that layer runs); greedy first fit, largest
+// first, 4-byte aligned.
 ArenaPlan plan_arena(const Graph& graph);
 
 }  // namespace mcuq::exporter
