@@ -60,6 +60,7 @@ static void conv_interior(int32_t in, int32_t out, int32_t k, int32_t stride, in
 #define MCUQ_WEIGHT(w, i) MCUQ_READ_S8(&(w)[i])
 #define MCUQ_PACKED_WEIGHTS 0
 #define MCUQ_REQUANTIZE mcuq_requantize_s32
+#define MCUQ_REQUANTIZE_FAST(acc, multiplier, shift) mcuq_requantize_fast_s32(acc, multiplier, shift, requant)
 #define MCUQ_WINDOW_SUM conv_window_sum_s8
 #define MCUQ_CONV2D mcuq_conv2d_s8
 #define MCUQ_DEPTHWISE_CONV2D mcuq_depthwise_conv2d_s8
@@ -75,6 +76,7 @@ static void conv_interior(int32_t in, int32_t out, int32_t k, int32_t stride, in
 #define MCUQ_WEIGHT(w, i) MCUQ_READ_S4(w, i)
 #define MCUQ_PACKED_WEIGHTS 1
 #define MCUQ_REQUANTIZE mcuq_requantize_s32
+#define MCUQ_REQUANTIZE_FAST(acc, multiplier, shift) mcuq_requantize_fast_s32(acc, multiplier, shift, requant)
 #define MCUQ_WINDOW_SUM conv_window_sum_s8_w4
 #define MCUQ_CONV2D mcuq_conv2d_s8_w4
 #define MCUQ_DEPTHWISE_CONV2D mcuq_depthwise_conv2d_s8_w4
@@ -89,6 +91,9 @@ static void conv_interior(int32_t in, int32_t out, int32_t k, int32_t stride, in
 #define MCUQ_WEIGHT(w, i) MCUQ_READ_S8(&(w)[i])
 #define MCUQ_PACKED_WEIGHTS 0
 #define MCUQ_REQUANTIZE mcuq_requantize_s64
+#define MCUQ_REQUANTIZE_FAST(acc, multiplier, shift)                                                       \
+  mcuq_requantize_s64(acc, multiplier, shift, requant->rounding, requant->zero_point, requant->act_min, \
+                      requant->act_max)
 #define MCUQ_WINDOW_SUM conv_window_sum_s16
 #define MCUQ_CONV2D mcuq_conv2d_s16
 #define MCUQ_DEPTHWISE_CONV2D mcuq_depthwise_conv2d_s16

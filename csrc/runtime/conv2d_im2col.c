@@ -53,9 +53,9 @@ static void gather_column(const mcuq_conv2d_params *p, const int8_t *input, int3
   }
 }
 
-MCUQ_INLINE int8_t requantize_channel(int32_t acc, const mcuq_requant *requant, int32_t channel) {
-  return (int8_t)mcuq_requantize_s32(acc, mcuq_requant_multiplier(requant, channel), mcuq_requant_shift(requant, channel),
-                                     requant->rounding, requant->zero_point, requant->act_min, requant->act_max);
+MCUQ_ALWAYS_INLINE int8_t requantize_channel(int32_t acc, const mcuq_requant *requant, int32_t channel) {
+  return (int8_t)mcuq_requantize_fast_s32(acc, mcuq_requant_multiplier(requant, channel),
+                                          mcuq_requant_shift(requant, channel), requant);
 }
 
 mcuq_status mcuq_conv2d_im2col_s8(const mcuq_conv2d_params *params, const int8_t *input, const int8_t *weights,

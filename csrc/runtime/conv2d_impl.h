@@ -10,6 +10,7 @@
  *                          MCUQ_READ_S4(w, i) for packed 4-bit weights
  *   MCUQ_PACKED_WEIGHTS    0 (a byte per weight) or 1 (4-bit, two per byte)
  *   MCUQ_REQUANTIZE        mcuq_requantize_s32        | mcuq_requantize_s64
+ *   MCUQ_REQUANTIZE_FAST(acc, multiplier, shift)   the same, inlined (hot loops)
  *   MCUQ_WINDOW_SUM, MCUQ_CONV2D, MCUQ_DEPTHWISE_CONV2D   function names
  *
  * and undefines them at the end.
@@ -146,8 +147,7 @@ mcuq_status MCUQ_DEPTHWISE_CONV2D(const mcuq_conv2d_params *params, const MCUQ_A
           /* Nine products of |w x| < 2^22: the sum fits int32. */
           const int32_t sum = w0 * r0[0] + w1 * r0[1] + w2 * r0[2] + w3 * r1[0] + w4 * r1[1] + w5 * r1[2] +
                               w6 * r2[0] + w7 * r2[1] + w8 * r2[2];
-          out_row[ox] = (MCUQ_ACT)MCUQ_REQUANTIZE(b + sum, multiplier, shift, requant->rounding, requant->zero_point,
-                                                  requant->act_min, requant->act_max);
+          out_row[ox] = (MCUQ_ACT)MCUQ_REQUANTIZE_FAST(b + sum, multiplier, shift);
         }
       }
       for (; ox < params->out_w; ++ox) {
@@ -170,6 +170,7 @@ mcuq_status MCUQ_DEPTHWISE_CONV2D(const mcuq_conv2d_params *params, const MCUQ_A
 #undef MCUQ_PACKED_WEIGHTS
 #undef MCUQ_NEXT_FILTER_ROW
 #undef MCUQ_REQUANTIZE
+#undef MCUQ_REQUANTIZE_FAST
 #undef MCUQ_WINDOW_SUM
 #undef MCUQ_CONV2D
 #undef MCUQ_DEPTHWISE_CONV2D

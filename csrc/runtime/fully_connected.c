@@ -34,9 +34,8 @@ mcuq_status mcuq_fully_connected_s8(int32_t in_features, int32_t out_features, c
     acc[1] = MCUQ_READ_S32(&bias[o + 1]);
     mcuq_dot_2x1_s8(row, row + in_features, input, in_features, acc);
     for (int r = 0; r < 2; ++r) {
-      output[o + r] = (int8_t)mcuq_requantize_s32(acc[r], mcuq_requant_multiplier(requant, o + r),
-                                                  mcuq_requant_shift(requant, o + r), requant->rounding,
-                                                  requant->zero_point, requant->act_min, requant->act_max);
+      output[o + r] = (int8_t)mcuq_requantize_fast_s32(acc[r], mcuq_requant_multiplier(requant, o + r),
+                                                       mcuq_requant_shift(requant, o + r), requant);
     }
   }
   if (o < out_features) {

@@ -68,7 +68,7 @@ MCUQ_INLINE int32_t mcuq_sat_rounding_doubling_high_mul(int32_t a, int32_t b) {
 /* gemmlowp RoundingDivideByPOT: x / 2^exponent, ties away from zero;
  * 0 <= exponent <= 31. */
 MCUQ_INLINE int32_t mcuq_rounding_divide_by_pot(int32_t x, int exponent) {
-  const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
+  const int32_t mask = (int32_t)(((uint32_t)1 << exponent) - 1u); /* 32-bit: no 64-bit shift on small cores */
   const int32_t remainder = x & mask;
   const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
   return (x >> exponent) + (remainder > threshold ? 1 : 0);
@@ -167,17 +167,23 @@ MCUQ_INLINE int32_t mcuq_scale_s64(int64_t acc, int32_t multiplier, int shift, m
   return mcuq_mul_by_quantized_multiplier_s64(acc, multiplier, shift);
 }
 
+/* clamp(saturate(x + zero_point), lo, hi) in 32-bit arithmetic: the sum
+ * can only overflow past the bound on the zero point's side, where the
+ * saturated value clamps to that bound. */
+MCUQ_INLINE int32_t mcuq_add_zero_point_and_clamp(int32_t x, int32_t zero_point, int32_t lo, int32_t hi) {
+  if (zero_point >= 0 ? x > INT32_MAX - zero_point : x < INT32_MIN - zero_point) return zero_point >= 0 ? hi : lo;
+  return mcuq_clamp_s32(x + zero_point, lo, hi);
+}
+
 /* Requantize: zero_point + scaled accumulator, clamped to [lo, hi]. */
 MCUQ_INLINE int32_t mcuq_requantize_s32(int32_t acc, int32_t multiplier, int shift, mcuq_rounding rounding,
                                         int32_t zero_point, int32_t lo, int32_t hi) {
-  const int64_t out = (int64_t)mcuq_scale_s32(acc, multiplier, shift, rounding) + zero_point;
-  return mcuq_clamp_s32(mcuq_saturate_s64_to_s32(out), lo, hi);
+  return mcuq_add_zero_point_and_clamp(mcuq_scale_s32(acc, multiplier, shift, rounding), zero_point, lo, hi);
 }
 
 MCUQ_INLINE int32_t mcuq_requantize_s64(int64_t acc, int32_t multiplier, int shift, mcuq_rounding rounding,
                                         int32_t zero_point, int32_t lo, int32_t hi) {
-  const int64_t out = (int64_t)mcuq_scale_s64(acc, multiplier, shift, rounding) + zero_point;
-  return mcuq_clamp_s32(mcuq_saturate_s64_to_s32(out), lo, hi);
+  return mcuq_add_zero_point_and_clamp(mcuq_scale_s64(acc, multiplier, shift, rounding), zero_point, lo, hi);
 }
 
 /* Integer average as TFLite's pooling kernels round it: ties away from zero. */

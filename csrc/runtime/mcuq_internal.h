@@ -28,6 +28,26 @@ MCUQ_INLINE int mcuq_requant_shift(const mcuq_requant *requant, int32_t channel)
   return MCUQ_READ_S8(&requant->shift[mcuq_requant_index(requant, channel)]);
 }
 
+#if defined(__GNUC__) || defined(__clang__)
+#define MCUQ_ALWAYS_INLINE static __inline__ __attribute__((always_inline, unused))
+#else
+#define MCUQ_ALWAYS_INLINE static inline
+#endif
+
+/* mcuq_requantize_s32 (the same integers, from the same functions) for the
+ * inner loops of the fast kernels: the default double rounding with a right
+ * shift (multipliers below 1: nearly every layer) inlined; the general rule
+ * handles the rest. */
+MCUQ_ALWAYS_INLINE int32_t mcuq_requantize_fast_s32(int32_t acc, int32_t multiplier, int shift,
+                                                    const mcuq_requant *requant) {
+  if (requant->rounding == MCUQ_ROUND_DOUBLE && shift <= 0) {
+    const int32_t scaled = mcuq_rounding_divide_by_pot(mcuq_sat_rounding_doubling_high_mul(acc, multiplier), -shift);
+    return mcuq_add_zero_point_and_clamp(scaled, requant->zero_point, requant->act_min, requant->act_max);
+  }
+  return mcuq_requantize_s32(acc, multiplier, shift, requant->rounding, requant->zero_point, requant->act_min,
+                             requant->act_max);
+}
+
 #ifndef MCUQ_NO_CHECKS
 
 MCUQ_INLINE int mcuq_valid_rounding(mcuq_rounding rounding) {
