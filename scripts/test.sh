@@ -11,7 +11,7 @@
 #            C runtime's own tests, pytest without the emulated-MCU tests
 #            (test_mcu.py; C that no torch touches, run on the primary leg)
 #            and without the torch >= 2.1 tests (marker torch21: opcheck,
-#            torch.compile), which 1.13 cannot run.
+#            torch.compile, torch.export, torchao PT2E), which 1.13 cannot run.
 #
 # MCUQ_LEGS="primary" (or "oldest") runs one leg; extra arguments go to pytest.
 set -uo pipefail

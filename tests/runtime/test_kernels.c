@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "mcuq_internal.h"
 #include "mcuq_runtime.h"
 
 static long checks = 0, failures = 0;
@@ -263,6 +264,17 @@ static void compare_conv(const mcuq_conv2d_params *p, mcuq_rounding rounding, in
   memset(out8, 0x55, sizeof out8);
   CHECK_EQ(mcuq_conv2d_s8(p, in8, weights, bias32, &r, out8), MCUQ_OK);
   CHECK_ARRAY(out8, want, out_n);
+  {
+    /* The blocked kernel, its scratch sized by the public macro and fenced
+     * by guard bytes it must not touch. */
+    static int8_t scratch[MAX_ELEMS + 8];
+    const int32_t bytes = MCUQ_CONV2D_IM2COL_SCRATCH(p->in_c, p->groups, p->k_h, p->k_w);
+    memset(scratch, 0x5A, sizeof scratch);
+    memset(out8, 0x55, sizeof out8);
+    CHECK_EQ(mcuq_conv2d_im2col_s8(p, in8, weights, bias32, &r, scratch + 4, out8), MCUQ_OK);
+    CHECK_ARRAY(out8, want, out_n);
+    for (i = 0; i < 4; ++i) CHECK_EQ(scratch[i] == 0x5A && scratch[bytes + 4 + i] == 0x5A, 1);
+  }
   if (depthwise) {
     memset(out8, 0x55, sizeof out8);
     CHECK_EQ(mcuq_depthwise_conv2d_s8(p, in8, weights, bias32, &r, out8), MCUQ_OK);
@@ -305,6 +317,50 @@ static void test_conv_against_reference(void) {
   for (s = 0; s < COUNT(shapes); ++s)
     for (k = 0; k < COUNT(roundings); ++k)
       for (per_channel = 0; per_channel <= 1; ++per_channel) compare_conv(&shapes[s], roundings[k], per_channel);
+}
+
+/* Random shapes: strides, padding, dilation, groups (depthwise with channel
+ * multipliers among them), odd channel counts, one-pixel inputs and
+ * outputs, 1x1 and 3x3 kernels (the fast kernels' special cases). */
+static void test_conv_random_shapes(void) {
+  int32_t n, made = 0;
+  for (n = 0; made < 120 && n < 10000; ++n) {
+    const int32_t groups = rand_range(1, 4);
+    const int32_t depthwise = rand_range(0, 2) == 0;
+    const int32_t in_c = depthwise ? groups : groups * rand_range(1, 3);
+    const int32_t out_c = groups * rand_range(1, 3);
+    const int32_t k = rand_range(0, 3) == 0 ? 1 : rand_range(0, 1) ? 3 : rand_range(1, 4);
+    const int32_t k_w = rand_range(0, 3) == 0 ? rand_range(1, 4) : k;
+    const mcuq_conv2d_params p =
+        make_conv(in_c, rand_range(1, 9), rand_range(1, 9), out_c, k, k_w, rand_range(1, 3), rand_range(1, 3),
+                  rand_range(0, 2), rand_range(0, 2), rand_range(1, 2), rand_range(1, 2), groups, rand_range(-20, 20));
+    /* The dilated kernel must fit the padded input. */
+    if (p.in_h + 2 * p.pad_h < p.dilation_h * (p.k_h - 1) + 1 || p.in_w + 2 * p.pad_w < p.dilation_w * (p.k_w - 1) + 1)
+      continue;
+    compare_conv(&p, (mcuq_rounding)rand_range(0, 2), rand_range(0, 1));
+    ++made;
+  }
+  CHECK_EQ(made, 120);
+}
+
+/* The fast kernels' inlined requantization gives the general rule's integers
+ * for any accumulator, multiplier, shift, rounding and output range. */
+static void test_fast_requantize_equals_general(void) {
+  static const int32_t edges[] = {INT32_MIN, INT32_MIN + 1, -1, 0, 1, INT32_MAX - 1, INT32_MAX, 1 << 30, -(1 << 30)};
+  long mismatches = 0, n;
+  for (n = 0; n < 200000; ++n) {
+    const int32_t acc = n % 7 == 0 ? edges[rand_range(0, COUNT(edges) - 1)]
+                                   : (int32_t)((uint32_t)rand_range(0, 0xFFFF) << 16 | (uint32_t)rand_range(0, 0xFFFF));
+    const int32_t multiplier = n % 11 == 0 ? edges[rand_range(0, COUNT(edges) - 1)] : rand_range(1 << 30, 0x7FFFFFFF);
+    const int shift = rand_range(MCUQ_SHIFT_MIN, MCUQ_SHIFT_MAX);
+    const int32_t zero_point = rand_range(-200, 200);
+    const int32_t lo = rand_range(-32768, 100), hi = lo + rand_range(0, 40000);
+    const int8_t shift8 = (int8_t)shift;
+    const mcuq_requant r = make_requant(&multiplier, &shift8, 0, (mcuq_rounding)rand_range(0, 2), zero_point, lo, hi);
+    mismatches += mcuq_requantize_fast_s32(acc, multiplier, shift, &r) !=
+                  mcuq_requantize_s32(acc, multiplier, shift, r.rounding, zero_point, lo, hi);
+  }
+  CHECK_EQ(mismatches, 0);
 }
 
 /* ---- fully connected ------------------------------------------------------- */
@@ -902,6 +958,8 @@ static void test_other_errors(void) {
 int main(void) {
   test_conv_by_hand();
   test_conv_against_reference();
+  test_conv_random_shapes();
+  test_fast_requantize_equals_general();
   test_fully_connected();
   test_max_pool();
   test_avg_pool();
