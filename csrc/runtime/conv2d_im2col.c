@@ -88,7 +88,7 @@ mcuq_status mcuq_conv2d_im2col_s8(const mcuq_conv2d_params *params, const int8_t
         acc[0] = acc[1] = MCUQ_READ_S32(&bias[o]);
         acc[2] = acc[3] = MCUQ_READ_S32(&bias[o + 1]);
         if (two) {
-          mcuq_dot_2x2_s8(w0, w0 + taps, col0, col1, taps, acc);
+          mcuq_dot_2x2_s8(w0, col0, taps, taps, acc); /* rows o, o + 1; columns col0, col1 = col0 + taps */
           out[o * pixels + 1] = requantize_channel(acc[1], requant, o);
           out[(o + 1) * pixels + 1] = requantize_channel(acc[3], requant, o + 1);
         } else {

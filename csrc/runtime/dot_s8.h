@@ -19,6 +19,7 @@
 
 #include <stdint.h>
 
+#include "mcuq_internal.h"
 #include "mcuq_runtime.h"
 
 #if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32) && !defined(MCUQ_PORTABLE_KERNELS)
@@ -40,27 +41,30 @@ MCUQ_INLINE uint32_t mcuq_odd_bytes(uint32_t v) {
 #define MCUQ_DOT_SIMD 0
 #endif
 
-/* acc[0] += w0.x0, acc[1] += w0.x1, acc[2] += w1.x0, acc[3] += w1.x1 over n. */
-MCUQ_INLINE void mcuq_dot_2x2_s8(const int8_t *w0, const int8_t *w1, const int8_t *x0, const int8_t *x1, int32_t n,
-                                 int32_t *acc) {
+/* acc[0] += w0.x0, acc[1] += w0.x1, acc[2] += w1.x0, acc[3] += w1.x1 over n,
+ * with the second row and column `stride` bytes after the first (one
+ * pointer each: fewer registers live in the loop, none spilled at -Os). */
+MCUQ_ALWAYS_INLINE void mcuq_dot_2x2_s8(const int8_t *w, const int8_t *x, int32_t stride, int32_t n, int32_t *acc) {
   int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
 #if MCUQ_DOT_SIMD
-  for (; n >= 4; n -= 4, w0 += 4, w1 += 4, x0 += 4, x1 += 4) {
-    const uint32_t xa = mcuq_load4(x0), xb = mcuq_load4(x1);
-    const uint32_t wa = mcuq_load4(w0), wb = mcuq_load4(w1);
+  for (; n >= 4; n -= 4, w += 4, x += 4) {
+    const uint32_t xa = mcuq_load4(x), xb = mcuq_load4(x + stride);
     const int32_t xa_even = __sxtb16(xa), xa_odd = __sxtb16(mcuq_odd_bytes(xa));
     const int32_t xb_even = __sxtb16(xb), xb_odd = __sxtb16(mcuq_odd_bytes(xb));
-    const int32_t wa_even = __sxtb16(wa), wa_odd = __sxtb16(mcuq_odd_bytes(wa));
-    const int32_t wb_even = __sxtb16(wb), wb_odd = __sxtb16(mcuq_odd_bytes(wb));
-    a00 = __smlad(wa_even, xa_even, __smlad(wa_odd, xa_odd, a00));
-    a01 = __smlad(wa_even, xb_even, __smlad(wa_odd, xb_odd, a01));
-    a10 = __smlad(wb_even, xa_even, __smlad(wb_odd, xa_odd, a10));
-    a11 = __smlad(wb_even, xb_even, __smlad(wb_odd, xb_odd, a11));
+    uint32_t wv = mcuq_load4(w);
+    int32_t w_even = __sxtb16(wv), w_odd = __sxtb16(mcuq_odd_bytes(wv));
+    a00 = __smlad(w_even, xa_even, __smlad(w_odd, xa_odd, a00));
+    a01 = __smlad(w_even, xb_even, __smlad(w_odd, xb_odd, a01));
+    wv = mcuq_load4(w + stride);
+    w_even = __sxtb16(wv);
+    w_odd = __sxtb16(mcuq_odd_bytes(wv));
+    a10 = __smlad(w_even, xa_even, __smlad(w_odd, xa_odd, a10));
+    a11 = __smlad(w_even, xb_even, __smlad(w_odd, xb_odd, a11));
   }
 #endif
   for (int32_t i = 0; i < n; ++i) {
-    const int32_t wa = MCUQ_READ_S8(&w0[i]), wb = MCUQ_READ_S8(&w1[i]);
-    const int32_t xa = x0[i], xb = x1[i];
+    const int32_t wa = MCUQ_READ_S8(&w[i]), wb = MCUQ_READ_S8(&w[i + stride]);
+    const int32_t xa = x[i], xb = x[i + stride];
     a00 += wa * xa;
     a01 += wa * xb;
     a10 += wb * xa;
@@ -73,7 +77,7 @@ MCUQ_INLINE void mcuq_dot_2x2_s8(const int8_t *w0, const int8_t *w1, const int8_
 }
 
 /* acc[0] += w0.x, acc[1] += w1.x over n. */
-MCUQ_INLINE void mcuq_dot_2x1_s8(const int8_t *w0, const int8_t *w1, const int8_t *x, int32_t n, int32_t *acc) {
+MCUQ_ALWAYS_INLINE void mcuq_dot_2x1_s8(const int8_t *w0, const int8_t *w1, const int8_t *x, int32_t n, int32_t *acc) {
   int32_t a0 = acc[0], a1 = acc[1];
 #if MCUQ_DOT_SIMD
   for (; n >= 4; n -= 4, w0 += 4, w1 += 4, x += 4) {
@@ -93,7 +97,7 @@ MCUQ_INLINE void mcuq_dot_2x1_s8(const int8_t *w0, const int8_t *w1, const int8_
 }
 
 /* w.x over n, added to acc. */
-MCUQ_INLINE int32_t mcuq_dot_1x1_s8(const int8_t *w, const int8_t *x, int32_t n, int32_t acc) {
+MCUQ_ALWAYS_INLINE int32_t mcuq_dot_1x1_s8(const int8_t *w, const int8_t *x, int32_t n, int32_t acc) {
 #if MCUQ_DOT_SIMD
   for (; n >= 4; n -= 4, w += 4, x += 4) {
     const uint32_t xv = mcuq_load4(x), wv = mcuq_load4(w);

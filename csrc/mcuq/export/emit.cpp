@@ -186,7 +186,7 @@ void check_name(const std::string& name) {
   for (char c : name) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
   TORCH_CHECK_VALUE(ok, fmt::format("mcuq.export: expected name to be a C identifier, but got '{}'", name));
   // NAME.h must not shadow a runtime header it includes.
-  for (const char* taken : {"mcuq_runtime", "mcuq_arith", "mcuq_internal", "conv2d_impl", "pool_impl"}) {
+  for (const char* taken : {"mcuq_runtime", "mcuq_arith", "mcuq_internal", "conv2d_impl", "pool_impl", "dot_s8"}) {
     TORCH_CHECK_VALUE(name != taken, fmt::format("mcuq.export: name '{}' is taken by a runtime header", name));
   }
 }
@@ -242,11 +242,12 @@ std::string emit_header(const Graph& g, const ArenaPlan& arena, const std::strin
   h += "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n";
   const auto io = [&](const char* what, const TensorInfo& t) {
     return fmt::format(
-        "/* {0}: {1} levels, shape {2}; real = (q - ZERO_POINT) * SCALE. */\n"
+        "/* {0}: {1} levels, shape {2}{9}; real = (q - ZERO_POINT) * SCALE. */\n"
         "#define {3}_{0}_SIZE {4}\n#define {3}_{0}_SCALE {5}\n#define {3}_{0}_ZERO_POINT ({6})\n"
         "#define {3}_{0}_QUANT_MIN ({7})\n#define {3}_{0}_QUANT_MAX ({8})\n\n",
         what, g.int16() ? "int16" : "int8", shape_text(t.shape), upper, t.numel(), c_float(t.scale), t.zero_point,
-        t.quant_min, t.quant_max);
+        t.quant_min, t.quant_max,
+        t.shape.size() == 3 ? " (C, H, W: channels first, PyTorch's NCHW without the batch)" : "");
   };
   h += io("INPUT", in);
   h += io("OUTPUT", out);
