@@ -4,6 +4,7 @@
  * per activation type. */
 #include <stdint.h>
 
+#include "dot_s8.h"
 #include "mcuq_internal.h"
 #include "mcuq_runtime.h"
 
@@ -51,6 +52,51 @@ static void conv_interior(int32_t in, int32_t out, int32_t k, int32_t stride, in
   if (*hi < *lo) *hi = *lo;
 }
 
+#if MCUQ_DOT_SIMD
+/* One input row's share of two neighbouring 3x3 outputs (stride 1) with
+ * the DSP extension: four inputs x0..x3 in one load, SXTB16 splits them
+ * into (x0, x2) and (x1, x3), halfword packs make (x0, x1) and (x1, x2), and
+ * SMLAD multiplies both against the weight pair (w0, w1); SMLA*T adds
+ * w2 * x2 and w2 * x3 (w2 the bottom or, with `top`, the top half of w2s). */
+MCUQ_ALWAYS_INLINE void depthwise_row_pair_s8(const int8_t *row, int32_t w01, int32_t w2s, int top, int32_t *a0,
+                                              int32_t *a1) {
+  const uint32_t v = mcuq_load4(row);
+  const int32_t even = __sxtb16(v), odd = __sxtb16(mcuq_odd_bytes(v));
+  const int32_t x01 = (int32_t)(((uint32_t)even & 0xFFFFu) | ((uint32_t)odd << 16));
+  const int32_t x12 = (int32_t)(((uint32_t)odd & 0xFFFFu) | ((uint32_t)even & 0xFFFF0000u));
+  *a0 = __smlad(w01, x01, *a0);
+  *a1 = __smlad(w01, x12, *a1);
+  *a0 = top ? __smlatt(w2s, even, *a0) : __smlabt(w2s, even, *a0);
+  *a1 = top ? __smlatt(w2s, odd, *a1) : __smlabt(w2s, odd, *a1);
+}
+
+MCUQ_INLINE int32_t halfwords(int32_t low, int32_t high) {
+  return (int32_t)(((uint32_t)low & 0xFFFFu) | ((uint32_t)high << 16));
+}
+
+/* Interior 3x3 outputs of one depthwise row, stride 1, two per pass; r0 is
+ * the top-left tap of the first. Returns how many it wrote (even). */
+static int32_t depthwise_3x3_pairs_s8(const int8_t *r0, int32_t in_w, int32_t count, const int32_t *w, int32_t bias,
+                                      int32_t multiplier, int shift, const mcuq_requant *requant, int8_t *out) {
+  const int32_t w01 = halfwords(w[0], w[1]), w34 = halfwords(w[3], w[4]), w67 = halfwords(w[6], w[7]);
+  const int32_t w25 = halfwords(w[2], w[5]), w8 = w[8];
+  int32_t done = 0;
+  for (; done + 1 < count; done += 2, r0 += 2) {
+    int32_t a0 = bias, a1 = bias;
+    depthwise_row_pair_s8(r0, w01, w25, 0, &a0, &a1);
+    depthwise_row_pair_s8(r0 + in_w, w34, w25, 1, &a0, &a1);
+    depthwise_row_pair_s8(r0 + 2 * in_w, w67, w8, 0, &a0, &a1);
+    out[done] = (int8_t)mcuq_requantize_fast_s32(a0, multiplier, shift, requant);
+    out[done + 1] = (int8_t)mcuq_requantize_fast_s32(a1, multiplier, shift, requant);
+  }
+  return done;
+}
+#define MCUQ_DEPTHWISE_3X3_PAIRS_S8(r0, in_w, count, w, bias, multiplier, shift, out) \
+  depthwise_3x3_pairs_s8(r0, in_w, count, w, bias, multiplier, shift, local_requant, out)
+#else
+#define MCUQ_DEPTHWISE_3X3_PAIRS_S8(r0, in_w, count, w, bias, multiplier, shift, out) 0
+#endif
+
 #define MCUQ_ACT int8_t
 #define MCUQ_ACC int32_t
 #define MCUQ_ACT_MIN INT8_MIN
@@ -60,8 +106,9 @@ static void conv_interior(int32_t in, int32_t out, int32_t k, int32_t stride, in
 #define MCUQ_WEIGHT(w, i) MCUQ_READ_S8(&(w)[i])
 #define MCUQ_PACKED_WEIGHTS 0
 #define MCUQ_REQUANTIZE mcuq_requantize_s32
-#define MCUQ_REQUANTIZE_FAST(acc, multiplier, shift) mcuq_requantize_fast_s32(acc, multiplier, shift, requant)
+#define MCUQ_REQUANTIZE_FAST(acc, multiplier, shift) mcuq_requantize_fast_s32(acc, multiplier, shift, local_requant)
 #define MCUQ_WINDOW_SUM conv_window_sum_s8
+#define MCUQ_DEPTHWISE_3X3_PAIRS MCUQ_DEPTHWISE_3X3_PAIRS_S8
 #define MCUQ_CONV2D mcuq_conv2d_s8
 #define MCUQ_DEPTHWISE_CONV2D mcuq_depthwise_conv2d_s8
 #include "conv2d_impl.h"
@@ -76,8 +123,9 @@ static void conv_interior(int32_t in, int32_t out, int32_t k, int32_t stride, in
 #define MCUQ_WEIGHT(w, i) MCUQ_READ_S4(w, i)
 #define MCUQ_PACKED_WEIGHTS 1
 #define MCUQ_REQUANTIZE mcuq_requantize_s32
-#define MCUQ_REQUANTIZE_FAST(acc, multiplier, shift) mcuq_requantize_fast_s32(acc, multiplier, shift, requant)
+#define MCUQ_REQUANTIZE_FAST(acc, multiplier, shift) mcuq_requantize_fast_s32(acc, multiplier, shift, local_requant)
 #define MCUQ_WINDOW_SUM conv_window_sum_s8_w4
+#define MCUQ_DEPTHWISE_3X3_PAIRS MCUQ_DEPTHWISE_3X3_PAIRS_S8
 #define MCUQ_CONV2D mcuq_conv2d_s8_w4
 #define MCUQ_DEPTHWISE_CONV2D mcuq_depthwise_conv2d_s8_w4
 #include "conv2d_impl.h"
@@ -92,9 +140,10 @@ static void conv_interior(int32_t in, int32_t out, int32_t k, int32_t stride, in
 #define MCUQ_PACKED_WEIGHTS 0
 #define MCUQ_REQUANTIZE mcuq_requantize_s64
 #define MCUQ_REQUANTIZE_FAST(acc, multiplier, shift)                                                       \
-  mcuq_requantize_s64(acc, multiplier, shift, requant->rounding, requant->zero_point, requant->act_min, \
-                      requant->act_max)
+  mcuq_requantize_s64(acc, multiplier, shift, local_requant->rounding, local_requant->zero_point, \
+                      local_requant->act_min, local_requant->act_max)
 #define MCUQ_WINDOW_SUM conv_window_sum_s16
+#define MCUQ_DEPTHWISE_3X3_PAIRS(r0, in_w, count, w, bias, multiplier, shift, out) 0
 #define MCUQ_CONV2D mcuq_conv2d_s16
 #define MCUQ_DEPTHWISE_CONV2D mcuq_depthwise_conv2d_s16
 #include "conv2d_impl.h"

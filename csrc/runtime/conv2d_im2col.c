@@ -73,6 +73,12 @@ mcuq_status mcuq_conv2d_im2col_s8(const mcuq_conv2d_params *params, const int8_t
   const int32_t pixels = params->out_h * params->out_w;
   const int32_t in_plane = params->in_h * params->in_w;
   int8_t *col0 = scratch, *col1 = scratch + taps;
+  /* A local copy: no reload after every output store (int8_t stores may
+   * alias anything). */
+  const mcuq_requant requant_copy = *requant;
+  const mcuq_conv2d_params params_copy = *params;
+  requant = &requant_copy;
+  params = &params_copy;
   for (int32_t g = 0; g < params->groups; ++g) {
     const int8_t *group_input = input + g * group_in_c * in_plane;
     const int32_t first = g * group_out_c, end = first + group_out_c;

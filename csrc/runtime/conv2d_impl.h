@@ -12,6 +12,10 @@
  *   MCUQ_REQUANTIZE        mcuq_requantize_s32        | mcuq_requantize_s64
  *   MCUQ_REQUANTIZE_FAST(acc, multiplier, shift)   the same, inlined (hot loops)
  *   MCUQ_WINDOW_SUM, MCUQ_CONV2D, MCUQ_DEPTHWISE_CONV2D   function names
+ *   MCUQ_DEPTHWISE_3X3_PAIRS(r0, in_w, count, w, bias, multiplier, shift, out)
+ *                          interior 3x3 outputs of a row, stride 1, two at a
+ *                          time; returns how many it wrote (0: none, the
+ *                          loop here does them)
  *
  * and undefines them at the end.
  */
@@ -109,6 +113,12 @@ mcuq_status MCUQ_DEPTHWISE_CONV2D(const mcuq_conv2d_params *params, const MCUQ_A
   const int32_t out_plane = params->out_h * params->out_w;
   const int32_t filter_plane = params->k_h * params->k_w;
   const int32_t depth_multiplier = params->out_c / params->in_c;
+  /* Local copies: the compiler need not reload them after every output
+   * store (a store through an int8_t pointer may alias anything else). */
+  const mcuq_requant requant_copy = *requant;
+  const mcuq_conv2d_params params_copy = *params;
+  const mcuq_requant *const local_requant = &requant_copy;
+  params = &params_copy;
   /* Output positions whose whole window lies inside the input. */
   int32_t y_lo, y_hi, x_lo, x_hi;
   conv_interior(params->in_h, params->out_h, params->k_h, params->stride_h, params->pad_h, params->dilation_h, &y_lo,
@@ -126,34 +136,56 @@ mcuq_status MCUQ_DEPTHWISE_CONV2D(const mcuq_conv2d_params *params, const MCUQ_A
     const int32_t multiplier = mcuq_requant_multiplier(requant, o);
     const int shift = mcuq_requant_shift(requant, o);
     /* 3x3: the nine weights stay in registers for the channel. */
-    const int32_t w0 = fast_3x3 ? MCUQ_WEIGHT(weights, filter + 0) : 0, w1 = fast_3x3 ? MCUQ_WEIGHT(weights, filter + 1) : 0,
-                  w2 = fast_3x3 ? MCUQ_WEIGHT(weights, filter + 2) : 0, w3 = fast_3x3 ? MCUQ_WEIGHT(weights, filter + 3) : 0,
-                  w4 = fast_3x3 ? MCUQ_WEIGHT(weights, filter + 4) : 0, w5 = fast_3x3 ? MCUQ_WEIGHT(weights, filter + 5) : 0,
-                  w6 = fast_3x3 ? MCUQ_WEIGHT(weights, filter + 6) : 0, w7 = fast_3x3 ? MCUQ_WEIGHT(weights, filter + 7) : 0,
-                  w8 = fast_3x3 ? MCUQ_WEIGHT(weights, filter + 8) : 0;
+    int32_t w[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
+    int32_t zero_weight_sum = 0; /* z * sum(w): what the border taps outside the input add */
+    if (fast_3x3) {
+      for (int32_t i = 0; i < 9; ++i) {
+        w[i] = MCUQ_WEIGHT(weights, filter + i);
+        zero_weight_sum += w[i] * params->in_zero_point;
+      }
+    }
     MCUQ_ACT *out = output + o * out_plane;
     for (int32_t oy = 0; oy < params->out_h; ++oy) {
       MCUQ_ACT *out_row = out + oy * params->out_w;
-      int32_t ox = 0;
-      if (fast_3x3 && oy >= y_lo && oy < y_hi) {
-        for (; ox < x_lo; ++ox) {
-          const MCUQ_ACC acc = b + MCUQ_WINDOW_SUM(params, plane, weights, filter, oy, ox);
-          out_row[ox] = (MCUQ_ACT)MCUQ_REQUANTIZE(acc, multiplier, shift, requant->rounding, requant->zero_point,
-                                                  requant->act_min, requant->act_max);
+      const int row_inside = oy >= y_lo && oy < y_hi;
+      const int32_t y0 = oy * params->stride_h - params->pad_h;
+      for (int32_t ox = 0; ox < params->out_w; ++ox) {
+        MCUQ_ACC acc;
+        if (!fast_3x3) {
+          acc = b + MCUQ_WINDOW_SUM(params, plane, weights, filter, oy, ox);
+        } else if (row_inside && ox == x_lo && x_lo < x_hi) {
+          /* The row's interior: every tap inside, pointers walk the rows. */
+          const MCUQ_ACT *r0 = plane + y0 * in_w + (x_lo * stride_w - params->pad_w);
+          if (stride_w == 1) { /* pairs of outputs through the DSP extension, where there is one */
+            const int32_t done = MCUQ_DEPTHWISE_3X3_PAIRS(r0, in_w, x_hi - x_lo, w, b, multiplier, shift, out_row + ox);
+            ox += done;
+            r0 += done;
+          }
+          for (; ox < x_hi; ++ox, r0 += stride_w) {
+            const MCUQ_ACT *r1 = r0 + in_w, *r2 = r1 + in_w;
+            /* Nine products of |w x| < 2^22: the sum fits int32. */
+            const int32_t sum = w[0] * r0[0] + w[1] * r0[1] + w[2] * r0[2] + w[3] * r1[0] + w[4] * r1[1] +
+                                w[5] * r1[2] + w[6] * r2[0] + w[7] * r2[1] + w[8] * r2[2];
+            out_row[ox] = (MCUQ_ACT)MCUQ_REQUANTIZE_FAST(b + sum, multiplier, shift);
+          }
+          --ox;
+          continue;
+        } else {
+          /* A border position: taps outside the input read the zero point z,
+           * so the sum is z * sum(w) plus w * (x - z) over the taps inside. */
+          const int32_t x0 = ox * stride_w - params->pad_w;
+          const int32_t kx0 = x0 < 0 ? -x0 : 0, kx1 = in_w - x0 < 3 ? in_w - x0 : 3;
+          const int32_t ky0 = y0 < 0 ? -y0 : 0, ky1 = params->in_h - y0 < 3 ? params->in_h - y0 : 3;
+          int32_t sum = zero_weight_sum;
+          for (int32_t ky = ky0; ky < ky1; ++ky) {
+            const MCUQ_ACT *row = plane + (y0 + ky) * in_w;
+            for (int32_t kx = kx0; kx < kx1; ++kx) {
+              sum += w[3 * ky + kx] * ((int32_t)row[x0 + kx] - params->in_zero_point);
+            }
+          }
+          acc = b + sum;
         }
-        const MCUQ_ACT *r0 = plane + (oy * params->stride_h - params->pad_h) * in_w + (x_lo * stride_w - params->pad_w);
-        for (; ox < x_hi; ++ox, r0 += stride_w) {
-          const MCUQ_ACT *r1 = r0 + in_w, *r2 = r1 + in_w;
-          /* Nine products of |w x| < 2^22: the sum fits int32. */
-          const int32_t sum = w0 * r0[0] + w1 * r0[1] + w2 * r0[2] + w3 * r1[0] + w4 * r1[1] + w5 * r1[2] +
-                              w6 * r2[0] + w7 * r2[1] + w8 * r2[2];
-          out_row[ox] = (MCUQ_ACT)MCUQ_REQUANTIZE_FAST(b + sum, multiplier, shift);
-        }
-      }
-      for (; ox < params->out_w; ++ox) {
-        const MCUQ_ACC acc = b + MCUQ_WINDOW_SUM(params, plane, weights, filter, oy, ox);
-        out_row[ox] = (MCUQ_ACT)MCUQ_REQUANTIZE(acc, multiplier, shift, requant->rounding, requant->zero_point,
-                                                requant->act_min, requant->act_max);
+        out_row[ox] = (MCUQ_ACT)MCUQ_REQUANTIZE_FAST(acc, multiplier, shift);
       }
     }
   }
@@ -172,5 +204,6 @@ mcuq_status MCUQ_DEPTHWISE_CONV2D(const mcuq_conv2d_params *params, const MCUQ_A
 #undef MCUQ_REQUANTIZE
 #undef MCUQ_REQUANTIZE_FAST
 #undef MCUQ_WINDOW_SUM
+#undef MCUQ_DEPTHWISE_3X3_PAIRS
 #undef MCUQ_CONV2D
 #undef MCUQ_DEPTHWISE_CONV2D

@@ -26,7 +26,9 @@ mcuq_status mcuq_fully_connected_s8(int32_t in_features, int32_t out_features, c
       check_fully_connected(in_features, out_features, input, weights, bias, requant, output, INT8_MIN, INT8_MAX, 0);
   if (status != MCUQ_OK) return status;
 #endif
+  const mcuq_requant requant_copy = *requant; /* not reloaded after each int8_t store */
   int32_t o = 0;
+  requant = &requant_copy;
   for (; o + 1 < out_features; o += 2) { /* two rows per pass: each input load feeds both */
     const int8_t *row = weights + o * in_features;
     int32_t acc[2];
