@@ -197,8 +197,11 @@ MCUQ_INLINE int32_t mcuq_rounded_average(int32_t sum, int32_t count) {
 /* TFLite QuantizeMultiplier: M = q * 2^shift with q in [0.5, 1) (frexp),
  * multiplier = round(q * 2^31) with ties away from zero; the 2^31 carry
  * halves it and bumps the shift; shifts below -31 flush to (0, 0); shifts
- * above 30 saturate to (2^31 - 1, 30). M <= 0 (or not finite) gives (0, 0)
- * and returns 0; otherwise returns 1. */
+ * above 30 saturate to (2^31 - 1, 30), as TFLite's single-rounding build
+ * does. Returns 1 where the pair represents M (to within 2^-31, or as 0
+ * below 2^-32); 0 where it cannot: M < 0, not finite (gives (0, 0)), or M
+ * >= 2^30, beyond the largest multiplier * 2^(shift - 31), 2^30 - 2^-1
+ * (gives the saturated pair, which callers must refuse rather than use). */
 MCUQ_INLINE int mcuq_quantize_multiplier(double real_multiplier, int32_t *multiplier, int *shift) {
   int exponent = 0;
   double q;
@@ -216,9 +219,10 @@ MCUQ_INLINE int mcuq_quantize_multiplier(double real_multiplier, int32_t *multip
     exponent = 0;
     q_fixed = 0;
   }
-  if (exponent > 30) {
-    exponent = 30;
-    q_fixed = ((int64_t)1 << 31) - 1;
+  if (exponent > 30) { /* M >= 2^30, or just below it and rounded up by the carry */
+    *multiplier = (int32_t)(((int64_t)1 << 31) - 1);
+    *shift = 30;
+    return real_multiplier < 1073741824.0; /* 2^30 - 2^-1: within 2^-31 of M only below 2^30 */
   }
   *multiplier = (int32_t)q_fixed;
   *shift = exponent;

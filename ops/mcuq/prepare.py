@@ -159,11 +159,11 @@ def prepare(model: nn.Module, preset: Preset, qat: bool = True, freeze_bn_step: 
     # 2. Weight quantizers; 3. activation quantizers; 4. refusals.
     counter = 0
 
-    def quantize_after(node: fx.Node) -> None:
+    def quantize_after(node: fx.Node, fuse_relu: bool = True) -> None:
         nonlocal counter
         target = node
         follower = _only_user(node)
-        if follower is not None and _is_relu(follower, modules):
+        if fuse_relu and follower is not None and _is_relu(follower, modules):
             target = follower  # the ReLU is fused into the block (a clamp on the MCU)
         name = f"activation_quantizer_{counter}"
         counter += 1
@@ -175,7 +175,9 @@ def prepare(model: nn.Module, preset: Preset, qat: bool = True, freeze_bn_step: 
 
     for node in list(graph.nodes):
         if node.op == "placeholder":
-            quantize_after(node)
+            # The input itself: a ReLU that takes it clamps quantized values
+            # (the export needs the input quantized first).
+            quantize_after(node, fuse_relu=False)
         elif node.op == "call_module":
             module = modules[node.target]
             if type(module) in _WEIGHTED:

@@ -169,8 +169,11 @@ def _batch_norm_output(bn: fx.Node) -> fx.Node:
 def _block(node: fx.Node) -> List[fx.Node]:
     """The nodes that share one output quantizer, as mcuq.prepare fuses them:
     ``node``; for a conv2d, the BatchNorm that alone uses it; a ReLU that
-    alone uses the result. The quantizer goes after the last."""
+    alone uses the result (not the model input's: it is quantized first).
+    The quantizer goes after the last."""
     block = [node]
+    if node.op == "placeholder":
+        return block
     follower = _only_user(node)
     if node.target is aten.conv2d.default and _is(follower, _BATCH_NORMS):
         output = _batch_norm_output(follower)

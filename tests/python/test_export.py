@@ -201,6 +201,19 @@ def test_overflowing_accumulator_is_refused_naming_the_layer():
         mcuq.export(mcuq.freeze(prepared), [1, 140000])
 
 
+def test_unrepresentable_requantization_multiplier_is_refused_naming_the_layer():
+    """s_in * s_w / s_out of 2^30 or more has no (multiplier, shift) pair; it
+    used to saturate silently to about 2^30."""
+    model = nn.Sequential(nn.Linear(8, 4))
+    prepared = mcuq.prepare(model.eval(), mcuq.presets.int8(), qat=False)
+    mcuq.calibrate(prepared, [torch.randn(16, 8)], progress=False)
+    frozen = mcuq.freeze(prepared)
+    frozen.activation_quantizer_1.scale.fill_(1e-20)  # a collapsed output range
+    with pytest.raises(ValueError, match=r"mcuq.export: cannot lower 0 \(.*\): its requantization multiplier .* is "
+                                         r"2\^30 or more"):
+        mcuq.export(frozen, [1, 8])
+
+
 class _Square(nn.Module):
     def forward(self, x):
         return x * x

@@ -57,7 +57,7 @@ def test_power_of_two_requantize_is_a_rounding_shift():
 
 
 def test_quantize_multiplier_equals_tflite():
-    rows = [r for r in _vectors("quantize_multiplier") if float(r[0]) >= 0]
+    rows = [r for r in _vectors("quantize_multiplier") if 0 <= float(r[0]) < 2.0**30]
     real = torch.tensor([float(r[0]) for r in rows], dtype=torch.float64)
     multiplier, shift = mcuq.quantize_multiplier(real)
     assert multiplier.dtype == shift.dtype == torch.int32
@@ -115,6 +115,20 @@ def test_requantize_errors_name_the_argument(args, error, match):
     call.update(args)
     with pytest.raises(error, match="mcuq::requantize: (expected )?.*" + match):
         mcuq.requantize(**call)
+
+
+def test_quantize_multiplier_refuses_what_it_cannot_represent():
+    """The largest multiplier * 2^(shift - 31) with shift <= 30 is just under
+    2^30; above it TFLite's pair would be silently another number (1e30 came
+    back as about 1.07e9)."""
+    rows = [r for r in _vectors("quantize_multiplier") if float(r[0]) >= 2.0**30]
+    assert rows  # the vectors hold such values (TFLite's single rounding saturates them)
+    for big in [float(r[0]) for r in rows] + [1e30, 2.0**30]:
+        with pytest.raises(ValueError, match=r"mcuq::quantize_multiplier: expected real_multiplier < 2\^30 .*index 1"):
+            mcuq.quantize_multiplier(torch.tensor([0.5, big], dtype=torch.float64))
+    # Just below 2^30 the rounding carry saturates, within 2^-31 of the value: represented.
+    multiplier, shift = mcuq.quantize_multiplier(torch.tensor([2.0**30 * (1 - 2.0**-40)], dtype=torch.float64))
+    assert (multiplier.item(), shift.item()) == (2**31 - 1, 30)
 
 
 def test_quantize_multiplier_rejects_negative_and_non_finite():

@@ -76,6 +76,22 @@ def test_conv_bn_then_a_six_clamp_keeps_its_upper_bound(clamp):
         assert prepared(x).max() <= 6.0 + 6.0 / 127
 
 
+def test_a_relu_on_the_input_comes_after_the_input_quantizer():
+    """nn.Sequential(nn.ReLU(), nn.Conv2d(...)) was prepared with its input
+    quantizer after the ReLU, so the export met a float input."""
+    model = nn.Sequential(nn.ReLU(), nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
+    prepared = mcuq.prepare(model, mcuq.presets.int8(), qat=False)
+    first = _quantizers(prepared)[0]
+    assert first.args[0].op == "placeholder"
+    x = torch.randn(8, 3, 6, 6)
+    mcuq.calibrate(prepared, [x], progress=False)
+    exported = mcuq.export(mcuq.freeze(prepared), [1, 3, 6, 6])
+    assert [layer["kind"] for layer in exported.report()["layers"]][-1] == "conv2d"
+    with torch.no_grad():
+        fake = mcuq.freeze(prepared)(x)
+    assert (exported(x) - fake).abs().max() <= exported.output_qparams["scale"] * 1.01
+
+
 def test_residual_add_and_sigmoid_are_requantized():
     gm = mcuq.prepare(Residual(), mcuq.presets.int8())
     producers = [q.args[0] for q in _quantizers(gm)]

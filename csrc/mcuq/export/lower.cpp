@@ -281,7 +281,12 @@ Requant Lowerer::Impl::requant_to(const Op* n, const std::vector<double>& real, 
     int32_t multiplier = 0;
     int shift = 0;
     if (!mcuq_quantize_multiplier(m, &multiplier, &shift)) {
-      fail(n, fmt::format("requantization multiplier {} is not a finite non-negative number", m), name);
+      fail(n, m >= 0.0 && std::isfinite(m)
+                  ? fmt::format("its requantization multiplier {:g} (s_in * s_w / s_out, or s_in / s_out) is 2^30 or "
+                                "more, beyond what the integer rules represent; check the scales (a collapsed output "
+                                "range?)", m)
+                  : fmt::format("requantization multiplier {} is not a finite non-negative number", m),
+           name);
     }
     powers_of_two = powers_of_two && multiplier == (1 << 30) && std::ldexp(1.0, shift - 1) == m;
     r.multiplier.push_back(multiplier);

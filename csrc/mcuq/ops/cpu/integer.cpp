@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <torch/library.h>
 
+#include <cmath>
 #include <tuple>
 
 namespace mcuq::ops {
@@ -31,8 +32,15 @@ std::tuple<at::Tensor, at::Tensor> quantize_multiplier_cpu(const at::Tensor& rea
   int32_t* s = shift.data_ptr<int32_t>();
   for (int64_t i = 0; i < real.numel(); ++i) {
     int sh = 0;
+    const bool represented = mcuq_quantize_multiplier(r[i], &m[i], &sh);
     TORCH_CHECK_VALUE(
-        mcuq_quantize_multiplier(r[i], &m[i], &sh),
+        represented || !(r[i] >= 0.0) || !std::isfinite(r[i]),
+        fmt::format(
+            "mcuq::quantize_multiplier: expected real_multiplier < 2^30 (the largest multiplier * 2^(shift - 31) "
+            "with shift <= 30), but got {} at index {}",
+            r[i], i));
+    TORCH_CHECK_VALUE(
+        represented,
         fmt::format(
             "mcuq::quantize_multiplier: expected real_multiplier >= 0 and finite, but got {} at "
             "index {}",
