@@ -26,7 +26,7 @@ from .presets import Preset
 
 # Layers whose weights are quantized, and the axis of their output channels.
 _WEIGHTED = {nn.Conv1d: 0, nn.Conv2d: 0, nn.Linear: 0, nn.ConvTranspose2d: 1}
-_RELUS_MODULES = (nn.ReLU, nn.ReLU6)
+_RELUS_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardtanh)  # clamps: fused into the layer before
 _RELUS_FUNCTIONS = (F.relu, F.relu6, torch.relu, torch.nn.functional.hardtanh)
 # Non-linear activations: requantized after (lookup tables on the MCU).
 _ACTIVATION_MODULES = (nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.SiLU, nn.GELU, nn.LeakyReLU, nn.ELU)

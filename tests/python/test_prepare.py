@@ -92,6 +92,19 @@ def test_a_relu_on_the_input_comes_after_the_input_quantizer():
     assert (exported(x) - fake).abs().max() <= exported.output_qparams["scale"] * 1.01
 
 
+def test_hardtanh_module_is_a_clamp_fused_into_its_layer():
+    """nn.Hardtanh was refused ('unsupported layer'), though F.hardtanh and
+    nn.ReLU6 (a Hardtanh) were not (found by tests/python/_model_fuzz.py)."""
+    model = nn.Sequential(nn.Linear(6, 5), nn.Hardtanh(-1.0, 2.0)).eval()
+    prepared = mcuq.prepare(model, mcuq.presets.int8(), qat=False)
+    assert len(_quantizers(prepared)) == 2  # input, then after the clamp
+    x = torch.randn(32, 6) * 4
+    mcuq.calibrate(prepared, [x], progress=False)
+    exported = mcuq.export(mcuq.freeze(prepared), [1, 6])
+    y = exported(x)
+    assert y.min() >= -1.0 - 1e-6 and y.max() <= 2.0 + 1e-6 and len(exported.report()["layers"]) == 1
+
+
 def test_residual_add_and_sigmoid_are_requantized():
     gm = mcuq.prepare(Residual(), mcuq.presets.int8())
     producers = [q.args[0] for q in _quantizers(gm)]
