@@ -2,7 +2,10 @@
 mcuq.prepare and the exporter support, random presets and input ranges;
 each is prepared, calibrated, frozen and exported, and its generated C
 (gcc -O2, or clang with AddressSanitizer + UndefinedBehaviorSanitizer) must
-equal the integer reference bit for bit on random and extreme inputs.
+equal the integer reference bit for bit on random and extreme inputs. About
+a third of the models get adversarial quantization parameters after
+freezing (zero points at their limits, scales 10^+-1.5 off): the exporter
+must refuse them with a reason or export C that still matches.
 
     case = random_case(seed)          # the model, preset, input shape, input range
     outcome = check_case(case, work)  # "ok", "refused: <why>"; raises on a mismatch
@@ -55,6 +58,7 @@ class Case:
     input_shape: List[int]
     input_scale: float  # calibration and test inputs are N(0, 1) times this
     description: str
+    adversarial: bool = False  # qparams perturbed after freezing (_perturb_qparams)
 
 
 def _activation(rng: random.Random) -> List[nn.Module]:
@@ -100,8 +104,9 @@ def random_case(seed: int) -> Case:
             layers += [nn.Linear(features, out)] + _activation(rng)
             features = out
         model = nn.Sequential(*layers)
+        adversarial = rng.random() < 0.3
         return Case(seed, model.eval(), preset, [1, features_in], scale,
-                    f"mlp {len(layers)} layers, {preset}")
+                    f"mlp {len(layers)} layers, {preset}{', adversarial qparams' if adversarial else ''}", adversarial)
     channels, size = rng.randint(1, 5), (rng.randint(1, 12), rng.randint(1, 12))
     shape = [1, channels, *size]
     layers = []
@@ -133,7 +138,25 @@ def random_case(seed: int) -> Case:
     if rng.random() < 0.5:
         layers += [nn.Flatten(), nn.Linear(channels * size[0] * size[1], rng.randint(1, 10))]
     model = nn.Sequential(*layers).eval()
-    return Case(seed, model, preset, shape, scale, f"cnn {len(layers)} layers, {preset}, input {shape}")
+    adversarial = rng.random() < 0.3
+    return Case(seed, model, preset, shape, scale, f"cnn {len(layers)} layers, {preset}, input {shape}"
+                f"{', adversarial qparams' if adversarial else ''}", adversarial)
+
+
+def _perturb_qparams(frozen: nn.Module, rng: random.Random) -> None:
+    """Adversarial quantization parameters: activation zero points at their
+    limits, scales stretched or shrunk by up to 10^1.5 (extreme requantization
+    multipliers, saturating inputs); weight scales by up to 10x."""
+    for name, module in frozen.named_modules():
+        if not isinstance(module, mcuq.FixedFakeQuantize):
+            continue
+        with torch.no_grad():
+            if "weight" in name:
+                module.scale.mul_(10.0 ** rng.uniform(-1, 1))
+                continue
+            module.scale.mul_(10.0 ** rng.uniform(-1.5, 1.5))
+            module.zero_point.fill_(rng.choice([module.quant_min, module.quant_max, int(module.zero_point.flatten()[0]),
+                                                rng.randint(module.quant_min, module.quant_max)]))
 
 
 def check_case(case: Case, work: Path, sanitize: bool = False) -> str:
@@ -144,7 +167,10 @@ def check_case(case: Case, work: Path, sanitize: bool = False) -> str:
         prepared = mcuq.prepare(case.model, mcuq.presets.get(case.preset), qat=False)
         calibration = [torch.randn(16, *shape[1:]) * case.input_scale for _ in range(2)]
         mcuq.calibrate(prepared, calibration, progress=False)
-        exported = mcuq.export(mcuq.freeze(prepared), shape, sample=calibration[0][:4])
+        frozen = mcuq.freeze(prepared)
+        if case.adversarial:
+            _perturb_qparams(frozen, random.Random(case.seed + 1))
+        exported = mcuq.export(frozen, shape, sample=calibration[0][:4])
     except ValueError as error:
         return f"refused: {str(error).splitlines()[0]}"
     directory = work / f"case{case.seed}"
