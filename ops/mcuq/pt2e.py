@@ -151,8 +151,7 @@ def _is(node: Optional[fx.Node], targets: Tuple) -> bool:
 
 
 def _node_name(node: fx.Node) -> str:
-    stack = node.meta.get("nn_module_stack") or {}
-    path = list(stack.values())[-1][0] if stack else ""
+    path = _module_path(node)
     where = f" in '{path}'" if path else ""
     return f"'{node.name}' ({getattr(node.target, '__name__', node.target)}{where})"
 

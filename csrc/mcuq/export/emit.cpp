@@ -1,6 +1,7 @@
 // The exporter's output: generated C (tables + NAME_invoke calling the mcuq
 // runtime), report.json, the CLI's summary table, and the static arena plan.
 #include "mcuq/export/emit.h"
+#include "mcuq_runtime.h"
 
 #include <c10/util/Exception.h>
 #include <fmt/format.h>
@@ -40,7 +41,7 @@ const char* layer_kind_name(LayerKind kind) {
 int64_t scratch_bytes(const Graph& g, const Layer& l) {
   if (l.kind != LayerKind::kConv2d || g.int16() || l.weight_bits != 8) return 0;
   const int64_t in_c = g.tensors[l.inputs[0]].shape[0];
-  return 2 * (in_c / l.groups) * l.k_h * l.k_w;  // MCUQ_CONV2D_IM2COL_SCRATCH
+  return MCUQ_CONV2D_IM2COL_SCRATCH(in_c, l.groups, l.k_h, l.k_w);  // the runtime's own formula
 }
 
 ArenaPlan plan_arena(const Graph& g) {

@@ -126,7 +126,6 @@ struct Lowerer::Impl {
     TORCH_CHECK(v >= 0 && v < static_cast<int>(env_.size()), "mcuq.export: internal error: unknown value ", v);
     return env_[v];
   }
-  Sym& val(int v) { return at(v); }
   int fresh() {
     env_.emplace_back();
     return static_cast<int>(env_.size()) - 1;
@@ -446,7 +445,7 @@ int Lowerer::Impl::finalize(const Op* fq, Pending& p, const at::Tensor& pre_quan
 void Lowerer::Impl::fake_quantize(const Op* n, const std::vector<c10::IValue>& in, const c10::IValue& concrete,
                             const std::string& scale_path) {
   Sym& x = at(n->inputs[0]);
-  Sym& out = val(n->outputs[0]);
+  Sym& out = at(n->outputs[0]);
   if (x.kind == Sym::Kind::kConst) {
     if (!in[0].isTensor()) fail(n, "expected a tensor to quantize");
     out.kind = Sym::Kind::kWeight;
@@ -547,7 +546,7 @@ void Lowerer::Impl::lower_weighted(const Op* n, const std::vector<c10::IValue>& 
     const int64_t in_c = graph_.tensors[input].shape.at(0), out_c = w.weight->levels.size(0);
     p->kind = groups > 1 && groups == in_c && out_c % in_c == 0 ? LayerKind::kDepthwiseConv2d : LayerKind::kConv2d;
   }
-  Sym& out = val(n->outputs[0]);
+  Sym& out = at(n->outputs[0]);
   out.kind = Sym::Kind::kPending;
   out.pending = p;
   out.value = concrete_outputs(n, in)[0];
@@ -615,7 +614,7 @@ void Lowerer::Impl::lower_pool(const Op* n, const std::vector<c10::IValue>& in, 
   // Pooling keeps the input's qparams (max exactly; average rounds).
   layer.output = new_tensor(n, result, t.scale, t.zero_point, t.quant_min, t.quant_max);
   layer.macs = graph_.tensors[layer.output].numel() * kernel.first * kernel.second;
-  Sym& out = val(n->outputs[0]);
+  Sym& out = at(n->outputs[0]);
   out.kind = Sym::Kind::kAct;
   out.value = result;
   out.tensor = add_layer(std::move(layer), result);
@@ -645,7 +644,7 @@ void Lowerer::Impl::node(const Op* n) {
               "before exporting");
     }
     if (in[7].toTensor().item<double>() == 0.0) {
-      val(n->outputs[0]) = at(n->inputs[0]);
+      at(n->outputs[0]) = at(n->inputs[0]);
       return;
     }
     const std::vector<c10::IValue> args = {in[0], in[4], in[5], in[9], in[10], in[13], in[14]};
@@ -655,20 +654,20 @@ void Lowerer::Impl::node(const Op* n) {
   if (all_const) {  // constant folding, e.g. shape arithmetic or list literals
     const auto outs = concrete_outputs(n, in);
     for (size_t i = 0; i < outs.size(); ++i) {
-      Sym& s = val(n->outputs[i]);
+      Sym& s = at(n->outputs[i]);
       s.kind = Sym::Kind::kConst;
       s.value = outs[i];
     }
     return;
   }
   if (one_of(k, kShapeQueries)) {
-    Sym& s = val(n->outputs[0]);
+    Sym& s = at(n->outputs[0]);
     s.kind = Sym::Kind::kConst;
     s.value = concrete_outputs(n, in)[0];
     return;
   }
   if (one_of(k, kIdentities)) {
-    val(n->outputs[0]) = at(n->inputs[0]);
+    at(n->outputs[0]) = at(n->inputs[0]);
     return;
   }
   if (k == sym("aten::_convolution") || k == sym("aten::conv2d") || k == sym("aten::linear")) {
@@ -698,13 +697,13 @@ void Lowerer::Impl::node(const Op* n) {
     layer.source = where(n);
     layer.inputs = {input};
     layer.output = new_tensor(n, result, t.scale, t.zero_point, t.quant_min, t.quant_max, t.buffer);
-    Sym& out = val(n->outputs[0]);
+    Sym& out = at(n->outputs[0]);
     out.kind = Sym::Kind::kAct;
     out.value = result;
     out.tensor = add_layer(std::move(layer), result);
     return;
   }
-  Sym& out = val(n->outputs[0]);
+  Sym& out = at(n->outputs[0]);
   out.value = result;
   if (one_of(k, kClamps) || one_of(k, kLutActivations)) {
     Sym& x = at(n->inputs[0]);
