@@ -124,12 +124,18 @@ def _sizes(size_tool: str, elf: Path) -> Dict[str, int]:
 def build_firmware(target: Target, export_dir: Path, name: str, work: Path, optimize: str = "-Os") -> Path:
     """Compiles NAME.c + the runtime + the harness (+ vectors.h in work/)
     with ``optimize`` (-Os: what fits a part; bench/bench_mcu.py uses -O2)."""
-    check_tools(target)
-    common = [*WARNINGS, optimize, "-ffunction-sections", "-fdata-sections", "-DMCUQ_NO_FLOAT",
-              f"-DMCUQ_MODEL={name}", f"-DMCUQ_MODEL_UPPER={name.upper()}", f'-DMCUQ_MODEL_HEADER="{name}.h"',
-              "-I", work, "-I", export_dir, "-I", RUNTIME, "-I", HERE / "common"]
+    flags = [f"-DMCUQ_MODEL={name}", f"-DMCUQ_MODEL_UPPER={name.upper()}", f'-DMCUQ_MODEL_HEADER="{name}.h"',
+             "-I", work, "-I", export_dir]
     sources = [export_dir / f"{name}.c", *sorted(RUNTIME.glob("*.c")), HERE / "common" / "mcu_main.c"]
-    elf = work / f"{name}-{target.name}.elf"
+    return build_program(target, sources, flags, work / f"{name}-{target.name}.elf", optimize)
+
+
+def build_program(target: Target, sources: Sequence[Path], flags: Sequence, elf: Path, optimize: str = "-Os") -> Path:
+    """Compiles ``sources`` (one with main(), using common/platform.h) for
+    the target with its startup code and console; returns the ELF."""
+    check_tools(target)
+    common = [*WARNINGS, optimize, "-ffunction-sections", "-fdata-sections", "-DMCUQ_NO_FLOAT", *flags,
+              "-I", RUNTIME, "-I", HERE / "common"]
     if target.family == "cortex_m":
         command = ["arm-none-eabi-gcc", f"-mcpu={target.cpu}", "-mthumb", "-mfloat-abi=soft", *common,
                    *sources, HERE / "cortex_m" / "startup.c",

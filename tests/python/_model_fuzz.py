@@ -159,9 +159,129 @@ def _perturb_qparams(frozen: nn.Module, rng: random.Random) -> None:
                                                 rng.randint(module.quant_min, module.quant_max)]))
 
 
-def check_case(case: Case, work: Path, sanitize: bool = False) -> str:
-    """"ok" or "refused: <the exporter's or prepare's error>"; raises
-    AssertionError when the generated C and the integer reference differ."""
+# The compiler matrix: the seed picks one (the campaign covers each about
+# equally often); sanitizers go with any of them.
+BUILDS = [("gcc", "-O0"), ("gcc", "-O2"), ("gcc", "-Os"), ("clang", "-O0"), ("clang", "-O2"), ("clang", "-Os")]
+
+
+@dataclass
+class Outcome:
+    status: str  # "ok" or "refused"
+    reason: str = ""  # the refusal's first line
+    build: str = ""  # e.g. "clang -Os + ASan/UBSan"
+    layers: int = 0  # layers of the integer graph
+    points: int = 0  # quantization points compared with the fake-quant model
+    worst: int = 0  # largest difference there, in levels (int16 lookup tables aside)
+    lut16_worst: int = 0  # ... at int16 lookup tables
+    targets: Tuple[str, ...] = ()  # emulated MCUs it also ran on, bit-exact
+
+
+def _layer_by_layer_agreement(frozen: nn.Module, exported, x: torch.Tensor) -> List[Tuple[str, int, int]]:
+    """Each quantization point of the fake-quant model against the integer
+    graph's tensor with the same shape and qparams, fed the same input: the
+    fake-quant model runs with every activation quantizer's (and average
+    pooling's, which rounds in the integer graph) output replaced by the
+    integer reference's levels, dequantized, so each layer sees what its
+    integer kernel saw. Returns (layer kind, largest difference in levels,
+    the most the numerics allow) per point; every activation quantizer must
+    find its tensor, in order.
+
+    What the numerics allow (docs/DESIGN.md section 3): one level (two
+    roundings of nearly the same real number), plus, after a weighted layer,
+    the int32 bias's rounding (half a step of s_in * s_w, which fake-quant
+    does not model) and in 16x8 layers TFLite's 16-bit multiplier (2^-15 of
+    the output). int16 lookup tables interpolate between samples 128 levels
+    apart: their error depends on the function's curvature at the input
+    scale, so they are reported (limit -1), not bounded here."""
+    ints = exported.integer_reference_all(exported.quantize_input(x))
+    report = exported.report()
+    infos = [dict(report["input"], kind="input", input_scale=0.0)] + [
+        dict(layer["output"], kind=layer["kind"], input_scale=layer["inputs"][0]["scale"])
+        for layer in report["layers"]]
+    points: List[Tuple[str, int, int]] = []
+    unmatched: List[str] = []
+    cursor = [0]
+    weighted: List[nn.Module] = []  # the weighted layer that ran last
+
+    def match(value: torch.Tensor, scale: float, zero_point: int, kinds=None) -> int:
+        for j in range(cursor[0], len(infos)):
+            t = infos[j]
+            if (list(value.shape[1:]) == list(t["shape"]) and t["zero_point"] == zero_point
+                    and abs(t["scale"] - scale) <= 1e-6 * scale and (kinds is None or t["kind"] in kinds)):
+                cursor[0] = j + 1
+                return j
+        return -1
+
+    def limit_of(j: int) -> int:
+        t = infos[j]
+        if j == 0:
+            return 0
+        if t["kind"] == "lut" and t["quant_max"] > 127:
+            return -1
+        slack = 0.0
+        if t["kind"] in ("conv2d", "depthwise_conv2d", "fully_connected") and weighted:
+            w_scale = float(weighted[-1].weight_fake_quant.scale.max())
+            slack += 0.5 * t["input_scale"] * w_scale / t["scale"]
+        if t["quant_max"] > 127 and t["kind"] != "lut":
+            slack += float((ints[j] - t["zero_point"]).abs().max()) * 2.0 ** -15
+        return 1 + int(slack + 1e-9)
+
+    def compare(j: int, value: torch.Tensor) -> torch.Tensor:
+        t = infos[j]
+        scale, zero_point = t["scale"], t["zero_point"]
+        levels = mcuq.quantize(value, torch.tensor([float(scale)]), torch.tensor([int(zero_point)]), t["quant_min"],
+                               t["quant_max"], dtype=torch.int32)
+        points.append((t["kind"], int((levels - ints[j]).abs().max()) if levels.numel() else 0, limit_of(j)))
+        return (ints[j].to(value.dtype) - zero_point) * scale
+
+    def quantizer_hook(name):
+        def forward(module, inputs, output):
+            scale, zero_point = float(module.scale.flatten()[0]), int(module.zero_point.flatten()[0])
+            j = match(inputs[0], scale, zero_point)
+            if j < 0:
+                unmatched.append(f"{name} {list(inputs[0].shape)} scale {scale} zero point {zero_point}")
+                return output
+            return compare(j, inputs[0])
+        return forward
+
+    def pool_hook(module, inputs, output):
+        # Average pooling keeps its input's qparams; find that tensor's level grid.
+        for j in range(cursor[0], len(infos)):
+            if infos[j]["kind"] == "avg_pool2d" and list(output.shape[1:]) == list(infos[j]["shape"]):
+                cursor[0] = j + 1
+                return compare(j, output)
+        return output
+
+    def weighted_hook(module, inputs):
+        weighted.append(module)
+
+    handles = []
+    for n, m in frozen.named_modules():
+        if isinstance(m, mcuq.FixedFakeQuantize) and not n.endswith("weight_fake_quant"):
+            handles.append(m.register_forward_hook(quantizer_hook(n)))
+        elif isinstance(m, nn.AvgPool2d):
+            handles.append(m.register_forward_hook(pool_hook))
+        elif hasattr(m, "weight_fake_quant"):
+            handles.append(m.register_forward_pre_hook(weighted_hook))
+    try:
+        with torch.no_grad():
+            frozen(x)
+    finally:
+        for h in handles:
+            h.remove()
+    assert not unmatched, f"activation quantizers with no tensor of the integer graph: {unmatched}"
+    return points
+
+
+def check_case(case: Case, work: Path, sanitize: bool = False, targets: Tuple[str, ...] = ()) -> Outcome:
+    """Prepares, calibrates, freezes and exports the case; compiles its C
+    with the seed's compiler and optimization level (under ASan + UBSan if
+    ``sanitize``) and runs it, and on each emulated MCU in ``targets``.
+    Returns a refusal (the exporter's or prepare's ValueError) or "ok" with
+    the agreement with the fake-quant model; raises AssertionError when the C
+    and the integer reference differ anywhere, or when a one-layer model is
+    more than one level off the fake-quant model (the numerics contract,
+    docs/DESIGN.md section 3)."""
     shape = case.input_shape
     try:
         prepared = mcuq.prepare(case.model, mcuq.presets.get(case.preset), qat=False)
@@ -172,18 +292,78 @@ def check_case(case: Case, work: Path, sanitize: bool = False) -> str:
             _perturb_qparams(frozen, random.Random(case.seed + 1))
         exported = mcuq.export(frozen, shape, sample=calibration[0][:4])
     except ValueError as error:
-        return f"refused: {str(error).splitlines()[0]}"
+        return Outcome("refused", str(error).splitlines()[0])
+    compiler, optimize = BUILDS[case.seed // 4 % len(BUILDS)]  # seeds 4k..4k+3 share one; 4k sanitized
+    build = f"{compiler} {optimize}{' + ASan/UBSan' if sanitize else ''}"
+    where = f"seed {case.seed} ({case.description}, {build})"
     directory = work / f"case{case.seed}"
     exported.write(directory, "net")
-    exe = mcuq.host.compile_model(directory, "net", compiler="clang" if sanitize else "gcc", sanitize=sanitize)
+    exe = mcuq.host.compile_model(directory, "net", compiler=compiler, sanitize=sanitize, optimize=optimize)
     x = torch.randn(24, *shape[1:]) * case.input_scale * torch.logspace(-1, 1, 24).view(-1, *[1] * (len(shape) - 1))
     levels = exported.quantize_input(x)
     t = exported.input_qparams
     edges = torch.stack([torch.full(t["shape"], v, dtype=torch.int32) for v in (t["quant_min"], t["quant_max"],
                                                                                t["zero_point"])])
-    levels = torch.cat([levels, edges])
-    got, want = mcuq.host.run_model(exe, levels, exported), exported.integer_reference(levels)
+    all_levels = torch.cat([levels, edges])
+    got, want = mcuq.host.run_model(exe, all_levels, exported), exported.integer_reference(all_levels)
     mismatches = int((got != want).sum())
-    assert mismatches == 0, (f"seed {case.seed} ({case.description}): {mismatches} of {got.numel()} output levels of "
-                             f"the C differ from the integer reference\n{case.model}")
-    return "ok"
+    assert mismatches == 0, (f"{where}: {mismatches} of {got.numel()} output levels of the C differ from the "
+                             f"integer reference\n{case.model}")
+    layers = len(exported.report()["layers"])
+    points = _layer_by_layer_agreement(frozen, exported, x)
+    bounded = [worst for _, worst, limit in points if limit >= 0]
+    outcome = Outcome("ok", build=build, layers=layers, points=len(points), worst=max(bounded, default=0),
+                      lut16_worst=max((worst for _, worst, limit in points if limit < 0), default=0))
+    off = [f"{kind} {worst} levels (at most {limit})" for kind, worst, limit in points if worst > limit >= 0]
+    assert not off, (f"{where}: fed the same input, the integer graph is off its fake-quant model at {off}\n"
+                     f"{case.model}")
+    for target in targets:
+        from mcu import run_on_target  # examples/mcu, on sys.path where targets are asked for
+        result = run_on_target(target, exported, directory, "net", x[:4], work=directory)
+        assert result.exit_code == 0 and result.bit_exact == result.vectors, (
+            f"{where}: on the {target}, {result.vectors - result.bit_exact} of {result.vectors} inputs differ from "
+            f"the integer reference\n{result.output[-2000:]}")
+    outcome.targets = tuple(targets)
+    return outcome
+
+
+def _smaller_models(model: nn.Sequential):
+    """Candidates one step smaller: a layer dropped, a two-branch block
+    replaced by one branch, a branch's own Sequential by one of its layers."""
+    layers = list(model)
+    for i in range(len(layers)):
+        yield nn.Sequential(*layers[:i], *layers[i + 1:])
+    for i, layer in enumerate(layers):
+        if isinstance(layer, (Residual, Concat)):
+            for branch in (layer.a, layer.b):
+                yield nn.Sequential(*layers[:i], branch, *layers[i + 1:])
+
+
+def minimize(case: Case, work: Path, sanitize: bool = False) -> Case:
+    """The smallest model derived from ``case`` (greedy: drop layers, keep
+    one branch) whose check still fails, and plain qparams if the failure
+    does not need adversarial ones. A candidate whose shapes no longer fit
+    is refused by prepare and export, and so skipped."""
+    def fails(candidate: Case) -> bool:
+        try:
+            check_case(candidate, work, sanitize=sanitize)
+        except AssertionError:
+            return True
+        except Exception:
+            return False
+        return False
+
+    assert fails(case), f"seed {case.seed} does not fail"
+    if case.adversarial:
+        plain = Case(case.seed, case.model, case.preset, case.input_shape, case.input_scale, case.description, False)
+        case = plain if fails(plain) else case
+    shrunk = True
+    while shrunk and len(case.model) > 1:
+        shrunk = False
+        for model in _smaller_models(case.model):
+            candidate = Case(case.seed, model.eval(), case.preset, case.input_shape, case.input_scale,
+                             f"minimized from seed {case.seed}", case.adversarial)
+            if fails(candidate):
+                case, shrunk = candidate, True
+                break
+    return case

@@ -1,19 +1,54 @@
 """A fixed-seed set of random models (tests/python/_model_fuzz.py): each is
 prepared, calibrated, frozen and exported with a random preset and input
-range, and its generated C must equal the integer reference bit for bit
-(every fourth under clang's AddressSanitizer + UndefinedBehaviorSanitizer).
-A model the workflow refuses must be refused with a ValueError, never a
-crash. Long campaigns: scripts/fuzz_export.py."""
+range; its generated C (gcc or clang at -O0, -O2 or -Os, every fourth under
+AddressSanitizer + UndefinedBehaviorSanitizer) must equal the integer
+reference bit for bit, and the integer graph must agree with the fake-quant
+model layer by layer within the numerics' bounds; every 50th also runs on
+the emulated Cortex-M0 and M4. A model the workflow refuses must be refused
+with a ValueError naming mcuq, never a crash. Long campaigns:
+scripts/fuzz_export.py."""
+
+import sys
+from pathlib import Path
 
 import pytest
+from torch import nn
 
-from _model_fuzz import check_case, random_case
+import _model_fuzz
+from _model_fuzz import Case, check_case, minimize, random_case
 
-SEEDS = range(1000, 1048)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "mcu"))
+
+SEEDS = range(1000, 1300)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_random_model_exports_bit_exact_c(seed, tmp_path):
     case = random_case(seed)
-    outcome = check_case(case, tmp_path, sanitize=seed % 4 == 0)
-    assert outcome == "ok" or outcome.startswith("refused: mcuq."), outcome
+    targets = ("cortex-m0", "cortex-m4") if seed % 50 == 0 else ()
+    outcome = check_case(case, tmp_path, sanitize=seed % 4 == 0, targets=targets)
+    assert outcome.status == "ok" or outcome.reason.startswith("mcuq."), outcome.reason
+    assert outcome.status != "ok" or outcome.targets == targets
+
+
+def test_seeds_cover_every_build_and_preset():
+    builds = {_model_fuzz.BUILDS[seed // 4 % len(_model_fuzz.BUILDS)] + (seed % 4 == 0,) for seed in SEEDS}
+    assert len(builds) == 2 * len(_model_fuzz.BUILDS)  # each compiler and level, with and without sanitizers
+    assert {random_case(seed).preset for seed in SEEDS} == set(_model_fuzz.PRESETS)
+
+
+def test_minimize_keeps_only_what_fails(tmp_path, monkeypatch):
+    """A stand-in bug (C outputs off by one in any model with a Sigmoid):
+    minimize() must shrink a larger model to the one layer that fails."""
+    real_run = _model_fuzz.mcuq.host.run_model
+
+    def buggy_run(exe, levels, exported):
+        out = real_run(exe, levels, exported)
+        return out + 1 if any(layer["kind"] == "lut" for layer in exported.report()["layers"]) else out
+
+    monkeypatch.setattr(_model_fuzz.mcuq.host, "run_model", buggy_run)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 3, 1), nn.Sigmoid(),
+                          nn.MaxPool2d(2)).eval()
+    case = Case(7, model, "int8", [1, 2, 6, 6], 1.0, "stand-in", adversarial=False)
+    small = minimize(case, tmp_path)
+    assert [type(m) for m in small.model] == [nn.Sigmoid]

@@ -1,6 +1,8 @@
 # Builds the mcuq runtime and its two host tests with one compiler and flag
-# set, outside the CMake build, and runs them; then compiles each kernel file
-# with MCUQ_NO_FLOAT. Driven by ctest (see CMakeLists.txt):
+# set, outside the CMake build, and runs them, with a replay of the kernel
+# fuzzers (tests/fuzz, 2000 pseudo-random inputs per kernel family) where
+# the kernels check their arguments; then compiles each kernel file with
+# MCUQ_NO_FLOAT. Driven by ctest (see CMakeLists.txt):
 #
 #   cmake -DCOMPILER=clang "-DFLAGS=-fsanitize=address,undefined" \
 #         -DSOURCE_DIR=<repo> -DWORK_DIR=<scratch dir> -P compile_and_run.cmake
@@ -40,10 +42,27 @@ if(NOT probe_build EQUAL 0 OR NOT probe_run EQUAL 0)
   return()
 endif()
 
-run(${COMPILER} ${cflags} ${runtime_sources} ${test_dir}/test_kernels.c -o ${WORK_DIR}/test_kernels)
-run(${COMPILER} ${cflags} ${runtime_sources} ${test_dir}/test_arith.c -o ${WORK_DIR}/test_arith -lm)
+set(runtime_objects)
+foreach(source ${runtime_sources})
+  get_filename_component(name ${source} NAME_WE)
+  run(${COMPILER} ${cflags} -c ${source} -o ${WORK_DIR}/${name}.o)
+  list(APPEND runtime_objects ${WORK_DIR}/${name}.o)
+endforeach()
+run(${COMPILER} ${cflags} ${test_dir}/test_kernels.c ${runtime_objects} -o ${WORK_DIR}/test_kernels)
+run(${COMPILER} ${cflags} ${test_dir}/test_arith.c ${runtime_objects} -o ${WORK_DIR}/test_arith -lm)
 run(${WORK_DIR}/test_kernels)
 run(${WORK_DIR}/test_arith ${test_dir}/requantize_vectors.txt)
+
+# The fuzzers expect refusals of out-of-contract calls, which MCUQ_NO_CHECKS removes.
+if(NOT FLAGS MATCHES "MCUQ_NO_CHECKS")
+  set(family 0)
+  foreach(name conv2d fully_connected pool2d add requantize lut)
+    run(${COMPILER} ${cflags} -I${test_dir} -DMCUQ_FUZZ_STANDALONE -DMCUQ_FUZZ_FAMILY=${family}
+        ${SOURCE_DIR}/tests/fuzz/fuzz_kernels.c ${runtime_objects} -o ${WORK_DIR}/fuzz_${name})
+    run(${WORK_DIR}/fuzz_${name} 2000)
+    math(EXPR family "${family} + 1")
+  endforeach()
+endif()
 
 # The MCU build: no floating point anywhere in the kernels.
 foreach(source ${runtime_sources})

@@ -11,6 +11,7 @@
 
 #include "mcuq_internal.h"
 #include "mcuq_runtime.h"
+#include "reference_kernels.h"
 
 static long checks = 0, failures = 0;
 
@@ -181,53 +182,7 @@ static void test_conv_by_hand(void) {
 
 /* ---- convolution: against a naive reference ------------------------------- */
 
-#define MAX_ELEMS 4096
-
-/* Direct formula with another loop order: pad the input explicitly, then
- * for each (output channel, input channel of its group, tap) add the tap's
- * contribution to every output position. wide: 16-bit activations. */
-static void reference_conv(const mcuq_conv2d_params *p, const int32_t *input, const int8_t *weights,
-                           const int64_t *bias, const mcuq_requant *r, int wide, int32_t *output) {
-  static int32_t padded[MAX_ELEMS];
-  static int64_t acc[MAX_ELEMS];
-  const int32_t ph = p->in_h + 2 * p->pad_h, pw = p->in_w + 2 * p->pad_w;
-  const int32_t cin = p->in_c / p->groups, cout = p->out_c / p->groups;
-  int32_t c, y, x, o, i, ky, kx, oy, ox;
-  for (c = 0; c < p->in_c; ++c)
-    for (y = 0; y < ph; ++y)
-      for (x = 0; x < pw; ++x) {
-        const int32_t iy = y - p->pad_h, ix = x - p->pad_w;
-        const int inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
-        padded[(c * ph + y) * pw + x] = inside ? input[(c * p->in_h + iy) * p->in_w + ix] : p->in_zero_point;
-      }
-  for (o = 0; o < p->out_c; ++o)
-    for (i = 0; i < p->out_h * p->out_w; ++i) acc[o * p->out_h * p->out_w + i] = bias[o];
-  for (o = 0; o < p->out_c; ++o)
-    for (i = 0; i < cin; ++i) {
-      const int32_t c_in = (o / cout) * cin + i;
-      for (ky = 0; ky < p->k_h; ++ky)
-        for (kx = 0; kx < p->k_w; ++kx) {
-          const int32_t w = weights[((o * cin + i) * p->k_h + ky) * p->k_w + kx];
-          for (oy = 0; oy < p->out_h; ++oy)
-            for (ox = 0; ox < p->out_w; ++ox) {
-              const int32_t y_ = oy * p->stride_h + ky * p->dilation_h;
-              const int32_t x_ = ox * p->stride_w + kx * p->dilation_w;
-              acc[(o * p->out_h + oy) * p->out_w + ox] += (int64_t)w * padded[(c_in * ph + y_) * pw + x_];
-            }
-        }
-    }
-  for (o = 0; o < p->out_c; ++o) {
-    const int32_t t = r->per_channel ? o : 0;
-    for (i = 0; i < p->out_h * p->out_w; ++i) {
-      const int64_t a = acc[o * p->out_h * p->out_w + i];
-      output[o * p->out_h * p->out_w + i] =
-          wide ? mcuq_requantize_s64(a, r->multiplier[t], r->shift[t], r->rounding, r->zero_point, r->act_min,
-                                     r->act_max)
-               : mcuq_requantize_s32((int32_t)a, r->multiplier[t], r->shift[t], r->rounding, r->zero_point, r->act_min,
-                                     r->act_max);
-    }
-  }
-}
+#define MAX_ELEMS MCUQ_REFERENCE_MAX_ELEMS
 
 /* Runs one convolution shape through the generic kernel (and the depthwise
  * one where the shape is depthwise), 8- and 16-bit, against the reference. */

@@ -1,0 +1,114 @@
+/* Naive reference kernels for the runtime's tests and fuzzers: the
+ * documented formulas of mcuq_runtime.h, written with other loop orders and
+ * no blocking, on int32 copies of the activations, so they share nothing
+ * with the kernels but the scalar arithmetic of mcuq_arith.h (tested on its
+ * own against TFLite's rules). Header-only, static; buffers sized by
+ * MCUQ_REFERENCE_MAX_ELEMS. */
+#ifndef MCUQ_REFERENCE_KERNELS_H
+#define MCUQ_REFERENCE_KERNELS_H
+
+#include <stdint.h>
+
+#include "mcuq_arith.h"
+#include "mcuq_runtime.h"
+
+#ifndef MCUQ_REFERENCE_MAX_ELEMS
+#define MCUQ_REFERENCE_MAX_ELEMS 4096
+#endif
+
+/* Direct formula with another loop order: pad the input explicitly, then
+ * for each (output channel, input channel of its group, tap) add the tap's
+ * contribution to every output position. wide: 16-bit activations. */
+static inline void reference_conv(const mcuq_conv2d_params *p, const int32_t *input, const int8_t *weights,
+                           const int64_t *bias, const mcuq_requant *r, int wide, int32_t *output) {
+  static int32_t padded[MCUQ_REFERENCE_MAX_ELEMS];
+  static int64_t acc[MCUQ_REFERENCE_MAX_ELEMS];
+  const int32_t ph = p->in_h + 2 * p->pad_h, pw = p->in_w + 2 * p->pad_w;
+  const int32_t cin = p->in_c / p->groups, cout = p->out_c / p->groups;
+  int32_t c, y, x, o, i, ky, kx, oy, ox;
+  for (c = 0; c < p->in_c; ++c)
+    for (y = 0; y < ph; ++y)
+      for (x = 0; x < pw; ++x) {
+        const int32_t iy = y - p->pad_h, ix = x - p->pad_w;
+        const int inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
+        padded[(c * ph + y) * pw + x] = inside ? input[(c * p->in_h + iy) * p->in_w + ix] : p->in_zero_point;
+      }
+  for (o = 0; o < p->out_c; ++o)
+    for (i = 0; i < p->out_h * p->out_w; ++i) acc[o * p->out_h * p->out_w + i] = bias[o];
+  for (o = 0; o < p->out_c; ++o)
+    for (i = 0; i < cin; ++i) {
+      const int32_t c_in = (o / cout) * cin + i;
+      for (ky = 0; ky < p->k_h; ++ky)
+        for (kx = 0; kx < p->k_w; ++kx) {
+          const int32_t w = weights[((o * cin + i) * p->k_h + ky) * p->k_w + kx];
+          for (oy = 0; oy < p->out_h; ++oy)
+            for (ox = 0; ox < p->out_w; ++ox) {
+              const int32_t y_ = oy * p->stride_h + ky * p->dilation_h;
+              const int32_t x_ = ox * p->stride_w + kx * p->dilation_w;
+              acc[(o * p->out_h + oy) * p->out_w + ox] += (int64_t)w * padded[(c_in * ph + y_) * pw + x_];
+            }
+        }
+    }
+  for (o = 0; o < p->out_c; ++o) {
+    const int32_t t = r->per_channel ? o : 0;
+    for (i = 0; i < p->out_h * p->out_w; ++i) {
+      const int64_t a = acc[o * p->out_h * p->out_w + i];
+      output[o * p->out_h * p->out_w + i] =
+          wide ? mcuq_requantize_s64(a, r->multiplier[t], r->shift[t], r->rounding, r->zero_point, r->act_min,
+                                     r->act_max)
+               : mcuq_requantize_s32((int32_t)a, r->multiplier[t], r->shift[t], r->rounding, r->zero_point, r->act_min,
+                                     r->act_max);
+    }
+  }
+}
+
+/* y[o] = requant(bias[o] + sum_i w[o][i] * x[i]), columns outermost. */
+static inline void reference_fully_connected(int32_t in_features, int32_t out_features, const int32_t *input,
+                                      const int8_t *weights, const int64_t *bias, const mcuq_requant *r, int wide,
+                                      int32_t *output) {
+  static int64_t acc[MCUQ_REFERENCE_MAX_ELEMS];
+  int32_t i, o;
+  for (o = 0; o < out_features; ++o) acc[o] = bias[o];
+  for (i = 0; i < in_features; ++i)
+    for (o = 0; o < out_features; ++o) acc[o] += (int64_t)weights[o * in_features + i] * input[i];
+  for (o = 0; o < out_features; ++o) {
+    const int32_t t = r->per_channel ? o : 0;
+    output[o] = wide ? mcuq_requantize_s64(acc[o], r->multiplier[t], r->shift[t], r->rounding, r->zero_point,
+                                           r->act_min, r->act_max)
+                     : mcuq_requantize_s32((int32_t)acc[o], r->multiplier[t], r->shift[t], r->rounding,
+                                           r->zero_point, r->act_min, r->act_max);
+  }
+}
+
+/* Pooling as PyTorch defines it (floor mode): every tap of the padded
+ * window is visited; max ignores padded taps, average divides by k_h * k_w
+ * (count_include_pad) or by the valid taps. */
+static inline void reference_pool(const mcuq_pool2d_params *p, int average, const int32_t *input, int32_t *output) {
+  int32_t c, oy, ox, ky, kx;
+  for (c = 0; c < p->channels; ++c)
+    for (oy = 0; oy < p->out_h; ++oy)
+      for (ox = 0; ox < p->out_w; ++ox) {
+        int32_t best = INT32_MIN, sum = 0, valid = 0, value;
+        for (ky = 0; ky < p->k_h; ++ky)
+          for (kx = 0; kx < p->k_w; ++kx) {
+            const int32_t y = oy * p->stride_h - p->pad_h + ky, x = ox * p->stride_w - p->pad_w + kx;
+            if (y < 0 || y >= p->in_h || x < 0 || x >= p->in_w) continue;
+            value = input[(c * p->in_h + y) * p->in_w + x];
+            best = value > best ? value : best;
+            sum += value - p->zero_point;
+            ++valid;
+          }
+        value = average ? p->zero_point + mcuq_rounded_average(sum, p->count_include_pad ? p->k_h * p->k_w : valid)
+                        : best;
+        output[(c * p->out_h + oy) * p->out_w + ox] = mcuq_clamp_s32(value, p->act_min, p->act_max);
+      }
+}
+
+/* TFLite's int16 table: 513 samples 128 levels apart, linear in between. */
+static inline int32_t reference_lut_s16(const int16_t *table, int32_t x) {
+  const int32_t offset = x + 32768, index = offset / 128, fraction = offset % 128;
+  const int32_t base = table[index], next = table[index + 1];
+  return base + (((next - base) * fraction + 64) >> 7);
+}
+
+#endif /* MCUQ_REFERENCE_KERNELS_H */
