@@ -90,7 +90,7 @@ def main() -> int:
         print(f"built {n}x with {build}")
     print(f"fake-quant agreement, layer by layer ({points} quantization points): largest difference per model "
           f"{dict(sorted(worst.items()))} (levels: models), every one within its bound; int16 lookup tables "
-          f"up to {lut16_worst} levels")
+          f"up to {lut16_worst} levels, each within the error its report.json states")
     print(f"fuzz_export: {args.count} models (seeds {args.start}..{args.start + args.count - 1}), "
           f"{counts['bit-exact']} bit-exact ({counts['on MCUs']} also on the Cortex-M0 and M4), "
           f"{counts['refused']} refused, {counts['mismatch']} mismatches, {counts['crash']} crashes "

@@ -174,11 +174,23 @@ mcuq_status mcuq_requantize_s16(const mcuq_requantize_params *params, const int1
 
 /* Elementwise activation as a 256-entry table: out[i] = table[in[i] + 128]. */
 mcuq_status mcuq_lut_s8(int32_t size, const int8_t *table, const int8_t *input, int8_t *output);
-/* 16-bit activations, TFLite's int16 table scheme: 513 entries, table[k] the
- * output at input level -32768 + 128 k; between samples a linear
- * interpolation, base + ((next - base) * (x & 127) + 64) >> 7 with base =
- * table[(x >> 7) + 256] and next the entry after it. */
-mcuq_status mcuq_lut_s16(int32_t size, const int16_t *table, const int16_t *input, int16_t *output);
+/* 16-bit activations: 513 entries, table[k] the output at input level
+ * start + k * 2^step_shift (step_shift in [0, 7]). An input x reads the
+ * samples around offset = clamp(x - start, 0, 512 * 2^step_shift) and
+ * interpolates linearly, base + ((next - base) * (offset mod 2^step_shift)
+ * + 2^step_shift / 2) >> step_shift, base = table[offset >> step_shift]
+ * (table[512] at the last offset). start -32768 with step_shift 7 spans the
+ * whole int16 range (TFLite's scheme); the exporter narrows the window to
+ * the inputs where the function is not flat, so a steep sigmoid keeps 512
+ * segments on its slope instead of a few. */
+typedef struct {
+  int32_t size;
+  int32_t start;
+  int32_t step_shift;
+} mcuq_lut_s16_params;
+
+mcuq_status mcuq_lut_s16(const mcuq_lut_s16_params *params, const int16_t *table, const int16_t *input,
+                         int16_t *output);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -447,17 +447,25 @@ static void fuzz_lut(reader *r) {
   static int8_t table8[256];
   static int16_t table16[513];
   const int32_t size = take(r, 1, MAX_ELEMS < 400 ? MAX_ELEMS : 400);
+  mcuq_lut_s16_params p16;
   int32_t i;
   take_inputs(r, size);
   for (i = 0; i < 256; ++i) table8[i] = (int8_t)take(r, INT8_MIN, INT8_MAX);
   for (i = 0; i < 513; ++i) table16[i] = (int16_t)(take(r, 0, 3) ? take(r, INT16_MIN, INT16_MAX) : (i - 256) * 128);
+  p16.size = size;
+  p16.step_shift = take(r, 0, 1) ? 7 : take(r, 0, 8); /* 8: outside the contract, refused */
+  p16.start = take(r, 0, 1) ? -32768 : take(r, INT16_MIN, INT16_MAX);
   copy8(size);
   for (i = 0; i < size; ++i) want[i] = table8[in32[i] + 128];
   expect(mcuq_lut_s8(size, table8, in8, out8) == MCUQ_OK, "mcuq_lut_s8 refused");
   expect_equal("mcuq_lut_s8", out8, 0, want, size);
   copy16(size);
-  for (i = 0; i < size; ++i) want[i] = reference_lut_s16(table16, in32[i]);
-  expect(mcuq_lut_s16(size, table16, in16, out16) == MCUQ_OK, "mcuq_lut_s16 refused");
+  if (p16.step_shift > 7) {
+    expect(mcuq_lut_s16(&p16, table16, in16, out16) == MCUQ_ERROR_ARGUMENT, "mcuq_lut_s16 accepted step_shift 8");
+    return;
+  }
+  for (i = 0; i < size; ++i) want[i] = reference_lut_s16(table16, p16.start, p16.step_shift, in32[i]);
+  expect(mcuq_lut_s16(&p16, table16, in16, out16) == MCUQ_OK, "mcuq_lut_s16 refused");
   expect_equal("mcuq_lut_s16", out16, 1, want, size);
 }
 

@@ -104,11 +104,22 @@ static inline void reference_pool(const mcuq_pool2d_params *p, int average, cons
       }
 }
 
-/* TFLite's int16 table: 513 samples 128 levels apart, linear in between. */
-static inline int32_t reference_lut_s16(const int16_t *table, int32_t x) {
-  const int32_t offset = x + 32768, index = offset / 128, fraction = offset % 128;
-  const int32_t base = table[index], next = table[index + 1];
-  return base + (((next - base) * fraction + 64) >> 7);
+/* The int16 table: 513 samples 2^shift levels apart from `start`, flat
+ * outside them, linear in between (rounded half up), in 64-bit arithmetic. */
+static inline int32_t reference_lut_s16(const int16_t *table, int32_t start, int32_t shift, int32_t x) {
+  const int64_t step = (int64_t)1 << shift;
+  int64_t offset = (int64_t)x - start, index, fraction;
+  if (offset < 0) offset = 0;
+  if (offset > 512 * step) offset = 512 * step;
+  index = offset / step;
+  fraction = offset % step;
+  if (index == 512) return table[512];
+  {
+    const int64_t base = table[index], next = table[index + 1];
+    const int64_t scaled = (next - base) * fraction + step / 2;
+    /* floor division: the kernel's arithmetic shift */
+    return (int32_t)(base + (scaled >= 0 ? scaled / step : -((-scaled + step - 1) / step)));
+  }
 }
 
 #endif /* MCUQ_REFERENCE_KERNELS_H */

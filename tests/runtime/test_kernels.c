@@ -614,19 +614,23 @@ static void test_lut(void) {
   CHECK_ARRAY(out, want, 5);
 }
 
-/* int16 table: a linear ramp table[k] = 4 (k - 256) tabulates 4 * (x / 128),
- * so the interpolation must give round-half-up(x / 32) exactly; a step
- * between two samples checks the slope's sign and rounding. */
+/* int16 table over the whole range (start -32768, step 128): a linear ramp
+ * table[k] = 4 (k - 256) tabulates 4 * (x / 128), so the interpolation must
+ * give round-half-up(x / 32) exactly; a step between two samples checks the
+ * slope's sign and rounding. Then a narrow window (start -100, step 2^1):
+ * flat below and above it, exact on its samples, halfway in between. */
 static void test_lut_s16(void) {
-  static int16_t ramp[513], step[513];
+  static int16_t ramp[513], step[513], window[513];
   const int16_t in[8] = {-32768, -32767, -129, -16, 0, 16, 127, 32767};
+  const mcuq_lut_s16_params whole = {8, -32768, 7};
   int16_t out[8];
   int i;
   for (i = 0; i < 513; ++i) {
     ramp[i] = (int16_t)(4 * (i - 256));
     step[i] = (int16_t)(i <= 256 ? 1000 : -1000);
+    window[i] = (int16_t)(10 * i);
   }
-  CHECK_EQ(mcuq_lut_s16(8, ramp, in, out), MCUQ_OK);
+  CHECK_EQ(mcuq_lut_s16(&whole, ramp, in, out), MCUQ_OK);
   for (i = 0; i < 8; ++i) {
     const long x = in[i];
     const long floor_div = (x >= 0 ? x : x - 31) / 32; /* floor(x / 32) */
@@ -635,14 +639,30 @@ static void test_lut_s16(void) {
   {
     /* Between samples 256 (x = 0) and 257 (x = 128): 1000 - 2000 * offset / 128. */
     const int16_t x[4] = {0, 1, 64, 127};
-    CHECK_EQ(mcuq_lut_s16(4, step, x, out), MCUQ_OK);
+    const mcuq_lut_s16_params four = {4, -32768, 7};
+    CHECK_EQ(mcuq_lut_s16(&four, step, x, out), MCUQ_OK);
     CHECK_EQ(out[0], 1000);
     CHECK_EQ(out[1], 1000 + ((-2000 * 1 + 64) >> 7));
     CHECK_EQ(out[2], 0);
     CHECK_EQ(out[3], 1000 + ((-2000 * 127 + 64) >> 7));
   }
+  {
+    /* Samples at -100 + 2 k: table[k] = 10 k, i.e. 5 (x + 100) inside. */
+    const int16_t x[8] = {-32768, -101, -100, -99, 0, 923, 924, 32767};
+    const int16_t want[8] = {0, 0, 0, 5, 500, 5115, 5120, 5120};
+    const mcuq_lut_s16_params narrow = {8, -100, 1};
+    CHECK_EQ(mcuq_lut_s16(&narrow, window, x, out), MCUQ_OK);
+    CHECK_ARRAY(out, want, 8);
+  }
 #ifndef MCUQ_NO_CHECKS
-  CHECK_EQ(mcuq_lut_s16(8, 0, in, out), MCUQ_ERROR_NULL);
+  {
+    const mcuq_lut_s16_params bad_shift = {8, 0, 8}, bad_start = {8, 40000, 7}, empty = {0, 0, 7};
+    CHECK_EQ(mcuq_lut_s16(&whole, 0, in, out), MCUQ_ERROR_NULL);
+    CHECK_EQ(mcuq_lut_s16(0, ramp, in, out), MCUQ_ERROR_NULL);
+    CHECK_EQ(mcuq_lut_s16(&bad_shift, ramp, in, out), MCUQ_ERROR_ARGUMENT);
+    CHECK_EQ(mcuq_lut_s16(&bad_start, ramp, in, out), MCUQ_ERROR_ARGUMENT);
+    CHECK_EQ(mcuq_lut_s16(&empty, ramp, in, out), MCUQ_ERROR_SHAPE);
+  }
 #endif
 }
 

@@ -366,8 +366,15 @@ std::string emit_source(const Graph& g, const ArenaPlan& arena, const std::strin
       }
     } else if (l.kind == LayerKind::kLut) {
       tables += table(type, sym + "_table", l.table, c_int);
-      body += fmt::format("    const mcuq_status status = mcuq_lut_{}({}, {}_table, {}, {});\n", suffix, out.numel(),
-                          sym, pointer(l.inputs[0], false), out_at(l.output, 0));
+      if (g.int16()) {
+        body += fmt::format(
+            "    const mcuq_lut_s16_params params = {{{}, {}, {}}};\n"
+            "    const mcuq_status status = mcuq_lut_s16(&params, {}_table, {}, {});\n",
+            out.numel(), c_int(l.lut_start), l.lut_step_shift, sym, pointer(l.inputs[0], false), out_at(l.output, 0));
+      } else {
+        body += fmt::format("    const mcuq_status status = mcuq_lut_s8({}, {}_table, {}, {});\n", out.numel(), sym,
+                            pointer(l.inputs[0], false), out_at(l.output, 0));
+      }
     }
     body += check;
   }
@@ -405,6 +412,10 @@ std::string emit_report(const Graph& g, const ArenaPlan& arena, const std::strin
     if (weighted(l)) {
       extra += fmt::format(", \"weight_bits\": {}, \"weight_scales\": [{}], \"accumulator_bound\": {}, \"headroom_bits\": {:.2f}",
                            l.weight_bits, fmt::join(l.weight_scale, ", "), l.accumulator_bound, l.headroom_bits);
+    }
+    if (l.kind == LayerKind::kLut && g.int16()) {
+      extra += fmt::format(", \"lut_start\": {}, \"lut_step\": {}, \"lut_max_error_levels\": {}", l.lut_start,
+                           1 << l.lut_step_shift, l.lut_error_levels);
     }
     if (weighted(l) || l.kind == LayerKind::kRequantize || l.kind == LayerKind::kAdd) {
       std::vector<int> shifts(l.requant.shift.begin(), l.requant.shift.end());

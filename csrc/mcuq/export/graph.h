@@ -83,9 +83,12 @@ struct Layer {
   std::vector<Requant> pieces;
 
   // Lookup table. int8 layers: 256 entries, index q + 128. int16 layers:
-  // TFLite's scheme, 513 entries sampled every 128 levels from -32768 and
-  // interpolated linearly (mcuq_lut_s16).
+  // 513 entries sampled every 2^lut_step_shift levels from lut_start,
+  // flat outside, interpolated linearly (mcuq_lut_s16); lut_error_levels is
+  // its largest difference from the exact function over every int16 input.
   std::vector<int16_t> table;
+  int32_t lut_start = -32768, lut_step_shift = 7;
+  int64_t lut_error_levels = 0;
 
   // Figures for the report.
   int64_t macs = 0;

@@ -419,21 +419,57 @@ int Lowerer::Impl::finalize(const Op* fq, Pending& p, const at::Tensor& pre_quan
       break;
     }
     case LayerKind::kLut: {
-      // int8: every input level; int16: 513 samples, one every 128 levels
-      // (the last, 32768, just past the range), interpolated on the device.
-      const at::Tensor levels = graph_.int16() ? at::arange(-32768, 32769, 128, at::kInt)
-                                               : at::arange(-128, 128, at::kInt);
-      at::Tensor x = mcuq::dequantize(levels, at::full({1}, in.scale), at::full({1}, in.zero_point, at::kInt),
-                                      graph_.int16() ? -32768 : -128, graph_.int16() ? 32768 : 127);
-      for (const auto& step : p.chain) {
-        std::vector<c10::IValue> args = step.second;
-        args[0] = x;
-        x = concrete_outputs(step.first, args)[0].toTensor();
+      // The activation on integer levels: dequantize, the ops in order, quantize.
+      const auto tabulate = [&](const at::Tensor& levels) {
+        at::Tensor x = mcuq::dequantize(levels, at::full({1}, in.scale), at::full({1}, in.zero_point, at::kInt),
+                                        graph_.int16() ? -32768 : -128, graph_.int16() ? 32768 : 127);
+        for (const auto& step : p.chain) {
+          std::vector<c10::IValue> args = step.second;
+          args[0] = x;
+          x = concrete_outputs(step.first, args)[0].toTensor();
+        }
+        return mcuq::quantize(x.to(at::kFloat), at::full({1}, scale), at::full({1}, zp, at::kInt), qmin, qmax, 0, 1,
+                              at::kInt);
+      };
+      if (!graph_.int16()) {
+        const at::Tensor q = tabulate(at::arange(-128, 128, at::kInt));  // every input level
+        const int32_t* qp = q.data_ptr<int32_t>();
+        layer.table.assign(qp, qp + q.numel());
+      } else {
+        // 513 samples 2^k levels apart, interpolated on the device. The
+        // window spans the inputs where the function is not flat (outside it
+        // the kernel returns the end samples) with the smallest step that
+        // covers them: a sigmoid whose slope spans a few hundred input levels
+        // gets all 512 segments there, not the 2 or 3 of a whole-range table.
+        const at::Tensor exact = tabulate(at::arange(-32768, 32768, at::kInt));
+        const int32_t* e = exact.data_ptr<int32_t>();
+        int64_t first = 0, last = 65535;  // offsets from -32768: flat at or below first, at or above last
+        while (first < 65535 && e[first + 1] == e[0]) ++first;
+        while (last > 0 && e[last - 1] == e[65535]) --last;
+        int32_t shift = 0;
+        while (shift < 7 && (int64_t{512} << shift) < last - first) ++shift;
+        const int64_t span = int64_t{512} << shift;
+        layer.lut_step_shift = shift;
+        // Any start in [last - span, first] covers the window; its two ends
+        // put a sample on the bottom or the top corner (e.g. where the output
+        // saturates), where interpolation errs most: keep the better one.
+        const at::Tensor levels = at::arange(-32768, 32768, at::kInt);
+        for (const int64_t start : {std::min(first, 65536 - span), std::max<int64_t>(last - span, 0)}) {
+          Layer candidate;
+          candidate.lut_start = static_cast<int32_t>(start - 32768);
+          candidate.lut_step_shift = shift;
+          const at::Tensor samples = tabulate(at::arange(candidate.lut_start, candidate.lut_start + span + 1,
+                                                         int64_t{1} << shift, at::kInt));
+          const int32_t* sp = samples.data_ptr<int32_t>();
+          candidate.table.assign(sp, sp + samples.numel());
+          candidate.lut_error_levels = (lut_s16_outputs(candidate, levels) - exact).abs().max().item<int64_t>();
+          if (layer.table.empty() || candidate.lut_error_levels < layer.lut_error_levels) {
+            layer.table = std::move(candidate.table);
+            layer.lut_start = candidate.lut_start;
+            layer.lut_error_levels = candidate.lut_error_levels;
+          }
+        }
       }
-      const at::Tensor q = mcuq::quantize(x.to(at::kFloat), at::full({1}, scale), at::full({1}, zp, at::kInt), qmin,
-                                          qmax, 0, 1, at::kInt);
-      const int32_t* qp = q.data_ptr<int32_t>();
-      for (int64_t i = 0; i < q.numel(); ++i) layer.table.push_back(static_cast<int16_t>(qp[i]));
       layer.macs = out.numel();
       break;
     }

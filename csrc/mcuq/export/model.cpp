@@ -118,6 +118,20 @@ at::Tensor add(const Graph& g, const Layer& l, const at::Tensor& a, const at::Te
 
 }  // namespace
 
+at::Tensor exporter::lut_s16_outputs(const exporter::Layer& l, const at::Tensor& levels) {
+  // The offset into the window, clamped to its ends (the function is flat
+  // outside), then the sample at or below it and linear interpolation to the
+  // next, rounded half up: floor((slope * fraction + step / 2) / step).
+  const int64_t step = int64_t{1} << l.lut_step_shift;
+  const at::Tensor table = as_tensor(l.table, at::kLong);
+  const at::Tensor offset = (levels.to(at::kLong).reshape(-1) - l.lut_start).clamp(0, 512 * step);
+  const at::Tensor index = at::div(offset, step, "floor");
+  const at::Tensor fraction = offset - index * step;
+  const at::Tensor base = table.index_select(0, index);
+  const at::Tensor slope = table.index_select(0, (index + 1).clamp_max(512)) - base;
+  return (base + at::div(slope * fraction + step / 2, step, "floor")).reshape(levels.sizes());
+}
+
 ExportedModel::ExportedModel(exporter::Graph graph, std::string source)
     : graph_(std::move(graph)), arena_(exporter::plan_arena(graph_)), source_(std::move(source)) {}
 
@@ -188,13 +202,7 @@ std::vector<at::Tensor> ExportedModel::integer_reference_all(const at::Tensor& q
           y = table.index_select(0, q + 128).reshape(x.sizes());
           break;
         }
-        // int16: the sample at or below q and linear interpolation to the
-        // next, rounded half up (floor((slope * offset + 64) / 128)).
-        const at::Tensor segment = at::div(q, 128, "floor");
-        const at::Tensor offset = q - segment * 128;
-        const at::Tensor base = table.index_select(0, segment + 256);
-        const at::Tensor slope = table.index_select(0, segment + 257) - base;
-        y = (base + at::div(slope * offset + 64, 128, "floor")).reshape(x.sizes());
+        y = exporter::lut_s16_outputs(l, x);
         break;
       }
       case LayerKind::kReshape: y = x; break;
