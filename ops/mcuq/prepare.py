@@ -118,6 +118,11 @@ def prepare(model: nn.Module, preset: Preset, qat: bool = True, freeze_bn_step: 
     inserts fake-quantizers (train it, then ``mcuq.freeze``); ``qat=False``
     inserts observers (``mcuq.calibrate``, then ``mcuq.freeze``)."""
     model = copy.deepcopy(model)
+    if fx.Tracer().is_leaf_module(model, ""):
+        # A torch.nn layer as the whole model (nn.Conv2d(...)): traced as a
+        # root, it would be its functional call; as the one layer of a
+        # Sequential it is a layer like any other (named "0").
+        model = nn.Sequential(model)
     try:
         gm = fx.symbolic_trace(model)
     except Exception as error:  # fx raises many kinds; name the cause

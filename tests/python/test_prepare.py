@@ -105,6 +105,25 @@ def test_hardtanh_module_is_a_clamp_fused_into_its_layer():
     assert y.min() >= -1.0 - 1e-6 and y.max() <= 2.0 + 1e-6 and len(exported.report()["layers"]) == 1
 
 
+@pytest.mark.parametrize("layer,shape", [(nn.Conv2d(3, 4, 3, padding=1), [1, 3, 6, 6]),
+                                         (nn.Linear(6, 5), [1, 6]), (nn.Sigmoid(), [1, 7])])
+def test_a_single_layer_is_a_model(layer, shape):
+    """mcuq.prepare(nn.Conv2d(...)): how many users try a tool first. It
+    failed (a root module traces as its functional call: 'conv2d')."""
+    for qat in (False, True):
+        prepared = mcuq.prepare(layer.eval(), mcuq.presets.int8(), qat=qat)
+        assert len(_quantizers(prepared)) == 2  # input and output
+    x = torch.randn(32, *shape[1:]) * 2
+    prepared = mcuq.prepare(layer, mcuq.presets.int8(), qat=False)
+    mcuq.calibrate(prepared, [x], progress=False)
+    frozen = mcuq.freeze(prepared)
+    exported = mcuq.export(frozen, shape)
+    assert len(exported.report()["layers"]) == 1
+    with torch.no_grad():
+        fake = frozen(x)
+    assert (exported(x) - fake).abs().max() <= exported.output_qparams["scale"] * 1.01
+
+
 def test_residual_add_and_sigmoid_are_requantized():
     gm = mcuq.prepare(Residual(), mcuq.presets.int8())
     producers = [q.args[0] for q in _quantizers(gm)]
