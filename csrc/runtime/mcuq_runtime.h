@@ -124,11 +124,13 @@ mcuq_status mcuq_fully_connected_s16(int32_t in_features, int32_t out_features, 
                                      const int8_t *weights, const int64_t *bias, const mcuq_requant *requant,
                                      int16_t *output);
 
-/* Pooling over each channel (PyTorch semantics, floor mode, dilation 1).
- * Max: padded taps are ignored. Average: out = zero_point +
- * mcuq_rounded_average(sum over valid taps of (x - zero_point), divisor),
- * divisor = k_h * k_w when count_include_pad, else the number of valid taps;
- * then clamped to [act_min, act_max]. Output keeps the input's qparams. */
+/* Pooling over each channel (PyTorch semantics, floor or ceil mode: out_h
+ * and out_w say which; dilation 1). Max: padded taps are ignored. Average:
+ * out = zero_point + mcuq_rounded_average(sum over valid taps of
+ * (x - zero_point), divisor), divisor the window's taps inside the padded
+ * input (k_h * k_w but for a ceil-mode window's overhang) when
+ * count_include_pad, else the number of valid taps; then clamped to
+ * [act_min, act_max]. Output keeps the input's qparams. */
 typedef struct {
   int32_t channels, in_h, in_w, out_h, out_w;
   int32_t k_h, k_w, stride_h, stride_w, pad_h, pad_w;

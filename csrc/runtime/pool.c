@@ -1,5 +1,5 @@
 /* mcuq runtime: max and average 2-D pooling over each channel (PyTorch
- * semantics: floor mode, dilation 1), for 8- and 16-bit activations. The
+ * semantics: floor or ceil mode, dilation 1), for 8- and 16-bit activations. The
  * loops live once in pool_impl.h, instantiated below per activation type. */
 #include <stdint.h>
 
@@ -25,11 +25,21 @@ static pool_window clip_window(const mcuq_pool2d_params *p, int32_t oy, int32_t 
 
 #ifndef MCUQ_NO_CHECKS
 
-/* PyTorch's output size (floor mode), or -1 where the kernel does not fit
- * the padded input. */
-static int64_t pool_out_size(int32_t in, int32_t k, int32_t stride, int32_t pad) {
+/* PyTorch's output size, or -1 where the kernel does not fit the padded
+ * input. ceil_mode rounds up, but the last window must start inside the
+ * input or its left padding. */
+static int64_t pool_out_size(int32_t in, int32_t k, int32_t stride, int32_t pad, int ceil_mode) {
   const int64_t span = (int64_t)in + 2 * (int64_t)pad - k;
-  return span < 0 ? -1 : span / stride + 1;
+  int64_t out;
+  if (span < 0) return -1;
+  out = (ceil_mode ? (span + stride - 1) / stride : span / stride) + 1;
+  if (ceil_mode && (out - 1) * stride >= (int64_t)in + pad) --out;
+  return out;
+}
+
+/* The output size matches floor or ceil mode. */
+static int pool_size_ok(int32_t out, int32_t in, int32_t k, int32_t stride, int32_t pad) {
+  return out == pool_out_size(in, k, stride, pad, 0) || out == pool_out_size(in, k, stride, pad, 1);
 }
 
 static mcuq_status check_pool2d(const mcuq_pool2d_params *p, const void *input, const void *output, int32_t type_min,
@@ -41,8 +51,8 @@ static mcuq_status check_pool2d(const mcuq_pool2d_params *p, const void *input, 
   /* PyTorch's rule pad <= k / 2 also guarantees that every window holds at
    * least one input tap (no empty max, no division by zero). */
   if (p->pad_h > p->k_h / 2 || p->pad_w > p->k_w / 2) return MCUQ_ERROR_SHAPE;
-  if (pool_out_size(p->in_h, p->k_h, p->stride_h, p->pad_h) != p->out_h ||
-      pool_out_size(p->in_w, p->k_w, p->stride_w, p->pad_w) != p->out_w)
+  if (!pool_size_ok(p->out_h, p->in_h, p->k_h, p->stride_h, p->pad_h) ||
+      !pool_size_ok(p->out_w, p->in_w, p->k_w, p->stride_w, p->pad_w))
     return MCUQ_ERROR_SHAPE;
   if (!mcuq_in_range(p->zero_point, type_min, type_max)) return MCUQ_ERROR_ARGUMENT;
   if (!mcuq_valid_clamp(p->act_min, p->act_max, type_min, type_max)) return MCUQ_ERROR_ARGUMENT;

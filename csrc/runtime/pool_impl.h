@@ -45,11 +45,16 @@ mcuq_status MCUQ_AVG_POOL2D(const mcuq_pool2d_params *params, const MCUQ_ACT *in
     for (int32_t oy = 0; oy < params->out_h; ++oy) {
       for (int32_t ox = 0; ox < params->out_w; ++ox) {
         /* Sum in real terms (x - zero point): padded taps add 0, and count
-         * in the divisor only when count_include_pad. In floor mode no
-         * window reaches past the padding, so that divisor is k_h * k_w. */
+         * in the divisor only when count_include_pad. A ceil-mode window
+         * may reach past the padding; those taps never count (PyTorch). */
         const pool_window w = clip_window(params, oy, ox);
+        const int32_t y0 = oy * params->stride_h - params->pad_h, x0 = ox * params->stride_w - params->pad_w;
+        const int32_t y1 = y0 + params->k_h, x1 = x0 + params->k_w;
         const int32_t divisor =
-            params->count_include_pad ? params->k_h * params->k_w : (w.y_end - w.y_begin) * (w.x_end - w.x_begin);
+            params->count_include_pad
+                ? ((y1 < params->in_h + params->pad_h ? y1 : params->in_h + params->pad_h) - y0) *
+                      ((x1 < params->in_w + params->pad_w ? x1 : params->in_w + params->pad_w) - x0)
+                : (w.y_end - w.y_begin) * (w.x_end - w.x_begin);
         int32_t sum = 0;
         for (int32_t y = w.y_begin; y < w.y_end; ++y) {
           for (int32_t x = w.x_begin; x < w.x_end; ++x) sum += plane[y * params->in_w + x] - params->zero_point;

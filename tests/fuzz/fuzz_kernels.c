@@ -310,22 +310,32 @@ static void fuzz_fully_connected(reader *r) {
   expect_equal("mcuq_fully_connected_s16", out16, 1, want, out_features);
 }
 
+/* PyTorch's pooled size: ceil mode rounds up, but its last window must
+ * start inside the input or its left padding. */
+static int32_t pool_size(int32_t in, int32_t k, int32_t stride, int32_t pad, int32_t ceil_mode) {
+  const int32_t span = in + 2 * pad - k;
+  int32_t out = (ceil_mode ? (span + stride - 1) / stride : span / stride) + 1;
+  if (ceil_mode && (out - 1) * stride >= in + pad) --out;
+  return out;
+}
+
 static void fuzz_pool2d(reader *r) {
   mcuq_pool2d_params p;
-  int32_t n, valid, wide;
+  int32_t n, valid, wide, ceil_mode;
   p.channels = take(r, 1, 5);
   p.in_h = take(r, 1, 12);
   p.in_w = take(r, 1, 12);
-  p.k_h = take(r, 0, 1) ? 3 : take(r, 1, 5); /* 3x3: the fast kernels' case */
+  p.k_h = take(r, 0, 1) ? 3 : take(r, 1, 5); /* 3x3: the common window */
   p.k_w = take(r, 0, 3) ? p.k_h : take(r, 1, 5);
   p.stride_h = take(r, 1, 4);
   p.stride_w = take(r, 0, 1) ? p.stride_h : take(r, 1, 4);
   p.pad_h = take(r, 0, p.k_h / 2); /* PyTorch: padding at most half the kernel */
   p.pad_w = take(r, 0, p.k_w / 2);
   p.count_include_pad = take(r, 0, 1);
-  p.out_h = (p.in_h + 2 * p.pad_h - p.k_h) / p.stride_h + 1;
-  p.out_w = (p.in_w + 2 * p.pad_w - p.k_w) / p.stride_w + 1;
+  ceil_mode = take(r, 0, 1);
   valid = p.in_h + 2 * p.pad_h >= p.k_h && p.in_w + 2 * p.pad_w >= p.k_w;
+  p.out_h = pool_size(p.in_h, p.k_h, p.stride_h, p.pad_h, ceil_mode);
+  p.out_w = pool_size(p.in_w, p.k_w, p.stride_w, p.pad_w, ceil_mode);
   if (!valid) p.out_h = p.out_w = 1;
   n = p.channels * p.in_h * p.in_w;
   if (n > MAX_ELEMS || p.channels * p.out_h * p.out_w > MAX_ELEMS) return;

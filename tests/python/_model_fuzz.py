@@ -91,6 +91,13 @@ def _conv(rng: random.Random, channels: int, size: Tuple[int, int]) -> Tuple[nn.
     return conv, conv.out_channels, size
 
 
+def _pooled(size: int, k: int, stride: int, ceil: bool) -> int:
+    """PyTorch's pooled size (no padding): ceil mode rounds up, but its last
+    window must start inside the input."""
+    out = (-(-(size - k) // stride) if ceil else (size - k) // stride) + 1
+    return out - 1 if ceil and (out - 1) * stride >= size else out
+
+
 def random_case(seed: int) -> Case:
     rng = random.Random(seed)
     torch.manual_seed(seed)
@@ -120,10 +127,12 @@ def random_case(seed: int) -> Case:
         elif roll < 0.7 and min(size) >= 2:
             k = rng.choice([2, 2, 3])
             if min(size) >= k:
-                pool = nn.MaxPool2d(k) if rng.random() < 0.5 else nn.AvgPool2d(k, stride=rng.choice([1, k]))
+                ceil = rng.random() < 0.3
+                pool = (nn.MaxPool2d(k, ceil_mode=ceil) if rng.random() < 0.5
+                        else nn.AvgPool2d(k, stride=rng.choice([1, k]), ceil_mode=ceil))
                 layers.append(pool)
                 stride = pool.stride if isinstance(pool.stride, int) else pool.stride[0]
-                size = tuple((s - k) // stride + 1 for s in size)
+                size = tuple(_pooled(s, k, stride, ceil) for s in size)
         elif roll < 0.85:  # same-shape branches: 3x3 pad 1 stride 1 keeps the size
             out_c = rng.randint(1, 6)
             a = nn.Sequential(nn.Conv2d(channels, out_c, 3, padding=1), nn.ReLU())

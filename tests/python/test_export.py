@@ -194,6 +194,35 @@ class _Wide(nn.Module):
         return self.fc(x)
 
 
+@pytest.mark.parametrize("pool", [
+    nn.MaxPool2d(3, 2, ceil_mode=True), nn.MaxPool2d(3, 2, padding=1, ceil_mode=True),
+    nn.AvgPool2d(3, 2, padding=1, ceil_mode=True), nn.AvgPool2d(2, 2, ceil_mode=True),
+    nn.AvgPool2d(3, 2, padding=1, ceil_mode=True, count_include_pad=False)], ids=str)
+def test_ceil_mode_pooling_is_bit_exact_and_follows_pytorch(pool, tmp_path):
+    """ceil_mode (SqueezeNet's pooling) was refused. Its last windows reach
+    past the input: max ignores those taps, and an average divides by the
+    taps inside the padded input (PyTorch's rule). The fake-quant model is
+    PyTorch's own pooling: on a 7x8 map (odd, so the ceil windows overhang),
+    the integer output is within one level of it, and the C equals the
+    integer reference under the sanitizers."""
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), pool).eval()
+    prepared = mcuq.prepare(model, mcuq.presets.int8(), qat=False)
+    torch.manual_seed(0)
+    x = torch.randn(32, 2, 9, 10) * 3
+    mcuq.calibrate(prepared, [x], progress=False)
+    frozen_model = mcuq.freeze(prepared)
+    e = mcuq.export(frozen_model, [1, 2, 9, 10])
+    floor_shape = nn.Sequential(nn.Conv2d(2, 3, 3), type(pool)(pool.kernel_size, pool.stride, pool.padding))(x).shape
+    assert list(e.output_qparams["shape"]) != list(floor_shape[1:])  # the ceil windows exist
+    with torch.no_grad():
+        fake = frozen_model(x)
+    assert (e(x) - fake).abs().max() <= e.output_qparams["scale"] * 1.0001
+    e.write(tmp_path, "net")
+    exe = mcuq.host.compile_model(tmp_path, "net", compiler="clang", sanitize=True)
+    levels = e.quantize_input(x)
+    assert torch.equal(mcuq.host.run_model(exe, levels, e), e.integer_reference(levels))
+
+
 def test_overflowing_accumulator_is_refused_naming_the_layer():
     prepared = mcuq.prepare(_Wide().eval(), mcuq.presets.int8(), qat=False)
     mcuq.calibrate(prepared, [torch.rand(2, 140000) * 2 - 1], progress=False)

@@ -80,26 +80,27 @@ static inline void reference_fully_connected(int32_t in_features, int32_t out_fe
   }
 }
 
-/* Pooling as PyTorch defines it (floor mode): every tap of the padded
- * window is visited; max ignores padded taps, average divides by k_h * k_w
- * (count_include_pad) or by the valid taps. */
+/* Pooling as PyTorch defines it (floor or ceil mode, as out_h and out_w
+ * say): every tap of the window is visited; max ignores padded taps,
+ * average divides by the taps inside the padded input (count_include_pad)
+ * or by the valid taps. */
 static inline void reference_pool(const mcuq_pool2d_params *p, int average, const int32_t *input, int32_t *output) {
   int32_t c, oy, ox, ky, kx;
   for (c = 0; c < p->channels; ++c)
     for (oy = 0; oy < p->out_h; ++oy)
       for (ox = 0; ox < p->out_w; ++ox) {
-        int32_t best = INT32_MIN, sum = 0, valid = 0, value;
+        int32_t best = INT32_MIN, sum = 0, valid = 0, padded = 0, value;
         for (ky = 0; ky < p->k_h; ++ky)
           for (kx = 0; kx < p->k_w; ++kx) {
             const int32_t y = oy * p->stride_h - p->pad_h + ky, x = ox * p->stride_w - p->pad_w + kx;
+            padded += y < p->in_h + p->pad_h && x < p->in_w + p->pad_w;
             if (y < 0 || y >= p->in_h || x < 0 || x >= p->in_w) continue;
             value = input[(c * p->in_h + y) * p->in_w + x];
             best = value > best ? value : best;
             sum += value - p->zero_point;
             ++valid;
           }
-        value = average ? p->zero_point + mcuq_rounded_average(sum, p->count_include_pad ? p->k_h * p->k_w : valid)
-                        : best;
+        value = average ? p->zero_point + mcuq_rounded_average(sum, p->count_include_pad ? padded : valid) : best;
         output[(c * p->out_h + oy) * p->out_w + ox] = mcuq_clamp_s32(value, p->act_min, p->act_max);
       }
 }

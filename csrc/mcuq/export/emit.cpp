@@ -330,8 +330,8 @@ std::string emit_source(const Graph& g, const ArenaPlan& arena, const std::strin
         }
       }
     } else if (l.kind == LayerKind::kMaxPool2d || l.kind == LayerKind::kAvgPool2d) {
-      const int64_t oh = (in.shape[1] + 2 * l.pad_h - l.k_h) / l.stride_h + 1;
-      const int64_t ow = (in.shape[2] + 2 * l.pad_w - l.k_w) / l.stride_w + 1;
+      const TensorInfo& pooled = g.tensors[l.output];  // its size says floor or ceil mode
+      const int64_t oh = pooled.shape[1], ow = pooled.shape[2];
       body += fmt::format(
           "    const mcuq_pool2d_params params = {{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}}};\n",
           in.shape[0], in.shape[1], in.shape[2], oh, ow, l.k_h, l.k_w, l.stride_h, l.stride_w, l.pad_h, l.pad_w,

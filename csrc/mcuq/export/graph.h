@@ -74,6 +74,7 @@ struct Layer {
 
   // Pooling.
   int32_t count_include_pad = 1;
+  int32_t ceil_mode = 0;
 
   // Add: TFLite's scheme (left shift, input multipliers, then output requant).
   int32_t left_shift = 0;

@@ -609,13 +609,13 @@ void Lowerer::Impl::lower_pool(const Op* n, const std::vector<c10::IValue>& in, 
     padding = pair(in[3], 0, 0);
     const auto dilation = pair(in[4], 1, 1);
     if (dilation.first != 1 || dilation.second != 1) fail(n, "dilated max pooling is not supported");
-    if (in[5].toBool()) fail(n, "ceil_mode pooling is not supported");
+    layer.ceil_mode = in[5].toBool() ? 1 : 0;
   } else if (n->kind == sym("aten::avg_pool2d")) {
     layer.kind = LayerKind::kAvgPool2d;
     kernel = pair(in[1], 0, 0);
     stride = pair(in[2], kernel.first, kernel.second);
     padding = pair(in[3], 0, 0);
-    if (in[4].toBool()) fail(n, "ceil_mode pooling is not supported");
+    layer.ceil_mode = in[4].toBool() ? 1 : 0;
     layer.count_include_pad = in[5].toBool() ? 1 : 0;
     if (!in[6].isNone()) fail(n, "divisor_override is not supported");
   } else {  // adaptive_avg_pool2d, mean over H and W: equal windows

@@ -80,17 +80,27 @@ at::Tensor weighted(const Graph& g, const Layer& l, const at::Tensor& x) {
 }
 
 at::Tensor pool(const Layer& l, const TensorInfo& in, const at::Tensor& x) {
+  const bool ceil_mode = l.ceil_mode != 0;
   if (l.kind == LayerKind::kMaxPool2d) {
-    return at::max_pool2d(x.to(at::kDouble), {l.k_h, l.k_w}, {l.stride_h, l.stride_w}, {l.pad_h, l.pad_w})
+    return at::max_pool2d(x.to(at::kDouble), {l.k_h, l.k_w}, {l.stride_h, l.stride_w}, {l.pad_h, l.pad_w}, {1, 1},
+                          ceil_mode)
         .to(at::kInt);
   }
   const auto sum_of = [&](const at::Tensor& t) {
-    return at::avg_pool2d(t, {l.k_h, l.k_w}, {l.stride_h, l.stride_w}, {l.pad_h, l.pad_w}, false, true, 1)
+    return at::avg_pool2d(t, {l.k_h, l.k_w}, {l.stride_h, l.stride_w}, {l.pad_h, l.pad_w}, ceil_mode, true, 1)
         .to(at::kLong);
   };
   const at::Tensor sum = sum_of((x.to(at::kLong) - in.zero_point).to(at::kDouble));
+  // count_include_pad: the window's taps inside the padded input (a
+  // ceil-mode window's overhang past the padding does not count).
+  const auto padded_taps = [&](int64_t out, int64_t stride, int64_t pad, int64_t k, int64_t size) {
+    std::vector<int64_t> taps;
+    for (int64_t o = 0; o < out; ++o) taps.push_back(std::min(o * stride - pad + k, size + pad) - (o * stride - pad));
+    return as_tensor(taps, at::kLong);
+  };
   const at::Tensor count = l.count_include_pad
-      ? at::full({}, static_cast<int64_t>(l.k_h) * l.k_w, at::kLong)
+      ? at::outer(padded_taps(sum.size(2), l.stride_h, l.pad_h, l.k_h, x.size(2)),
+                  padded_taps(sum.size(3), l.stride_w, l.pad_w, l.k_w, x.size(3)))
       : sum_of(at::ones({1, 1, x.size(2), x.size(3)}, at::kDouble));
   // Ties away from zero, as TFLite's pooling: (sum +- count / 2) / count, truncated.
   const at::Tensor average = at::div(sum + at::sign(sum) * at::div(count, 2, "trunc"), count, "trunc");
