@@ -52,3 +52,17 @@ def test_minimize_keeps_only_what_fails(tmp_path, monkeypatch):
     case = Case(7, model, "int8", [1, 2, 6, 6], 1.0, "stand-in", adversarial=False)
     small = minimize(case, tmp_path)
     assert [type(m) for m in small.model] == [nn.Sigmoid]
+
+
+# ---- regressions the random models found, minimized ---------------------------------
+
+@pytest.mark.parametrize("activation", [nn.Sigmoid(), nn.Tanh()], ids=["sigmoid", "tanh"])
+def test_int16_table_of_a_steep_activation_keeps_its_shape(activation, tmp_path):
+    """Seeds 10063 and 10122: a 16x8 sigmoid (tanh) on a coarse input scale
+    (inputs ~300) was 1125 (715) int16 levels off its fake-quant model: the
+    whole-range table had 2 or 3 samples on the slope. The table now spans
+    the slope; its error, as report.json states and the layer-by-layer check
+    measures, stays within a few levels."""
+    model = nn.Sequential(nn.Linear(6, 5), activation).eval()
+    outcome = check_case(Case(10063, model, "int16x8", [1, 6], 300.0, "minimized from seed 10063"), tmp_path)
+    assert outcome.status == "ok" and outcome.lut16_worst <= 3, outcome
