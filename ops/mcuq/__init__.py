@@ -11,7 +11,7 @@ _library.load()
 
 from . import data, presets  # noqa: E402
 from .calibrate import calibrate  # noqa: E402
-from .conv_bn import ConvBn2d, ConvBnReLU2d, freeze_bn_stats, update_bn_stats  # noqa: E402
+from .conv_bn import ConvBn2d, ConvBnReLU2d, LinearBn1d, LinearBnReLU1d, freeze_bn_stats, update_bn_stats  # noqa: E402
 from .distributed import sync_observers  # noqa: E402
 from ._export import ExportedModel, export, runtime_dir  # noqa: E402
 from .freeze import FixedFakeQuantize, freeze  # noqa: E402
@@ -65,6 +65,8 @@ __all__ = [
     "freeze",
     "prepare",
     "ConvBn2d",
+    "LinearBn1d",
+    "LinearBnReLU1d",
     "ConvBnReLU2d",
     "freeze_bn_stats",
     "update_bn_stats",

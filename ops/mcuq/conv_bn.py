@@ -1,4 +1,5 @@
-"""Conv2d + BatchNorm2d (+ ReLU) modules for quantization-aware training.
+"""Conv2d + BatchNorm2d (+ ReLU) and Linear + BatchNorm1d (+ ReLU) modules
+for quantization-aware training.
 
 The weights a microcontroller runs are the convolution's weights with the
 BatchNorm folded in (DESIGN.md §1, "freeze: fold BatchNorm"), so QAT must
@@ -40,7 +41,7 @@ from torch import Tensor, nn
 
 from .observers import FakeQuantize
 
-__all__ = ["ConvBn2d", "ConvBnReLU2d", "freeze_bn_stats", "update_bn_stats"]
+__all__ = ["ConvBn2d", "ConvBnReLU2d", "LinearBn1d", "LinearBnReLU1d", "freeze_bn_stats", "update_bn_stats"]
 
 
 @torch.jit.unused
@@ -106,21 +107,27 @@ class ConvBn2d(nn.Module):
         self.groups = conv.groups
         self.padding_mode = conv.padding_mode
         self._reversed_padding_repeated_twice = conv._reversed_padding_repeated_twice
-        self.weight = conv.weight
-        if conv.bias is not None:
-            self.bias = conv.bias
+        self._init_fold(conv, nn.BatchNorm2d(out_channels, eps=eps, momentum=momentum, device=device, dtype=dtype),
+                        weight_fake_quant, freeze_bn_step)
+
+    def _init_fold(self, layer: nn.Module, bn: nn.Module, weight_fake_quant, freeze_bn_step: Optional[int]) -> None:
+        """What every layer + BatchNorm module holds: the layer's weight and
+        bias, the BatchNorm, the weight quantizer, the step counters."""
+        self.weight = layer.weight
+        if layer.bias is not None:
+            self.bias = layer.bias
         else:
             self.register_parameter("bias", None)
-        self.bn = nn.BatchNorm2d(out_channels, eps=eps, momentum=momentum, device=device, dtype=dtype)
+        self.bn = bn
         self.weight_fake_quant = _make_weight_fake_quant(weight_fake_quant)
         if freeze_bn_step is not None:
             freeze_bn_step = int(freeze_bn_step)
             if freeze_bn_step < 0:
                 raise ValueError(f"mcuq: expected freeze_bn_step >= 0 or None, but got {freeze_bn_step}")
         self.freeze_bn_step = freeze_bn_step
-        self.with_relu = isinstance(self, ConvBnReLU2d)
-        self.register_buffer("num_steps", torch.zeros(1, dtype=torch.long, device=device))
-        self.register_buffer("bn_frozen", torch.zeros(1, dtype=torch.uint8, device=device))
+        self.with_relu = isinstance(self, (ConvBnReLU2d, LinearBnReLU1d))
+        self.register_buffer("num_steps", torch.zeros(1, dtype=torch.long, device=layer.weight.device))
+        self.register_buffer("bn_frozen", torch.zeros(1, dtype=torch.uint8, device=layer.weight.device))
 
     # ----------------------------------------------------------------- build
 
@@ -148,10 +155,16 @@ class ConvBn2d(nn.Module):
                        bias=conv.bias is not None, padding_mode=conv.padding_mode, eps=bn.eps,
                        momentum=bn.momentum, weight_fake_quant=weight_fake_quant,
                        freeze_bn_step=freeze_bn_step, device=w.device, dtype=w.dtype)
+        module._copy_from(conv, bn)
+        return module
+
+    def _copy_from(self, layer: nn.Module, bn: nn.Module) -> None:
+        """The float layer's and BatchNorm's parameters and statistics, and the layer's training mode."""
+        module = self
         with torch.no_grad():
-            module.weight.copy_(conv.weight)
-            if conv.bias is not None:
-                module.bias.copy_(conv.bias)
+            module.weight.copy_(layer.weight)
+            if layer.bias is not None:
+                module.bias.copy_(layer.bias)
             if bn.affine:
                 module.bn.weight.copy_(bn.weight)
                 module.bn.bias.copy_(bn.bias)
@@ -164,8 +177,7 @@ class ConvBn2d(nn.Module):
             module.bn.running_var.copy_(bn.running_var)
             if bn.num_batches_tracked is not None:
                 module.bn.num_batches_tracked.copy_(bn.num_batches_tracked)
-        module.train(conv.training)
-        return module
+        module.train(layer.training)
 
     # ------------------------------------------------------------- switches
 
@@ -217,7 +229,15 @@ class ConvBn2d(nn.Module):
         statistics: ``(w * gamma / sigma, beta + (b - mu) * gamma / sigma)``
         (differentiable; the weight not fake-quantized)."""
         scale = self._bn_scale()
-        return self.weight * scale.reshape(-1, 1, 1, 1), self._folded_bias(scale)
+        return self.weight * self._per_row(scale), self._folded_bias(scale)
+
+    def _per_row(self, scale: Tensor) -> Tensor:
+        """Per output channel, shaped to multiply the weight."""
+        return scale.reshape([-1] + [1] * (self.weight.dim() - 1))
+
+    def _per_channel(self, values: Tensor, y: Tensor) -> Tensor:
+        """Per output channel, shaped to broadcast over the output y (N, C, ...)."""
+        return values.reshape([1, -1] + [1] * (y.dim() - 2))
 
     def _folded_bias(self, scale: Tensor) -> Tensor:
         running_mean = self.bn.running_mean
@@ -242,15 +262,15 @@ class ConvBn2d(nn.Module):
     def _unscaled(self, y: Tensor, batch_scale: Tensor) -> Tensor:
         """The convolution of the scaled weight, scaled back, plus its bias:
         what BatchNorm normalizes with batch statistics."""
-        y = y / batch_scale.reshape(1, -1, 1, 1)
+        y = y / self._per_channel(batch_scale, y)
         bias = self.bias
         if bias is not None:
-            y = y + bias.reshape(1, -1, 1, 1)
+            y = y + self._per_channel(bias, y)
         return y
 
     def _forward_batch_stats(self, x: Tensor) -> Tensor:
         scale = self._batch_scale(self._bn_scale())
-        y = self._conv(x, self.weight_fake_quant(self.weight * scale.reshape(-1, 1, 1, 1)), None)
+        y = self._conv(x, self.weight_fake_quant(self.weight * self._per_row(scale)), None)
         y = self._unscaled(y, scale)
         # nn.BatchNorm2d's training rule, running-statistics update included
         num_batches_tracked = self.bn.num_batches_tracked
@@ -281,7 +301,7 @@ class ConvBn2d(nn.Module):
         frozen = self.bn_frozen.bool()
         scale = self._bn_scale()
         batch_scale = self._batch_scale(scale)
-        weight = self.weight_fake_quant(self.weight * torch.where(frozen, scale, batch_scale).reshape(-1, 1, 1, 1))
+        weight = self.weight_fake_quant(self.weight * self._per_row(torch.where(frozen, scale, batch_scale)))
         folded = self._conv(x, weight, self._folded_bias(scale))  # one scale, as in eager: same gradient sums
         y = self._unscaled(self._conv(x, weight, None), batch_scale)
         running_mean, running_var = self.bn.running_mean.clone(), self.bn.running_var.clone()
@@ -377,6 +397,94 @@ class WeightQuantizedConv2d(nn.Module):
 
 class ConvBnReLU2d(ConvBn2d):
     """``ConvBn2d`` followed by a ReLU."""
+
+
+class LinearBn1d(ConvBn2d):
+    """``nn.Linear`` followed by ``nn.BatchNorm1d`` (MLPerf Tiny's
+    anomaly-detection autoencoder), trained as ``ConvBn2d`` is: the same
+    folding, batch-statistics rule, switches and ``freeze_bn_step``, with a
+    matrix product for the convolution. Inputs are (N, in_features)."""
+
+    _FLOAT_MODULE = nn.Linear
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False, eps: float = 1e-5,
+                 momentum: Optional[float] = 0.1, weight_fake_quant=None, freeze_bn_step: Optional[int] = None,
+                 device=None, dtype=None):
+        nn.Module.__init__(self)
+        linear = nn.Linear(in_features, out_features, bias=bias, device=device, dtype=dtype)
+        self.in_features = linear.in_features
+        self.out_features = linear.out_features
+        self._init_fold(linear, nn.BatchNorm1d(out_features, eps=eps, momentum=momentum, device=device, dtype=dtype),
+                        weight_fake_quant, freeze_bn_step)
+
+    @classmethod
+    def from_modules(cls, linear: nn.Linear, bn: nn.BatchNorm1d, relu=False, weight_fake_quant=None,
+                     freeze_bn_step: Optional[int] = None) -> "LinearBn1d":
+        """As ``ConvBn2d.from_modules``, for a float ``linear`` and ``bn``."""
+        if type(linear) is not nn.Linear:
+            raise TypeError(f"mcuq: expected an nn.Linear, but got {type(linear).__name__}")
+        if not isinstance(bn, nn.BatchNorm1d):
+            raise TypeError(f"mcuq: expected an nn.BatchNorm1d, but got {type(bn).__name__}")
+        if bn.num_features != linear.out_features:
+            raise ValueError(f"mcuq: the BatchNorm1d has {bn.num_features} features but the Linear "
+                             f"has {linear.out_features} outputs")
+        if not bn.track_running_stats or bn.running_mean is None or bn.running_var is None:
+            raise ValueError("mcuq: folding needs a BatchNorm1d with track_running_stats=True")
+        klass = LinearBnReLU1d if relu and not issubclass(cls, LinearBnReLU1d) else cls
+        w = linear.weight
+        module = klass(linear.in_features, linear.out_features, bias=linear.bias is not None, eps=bn.eps,
+                       momentum=bn.momentum, weight_fake_quant=weight_fake_quant, freeze_bn_step=freeze_bn_step,
+                       device=w.device, dtype=w.dtype)
+        module._copy_from(linear, bn)
+        return module
+
+    def _conv(self, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+        return F.linear(x, weight, bias)
+
+    def to_float(self) -> nn.Module:
+        """A float ``nn.Linear`` (with bias) holding the folded weight and bias."""
+        w = self.weight
+        linear = nn.Linear(self.in_features, self.out_features, bias=True, device=w.device, dtype=w.dtype)
+        with torch.no_grad():
+            w_fold, b_fold = self.folded_weight_and_bias()
+            linear.weight.copy_(w_fold)
+            linear.bias.copy_(b_fold)
+        module: nn.Module = nn.Sequential(linear, nn.ReLU()) if self.with_relu else linear
+        module.train(self.training)
+        return module
+
+    def to_frozen(self) -> nn.Module:
+        """For ``mcuq.freeze``: a linear layer with the BatchNorm folded for
+        good, its weight through a ``FixedFakeQuantize``."""
+        from .freeze import fixed_fake_quantize
+
+        float_module = self.to_float()
+        linear = float_module[0] if self.with_relu else float_module
+        quantizer = fixed_fake_quantize(self.weight_fake_quant, "weight_fake_quant")
+        return WeightQuantizedFoldedLinear(linear, quantizer, self.with_relu).eval()
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}"
+                f"{', bias=False' if self.bias is None else ''}, freeze_bn_step={self.freeze_bn_step}")
+
+
+class LinearBnReLU1d(LinearBn1d):
+    """``LinearBn1d`` followed by a ReLU."""
+
+
+class WeightQuantizedFoldedLinear(nn.Module):
+    """A frozen linear layer: ``linear`` with its weight fake-quantized by
+    fixed qparams, then an optional ReLU (what ``LinearBn1d.to_frozen`` returns)."""
+
+    def __init__(self, linear: nn.Linear, weight_fake_quant: nn.Module, relu: bool) -> None:
+        super().__init__()
+        self.linear = linear
+        self.weight_fake_quant = weight_fake_quant
+        self.with_relu = relu
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = F.linear(x, self.weight_fake_quant(self.linear.weight), self.linear.bias)
+        return F.relu(y) if self.with_relu else y
 
 
 def freeze_bn_stats(module: nn.Module) -> None:

@@ -4,7 +4,8 @@ float model, with torch.fx.
 Weights: Conv1d/Conv2d/Linear per output channel (axis 0), ConvTranspose2d
 per output channel (axis 1). Conv2d → BatchNorm2d (→ ReLU) becomes one
 ``mcuq.ConvBn2d`` / ``ConvBnReLU2d`` (QAT; BatchNorm folded into the weight)
-or, for PTQ, a convolution with the BatchNorm folded in.
+or, for PTQ, a convolution with the BatchNorm folded in; Linear →
+BatchNorm1d (→ ReLU) likewise one ``mcuq.LinearBn1d`` / ``LinearBnReLU1d``.
 
 Activations get a quantizer on each model input, after every conv/linear
 block (after its ReLU/ReLU6 when one follows), after residual adds and
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .conv_bn import ConvBn2d, WeightQuantizedConv2d
+from .conv_bn import ConvBn2d, LinearBn1d, WeightQuantizedConv2d
 from .presets import Preset
 
 # Layers whose weights are quantized, and the axis of their output channels.
@@ -137,18 +138,20 @@ def prepare(model: nn.Module, preset: Preset, qat: bool = True, freeze_bn_step: 
         fq.axis = fq.ch_axis = axis if spec.per_channel else 0
         return fq
 
-    # 1. Conv2d -> BatchNorm2d (-> ReLU): fused.
+    # 1. Conv2d -> BatchNorm2d and Linear -> BatchNorm1d (-> ReLU): fused.
+    folds = {nn.Conv2d: (nn.BatchNorm2d, ConvBn2d), nn.Linear: (nn.BatchNorm1d, LinearBn1d)}
     for node in list(graph.nodes):
-        if node.op != "call_module" or type(modules[node.target]) is not nn.Conv2d:
+        if node.op != "call_module" or type(modules[node.target]) not in folds:
             continue
+        bn_type, fused_type = folds[type(modules[node.target])]
         bn_node = _only_user(node)
-        if bn_node is None or bn_node.op != "call_module" or not isinstance(modules[bn_node.target], nn.BatchNorm2d):
+        if bn_node is None or bn_node.op != "call_module" or not isinstance(modules[bn_node.target], bn_type):
             continue
         relu_node = _only_user(bn_node)
         relu = relu_node is not None and _is_plain_relu(relu_node, modules)
         conv, bn = modules[node.target], modules[bn_node.target]
-        fused = ConvBn2d.from_modules(conv, bn, relu=relu, weight_fake_quant=weight_quantizer(0),
-                                      freeze_bn_step=freeze_bn_step)
+        fused = fused_type.from_modules(conv, bn, relu=relu, weight_fake_quant=weight_quantizer(0),
+                                        freeze_bn_step=freeze_bn_step)
         with torch.no_grad():  # size and initialize the weight quantizer from the folded weight
             fused.weight_fake_quant(fused.folded_weight_and_bias()[0])
         if not qat:
