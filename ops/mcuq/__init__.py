@@ -11,7 +11,8 @@ _library.load()
 
 from . import data, presets  # noqa: E402
 from .calibrate import calibrate  # noqa: E402
-from .conv_bn import ConvBn2d, ConvBnReLU2d, LinearBn1d, LinearBnReLU1d, freeze_bn_stats, update_bn_stats  # noqa: E402
+from .conv_bn import (ConvBn1d, ConvBn2d, ConvBnReLU1d, ConvBnReLU2d, LinearBn1d, LinearBnReLU1d,  # noqa: E402
+                      freeze_bn_stats, update_bn_stats)
 from .distributed import sync_observers  # noqa: E402
 from ._export import ExportedModel, export, runtime_dir  # noqa: E402
 from .freeze import FixedFakeQuantize, freeze  # noqa: E402
@@ -64,7 +65,9 @@ __all__ = [
     "calibrate",
     "freeze",
     "prepare",
+    "ConvBn1d",
     "ConvBn2d",
+    "ConvBnReLU1d",
     "LinearBn1d",
     "LinearBnReLU1d",
     "ConvBnReLU2d",

@@ -1,5 +1,5 @@
-"""Conv2d + BatchNorm2d (+ ReLU) and Linear + BatchNorm1d (+ ReLU) modules
-for quantization-aware training.
+"""Conv2d + BatchNorm2d, Conv1d + BatchNorm1d and Linear + BatchNorm1d (+ ReLU)
+modules for quantization-aware training.
 
 The weights a microcontroller runs are the convolution's weights with the
 BatchNorm folded in (DESIGN.md §1, "freeze: fold BatchNorm"), so QAT must
@@ -41,7 +41,8 @@ from torch import Tensor, nn
 
 from .observers import FakeQuantize
 
-__all__ = ["ConvBn2d", "ConvBnReLU2d", "LinearBn1d", "LinearBnReLU1d", "freeze_bn_stats", "update_bn_stats"]
+__all__ = ["ConvBn1d", "ConvBn2d", "ConvBnReLU1d", "ConvBnReLU2d", "LinearBn1d", "LinearBnReLU1d", "freeze_bn_stats",
+           "update_bn_stats"]
 
 
 @torch.jit.unused
@@ -125,7 +126,7 @@ class ConvBn2d(nn.Module):
             if freeze_bn_step < 0:
                 raise ValueError(f"mcuq: expected freeze_bn_step >= 0 or None, but got {freeze_bn_step}")
         self.freeze_bn_step = freeze_bn_step
-        self.with_relu = isinstance(self, (ConvBnReLU2d, LinearBnReLU1d))
+        self.with_relu = isinstance(self, (ConvBnReLU2d, ConvBnReLU1d, LinearBnReLU1d))
         self.register_buffer("num_steps", torch.zeros(1, dtype=torch.long, device=layer.weight.device))
         self.register_buffer("bn_frozen", torch.zeros(1, dtype=torch.uint8, device=layer.weight.device))
 
@@ -368,7 +369,7 @@ class ConvBn2d(nn.Module):
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
              f"stride={self.stride}, padding={self.padding}")
-        if self.dilation != (1, 1):
+        if any(d != 1 for d in self.dilation):
             s += f", dilation={self.dilation}"
         if self.groups != 1:
             s += f", groups={self.groups}"
@@ -397,6 +398,79 @@ class WeightQuantizedConv2d(nn.Module):
 
 class ConvBnReLU2d(ConvBn2d):
     """``ConvBn2d`` followed by a ReLU."""
+
+
+class ConvBn1d(ConvBn2d):
+    """``nn.Conv1d`` followed by ``nn.BatchNorm1d`` (audio and sensor time
+    series), trained as ``ConvBn2d`` is. Inputs are (N, C, L)."""
+
+    _FLOAT_MODULE = nn.Conv1d
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = False, padding_mode: str = "zeros", eps: float = 1e-5,
+                 momentum: Optional[float] = 0.1, weight_fake_quant=None, freeze_bn_step: Optional[int] = None,
+                 device=None, dtype=None):
+        nn.Module.__init__(self)
+        conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
+                         groups=groups, bias=bias, padding_mode=padding_mode, device=device, dtype=dtype)
+        self.in_channels = conv.in_channels
+        self.out_channels = conv.out_channels
+        self.kernel_size = conv.kernel_size
+        self.stride = conv.stride
+        self.padding = conv.padding
+        self.dilation = conv.dilation
+        self.groups = conv.groups
+        self.padding_mode = conv.padding_mode
+        self._reversed_padding_repeated_twice = conv._reversed_padding_repeated_twice
+        self._init_fold(conv, nn.BatchNorm1d(out_channels, eps=eps, momentum=momentum, device=device, dtype=dtype),
+                        weight_fake_quant, freeze_bn_step)
+
+    @classmethod
+    def from_modules(cls, conv: nn.Conv1d, bn: nn.BatchNorm1d, relu=False, weight_fake_quant=None,
+                     freeze_bn_step: Optional[int] = None) -> "ConvBn1d":
+        """As ``ConvBn2d.from_modules``, for a float ``conv`` (Conv1d) and ``bn``."""
+        if type(conv) is not nn.Conv1d:
+            raise TypeError(f"mcuq: expected an nn.Conv1d, but got {type(conv).__name__}")
+        if not isinstance(bn, nn.BatchNorm1d):
+            raise TypeError(f"mcuq: expected an nn.BatchNorm1d, but got {type(bn).__name__}")
+        if bn.num_features != conv.out_channels:
+            raise ValueError(f"mcuq: the BatchNorm1d has {bn.num_features} features but the Conv1d "
+                             f"has {conv.out_channels} output channels")
+        if not bn.track_running_stats or bn.running_mean is None or bn.running_var is None:
+            raise ValueError("mcuq: folding needs a BatchNorm1d with track_running_stats=True")
+        klass = ConvBnReLU1d if relu and not issubclass(cls, ConvBnReLU1d) else cls
+        w = conv.weight
+        module = klass(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                       padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
+                       bias=conv.bias is not None, padding_mode=conv.padding_mode, eps=bn.eps,
+                       momentum=bn.momentum, weight_fake_quant=weight_fake_quant,
+                       freeze_bn_step=freeze_bn_step, device=w.device, dtype=w.dtype)
+        module._copy_from(conv, bn)
+        return module
+
+    def _conv(self, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+        if self.padding_mode != "zeros":
+            return F.conv1d(F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode),
+                            weight, bias, self.stride, (0,), self.dilation, self.groups)
+        return F.conv1d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def to_float(self) -> nn.Module:
+        """A float ``nn.Conv1d`` (with bias) holding the folded weight and bias."""
+        w = self.weight
+        conv = nn.Conv1d(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
+                         padding=self.padding, dilation=self.dilation, groups=self.groups, bias=True,
+                         padding_mode=self.padding_mode, device=w.device, dtype=w.dtype)
+        with torch.no_grad():
+            w_fold, b_fold = self.folded_weight_and_bias()
+            conv.weight.copy_(w_fold)
+            conv.bias.copy_(b_fold)
+        module: nn.Module = nn.Sequential(conv, nn.ReLU()) if self.with_relu else conv
+        module.train(self.training)
+        return module
+
+
+class ConvBnReLU1d(ConvBn1d):
+    """``ConvBn1d`` followed by a ReLU."""
 
 
 class LinearBn1d(ConvBn2d):

@@ -5,7 +5,8 @@ Weights: Conv1d/Conv2d/Linear per output channel (axis 0), ConvTranspose2d
 per output channel (axis 1). Conv2d → BatchNorm2d (→ ReLU) becomes one
 ``mcuq.ConvBn2d`` / ``ConvBnReLU2d`` (QAT; BatchNorm folded into the weight)
 or, for PTQ, a convolution with the BatchNorm folded in; Linear →
-BatchNorm1d (→ ReLU) likewise one ``mcuq.LinearBn1d`` / ``LinearBnReLU1d``.
+BatchNorm1d (→ ReLU) likewise one ``mcuq.LinearBn1d`` / ``LinearBnReLU1d``,
+Conv1d → BatchNorm1d one ``mcuq.ConvBn1d`` / ``ConvBnReLU1d``.
 
 Activations get a quantizer on each model input, after every conv/linear
 block (after its ReLU/ReLU6 when one follows), after residual adds and
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .conv_bn import ConvBn2d, LinearBn1d, WeightQuantizedConv2d
+from .conv_bn import ConvBn1d, ConvBn2d, LinearBn1d, WeightQuantizedConv2d
 from .presets import Preset
 
 # Layers whose weights are quantized, and the axis of their output channels.
@@ -101,6 +102,13 @@ def _is_plain_relu(node: fx.Node, modules: Dict[str, nn.Module]) -> bool:
     return node.op == "call_method" and node.target in ("relu", "relu_")
 
 
+def _is_identity(node: fx.Node, modules: Dict[str, nn.Module]) -> bool:
+    """nn.Identity or dropout: nothing at inference."""
+    if node.op == "call_module":
+        return isinstance(modules[node.target], (nn.Identity, nn.Dropout))
+    return node.op == "call_function" and node.target is F.dropout
+
+
 def _only_user(node: fx.Node) -> Optional[fx.Node]:
     users = list(node.users)
     return users[0] if len(users) == 1 else None
@@ -138,8 +146,9 @@ def prepare(model: nn.Module, preset: Preset, qat: bool = True, freeze_bn_step: 
         fq.axis = fq.ch_axis = axis if spec.per_channel else 0
         return fq
 
-    # 1. Conv2d -> BatchNorm2d and Linear -> BatchNorm1d (-> ReLU): fused.
-    folds = {nn.Conv2d: (nn.BatchNorm2d, ConvBn2d), nn.Linear: (nn.BatchNorm1d, LinearBn1d)}
+    # 1. Conv2d -> BatchNorm2d, Conv1d and Linear -> BatchNorm1d (-> ReLU): fused.
+    folds = {nn.Conv2d: (nn.BatchNorm2d, ConvBn2d), nn.Conv1d: (nn.BatchNorm1d, ConvBn1d),
+             nn.Linear: (nn.BatchNorm1d, LinearBn1d)}
     for node in list(graph.nodes):
         if node.op != "call_module" or type(modules[node.target]) not in folds:
             continue
@@ -171,6 +180,8 @@ def prepare(model: nn.Module, preset: Preset, qat: bool = True, freeze_bn_step: 
         nonlocal counter
         target = node
         follower = _only_user(node)
+        while follower is not None and _is_identity(follower, modules):  # nn.Identity, dropout: look past
+            follower = _only_user(follower)
         if fuse_relu and follower is not None and _is_relu(follower, modules):
             target = follower  # the ReLU is fused into the block (a clamp on the MCU)
         name = f"activation_quantizer_{counter}"
@@ -180,6 +191,17 @@ def prepare(model: nn.Module, preset: Preset, qat: bool = True, freeze_bn_step: 
             quantized = graph.call_module(name, (target,))
         target.replace_all_uses_with(quantized)
         quantized.args = (target,)
+
+    def clamp_after_quantizer(node: fx.Node) -> None:
+        """A ReLU6 or hardtanh not fused into the layer before (its input
+        already quantized: after the model input, an add, a lookup table):
+        its bounds need not lie on the input's grid of levels, so the value
+        is quantized again after it, as the integer graph must. max(x, 0)
+        keeps every level exact and needs nothing."""
+        fused = any(user.op == "call_module" and str(user.target).startswith("activation_quantizer_")
+                    for user in node.users)
+        if not fused and not _is_plain_relu(node, modules):
+            quantize_after(node, fuse_relu=False)
 
     for node in list(graph.nodes):
         if node.op == "placeholder":
@@ -198,7 +220,9 @@ def prepare(model: nn.Module, preset: Preset, qat: bool = True, freeze_bn_step: 
                 quantize_after(node)
             elif isinstance(module, _ACTIVATION_MODULES):
                 quantize_after(node)
-            elif isinstance(module, _RELUS_MODULES + _PASS_MODULES) or node.target.startswith("activation_quantizer_"):
+            elif isinstance(module, _RELUS_MODULES):
+                clamp_after_quantizer(node)
+            elif isinstance(module, _PASS_MODULES) or node.target.startswith("activation_quantizer_"):
                 pass
             else:
                 raise ValueError(f"mcuq.prepare: unsupported layer {_layer_name(node)} "
@@ -206,7 +230,9 @@ def prepare(model: nn.Module, preset: Preset, qat: bool = True, freeze_bn_step: 
         elif node.op == "call_function":
             if node.target in _JOIN_FUNCTIONS or node.target in _ACTIVATION_FUNCTIONS:
                 quantize_after(node)
-            elif node.target in _RELUS_FUNCTIONS or node.target in _PASS_FUNCTIONS:
+            elif node.target in _RELUS_FUNCTIONS:
+                clamp_after_quantizer(node)
+            elif node.target in _PASS_FUNCTIONS:
                 pass
             else:
                 raise ValueError(f"mcuq.prepare: unsupported operation {_layer_name(node)}")

@@ -14,6 +14,7 @@ Used by tests/python/test_fuzz_export.py (a fixed-seed set in the suite) and
 scripts/fuzz_export.py (long campaigns).
 """
 
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,24 @@ class Concat(nn.Module):
 
     def forward(self, x):
         return torch.cat([self.a(x), self.b(x)], 1)
+
+
+class GlobalMean(nn.Module):
+    """x.mean over H and W: global average pooling as many models write it."""
+
+    def forward(self, x):
+        return x.mean((2, 3))
+
+
+def _batch_norm(features: int, rng: random.Random) -> nn.Module:
+    """A BatchNorm1d with statistics and affine parameters that are not the defaults."""
+    bn = nn.BatchNorm1d(features)
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.2, 3)
+        bn.weight.uniform_(-2, 2)
+        bn.bias.uniform_(-1, 1)
+    return bn if rng.random() < 0.8 else nn.Identity()
 
 
 @dataclass
@@ -103,12 +122,35 @@ def random_case(seed: int) -> Case:
     torch.manual_seed(seed)
     preset = rng.choice(PRESETS)
     scale = 10.0 ** rng.uniform(-3, 3)
-    if rng.random() < 0.2:  # a multilayer perceptron
+    roll = rng.random()
+    if roll < 0.1:  # 1-d convolutions (audio, sensors), BatchNorm1d folded in
+        channels, length = rng.randint(1, 6), rng.randint(1, 40)
+        shape = [1, channels, length]
+        layers = []
+        for _ in range(rng.randint(1, 3)):
+            k, stride, dilation = rng.choice([1, 3, 5]), rng.choice([1, 1, 2]), rng.choice([1, 1, 2])
+            pad = rng.randint(0, k // 2)
+            span = dilation * (k - 1) + 1
+            if length + 2 * pad < span:
+                continue
+            depthwise = rng.random() < 0.3
+            out_c = channels if depthwise else rng.randint(1, 8)
+            layers += [nn.Conv1d(channels, out_c, k, stride=stride, padding=pad, dilation=dilation,
+                                 groups=channels if depthwise else 1), _batch_norm(out_c, rng)] + _activation(rng)
+            channels, length = out_c, (length + 2 * pad - span) // stride + 1
+        layers += [nn.Flatten(), nn.Linear(channels * length, rng.randint(1, 6))]
+        model = nn.Sequential(*layers)
+        adversarial = rng.random() < 0.3
+        return Case(seed, model.eval(), preset, shape, scale,
+                    f"conv1d {len(layers)} layers, {preset}{', adversarial qparams' if adversarial else ''}",
+                    adversarial)
+    if roll < 0.3:  # a multilayer perceptron, BatchNorm1d after some hidden layers
         features = features_in = rng.randint(1, 64)
         layers: List[nn.Module] = []
         for _ in range(rng.randint(1, 3)):
             out = rng.randint(1, 40)
-            layers += [nn.Linear(features, out)] + _activation(rng)
+            layers += [nn.Linear(features, out)] + ([_batch_norm(out, rng)] if rng.random() < 0.4 else [])
+            layers += _activation(rng)
             features = out
         model = nn.Sequential(*layers)
         adversarial = rng.random() < 0.3
@@ -144,8 +186,12 @@ def random_case(seed: int) -> Case:
             b = nn.Sequential(nn.Conv2d(channels, rng.randint(1, 4), 3, padding=1), nn.ReLU())
             layers.append(Concat(a, b))
             channels = a.out_channels + b[0].out_channels
-    if rng.random() < 0.5:
+    ending = rng.random()
+    if ending < 0.35:
         layers += [nn.Flatten(), nn.Linear(channels * size[0] * size[1], rng.randint(1, 10))]
+    elif ending < 0.55:  # global average pooling, then a classifier
+        layers += [GlobalMean() if rng.random() < 0.5 else nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+                   nn.Linear(channels, rng.randint(1, 10))]
     model = nn.Sequential(*layers).eval()
     adversarial = rng.random() < 0.3
     return Case(seed, model, preset, shape, scale, f"cnn {len(layers)} layers, {preset}, input {shape}"
@@ -256,21 +302,32 @@ def _layer_by_layer_agreement(frozen: nn.Module, exported, x: torch.Tensor) -> L
         return forward
 
     def pool_hook(module, inputs, output):
-        # Average pooling keeps its input's qparams; find that tensor's level grid.
+        # Average pooling keeps its input's qparams; find that tensor's level
+        # grid (a global mean's output may be flat: [N, C] for [C, 1, 1]).
         for j in range(cursor[0], len(infos)):
-            if infos[j]["kind"] == "avg_pool2d" and list(output.shape[1:]) == list(infos[j]["shape"]):
+            shape = infos[j]["shape"]
+            if infos[j]["kind"] == "avg_pool2d" and output[0].numel() == math.prod(shape):
                 cursor[0] = j + 1
-                return compare(j, output)
+                return compare(j, output.reshape(-1, *shape)).reshape(output.shape)
         return output
 
     def weighted_hook(module, inputs):
         weighted.append(module)
+        # A global mean traced into the graph (x.mean((2, 3))) has no module
+        # to hook: its rounding is checked where its output enters a layer.
+        x, j = inputs[0], cursor[0]
+        while j < len(infos) and infos[j]["kind"] in ("max_pool2d", "reshape"):  # no rounding there
+            j += 1
+        if j < len(infos) and infos[j]["kind"] == "avg_pool2d" and x[0].numel() == math.prod(infos[j]["shape"]):
+            cursor[0] = j + 1
+            return (compare(j, x.reshape(-1, *infos[j]["shape"])).reshape(x.shape),)
+        return None
 
     handles = []
     for n, m in frozen.named_modules():
         if isinstance(m, mcuq.FixedFakeQuantize) and not n.endswith("weight_fake_quant"):
             handles.append(m.register_forward_hook(quantizer_hook(n)))
-        elif isinstance(m, nn.AvgPool2d):
+        elif isinstance(m, (nn.AvgPool2d, nn.AdaptiveAvgPool2d, GlobalMean)):
             handles.append(m.register_forward_hook(pool_hook))
         elif hasattr(m, "weight_fake_quant"):
             handles.append(m.register_forward_pre_hook(weighted_hook))

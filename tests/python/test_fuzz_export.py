@@ -66,3 +66,19 @@ def test_int16_table_of_a_steep_activation_keeps_its_shape(activation, tmp_path)
     model = nn.Sequential(nn.Linear(6, 5), activation).eval()
     outcome = check_case(Case(10063, model, "int16x8", [1, 6], 300.0, "minimized from seed 10063"), tmp_path)
     assert outcome.status == "ok" and outcome.lut16_worst <= 3, outcome
+
+
+@pytest.mark.parametrize("model,shape", [
+    (nn.Sequential(nn.Linear(8, 3), nn.Identity(), nn.Hardtanh(-1.0, 2.0), nn.Linear(3, 6)), [1, 8]),
+    (nn.Sequential(nn.Hardtanh(-1.3, 2.7), nn.Conv2d(2, 3, 3), nn.Dropout(), nn.ReLU6(), nn.Flatten(), nn.Linear(12, 4)),
+     [1, 2, 4, 4])], ids=["identity_then_hardtanh", "hardtanh_on_the_input"])
+def test_a_clamp_off_the_grid_is_quantized_again(model, shape, tmp_path):
+    """Seed 400010: Linear -> Identity -> Hardtanh(-1, 2) -> Linear. The
+    Identity hid the clamp from the fusion, so it ran on an already
+    quantized tensor without a quantizer after it: the fake-quant model fed
+    the next layer -1.0, which the tensor's grid (scale 2) cannot hold, and
+    the integer graph was 42 levels off it there. A clamp is now fused past
+    Identity and dropout, and one that cannot be fused (on the model's
+    input, say) gets its own quantizer."""
+    outcome = check_case(Case(400010, model.eval(), "int8", shape, 8.0, "minimized from seed 400010"), tmp_path)
+    assert outcome.status == "ok" and outcome.worst <= 1, outcome

@@ -313,10 +313,12 @@ std::string emit_source(const Graph& g, const ArenaPlan& arena, const std::strin
                             weighted_suffix, in.numel(), out.numel(), pointer(l.inputs[0], false), sym, sym,
                             out_at(l.output, 0));
       } else {
-        const int64_t oh = out.shape[1], ow = out.shape[2];
+        // [C, L] (a Conv1d's) is [C, 1, L].
+        const int64_t ih = in.shape.size() == 2 ? 1 : in.shape[1], iw = in.shape.back();
+        const int64_t oh = out.shape.size() == 2 ? 1 : out.shape[1], ow = out.shape.back();
         body += fmt::format(
             "    const mcuq_conv2d_params params = {{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}}};\n",
-            in.shape[0], in.shape[1], in.shape[2], out.shape[0], oh, ow, l.k_h, l.k_w, l.stride_h, l.stride_w, l.pad_h,
+            in.shape[0], ih, iw, out.shape[0], oh, ow, l.k_h, l.k_w, l.stride_h, l.stride_w, l.pad_h,
             l.pad_w, l.dilation_h, l.dilation_w, l.groups, c_int(in.zero_point));
         if (arena.scratch[i] >= 0) {
           body += fmt::format(
@@ -330,8 +332,15 @@ std::string emit_source(const Graph& g, const ArenaPlan& arena, const std::strin
         }
       }
     } else if (l.kind == LayerKind::kMaxPool2d || l.kind == LayerKind::kAvgPool2d) {
-      const TensorInfo& pooled = g.tensors[l.output];  // its size says floor or ceil mode
-      const int64_t oh = pooled.shape[1], ow = pooled.shape[2];
+      // PyTorch's pooled size (the output tensor may be flattened: mean over H and W).
+      const auto pooled = [&](int64_t size, int64_t k, int64_t stride, int64_t pad) {
+        const int64_t span = size + 2 * pad - k;
+        int64_t out = (l.ceil_mode ? (span + stride - 1) / stride : span / stride) + 1;
+        if (l.ceil_mode && (out - 1) * stride >= size + pad) --out;
+        return out;
+      };
+      const int64_t oh = pooled(in.shape[1], l.k_h, l.stride_h, l.pad_h);
+      const int64_t ow = pooled(in.shape[2], l.k_w, l.stride_w, l.pad_w);
       body += fmt::format(
           "    const mcuq_pool2d_params params = {{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}}};\n",
           in.shape[0], in.shape[1], in.shape[2], oh, ow, l.k_h, l.k_w, l.stride_h, l.stride_w, l.pad_h, l.pad_w,

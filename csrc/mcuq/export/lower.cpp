@@ -17,6 +17,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <tuple>
 #include <cmath>
 #include <deque>
 #include <limits>
@@ -564,21 +565,23 @@ void Lowerer::Impl::lower_weighted(const Op* n, const std::vector<c10::IValue>& 
     }
   } else {
     const bool convolution = n->kind == sym("aten::_convolution");
-    if (w.weight->levels.dim() != 4) fail(n, "only 2-d convolutions are supported");
+    const int64_t dims = w.weight->levels.dim() - 2;  // 1: Conv1d, run as a 1 x L Conv2d
+    if (dims != 1 && dims != 2) fail(n, "only 1-d and 2-d convolutions are supported");
     if (convolution && in[6].toBool()) fail(n, "transposed convolutions are not supported");
     if (in[4].isString()) fail(n, "string padding ('same'/'valid') is not supported; use integers");
     const auto stride = in[3].toIntVector(), padding = in[4].toIntVector(), dilation = in[5].toIntVector();
     const int64_t groups = convolution ? in[8].toInt() : in[6].toInt();
+    // The height's entries of a 1-d convolution: one row, stride 1, no padding.
+    const auto hw = [&](const std::vector<int64_t>& v, int64_t height) {
+      return std::make_pair(static_cast<int32_t>(dims == 1 ? height : v.at(0)), static_cast<int32_t>(v.back()));
+    };
     Layer& g = p->geometry;
-    g.stride_h = static_cast<int32_t>(stride[0]);
-    g.stride_w = static_cast<int32_t>(stride[1]);
-    g.pad_h = static_cast<int32_t>(padding[0]);
-    g.pad_w = static_cast<int32_t>(padding[1]);
-    g.dilation_h = static_cast<int32_t>(dilation[0]);
-    g.dilation_w = static_cast<int32_t>(dilation[1]);
+    std::tie(g.stride_h, g.stride_w) = hw(stride, 1);
+    std::tie(g.pad_h, g.pad_w) = hw(padding, 0);
+    std::tie(g.dilation_h, g.dilation_w) = hw(dilation, 1);
     g.groups = static_cast<int32_t>(groups);
-    g.k_h = static_cast<int32_t>(w.weight->levels.size(2));
-    g.k_w = static_cast<int32_t>(w.weight->levels.size(3));
+    g.k_h = dims == 1 ? 1 : static_cast<int32_t>(w.weight->levels.size(2));
+    g.k_w = static_cast<int32_t>(w.weight->levels.size(dims + 1));
     const int64_t in_c = graph_.tensors[input].shape.at(0), out_c = w.weight->levels.size(0);
     p->kind = groups > 1 && groups == in_c && out_c % in_c == 0 ? LayerKind::kDepthwiseConv2d : LayerKind::kConv2d;
   }
@@ -706,7 +709,8 @@ void Lowerer::Impl::node(const Op* n) {
     at(n->outputs[0]) = at(n->inputs[0]);
     return;
   }
-  if (k == sym("aten::_convolution") || k == sym("aten::conv2d") || k == sym("aten::linear")) {
+  if (k == sym("aten::_convolution") || k == sym("aten::conv2d") || k == sym("aten::conv1d") ||
+      k == sym("aten::linear")) {
     lower_weighted(n, in);
     return;
   }

@@ -70,8 +70,10 @@ at::Tensor weighted(const Graph& g, const Layer& l, const at::Tensor& x) {
     acc = at::linear(shifted.reshape({x.size(0), -1}), w.reshape({out_c, -1}));
   } else {
     w = w.reshape({out_c, -1, l.k_h, l.k_w});
-    acc = at::conv2d(shifted, w, {}, {l.stride_h, l.stride_w}, {l.pad_h, l.pad_w}, {l.dilation_h, l.dilation_w},
-                     l.groups);
+    const bool one_d = shifted.dim() == 3;  // a Conv1d's [N, C, L]: [N, C, 1, L]
+    acc = at::conv2d(one_d ? shifted.unsqueeze(2) : shifted, w, {}, {l.stride_h, l.stride_w}, {l.pad_h, l.pad_w},
+                     {l.dilation_h, l.dilation_w}, l.groups);
+    if (one_d) acc = acc.squeeze(2);
   }
   std::vector<int64_t> bias_shape(acc.dim(), 1);
   bias_shape[1] = out_c;
