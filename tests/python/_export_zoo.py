@@ -104,6 +104,41 @@ class FashionCnn(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
+class SensorConv1d(nn.Module):
+    """A time-series classifier (audio, sensors): Conv1d-BatchNorm1d-ReLU, a
+    depthwise Conv1d-BatchNorm1d-ReLU6, then Linear-BatchNorm1d-ReLU and a
+    linear head (MLPerf Tiny's autoencoder pattern)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn1 = nn.Conv1d(3, 8, 5, stride=2, padding=2), nn.BatchNorm1d(8)
+        self.dw, self.bn2 = nn.Conv1d(8, 8, 3, padding=1, groups=8), nn.BatchNorm1d(8)
+        self.fc1, self.bn3 = nn.Linear(8 * 16, 12), nn.BatchNorm1d(12)
+        self.fc2 = nn.Linear(12, 4)
+
+    def forward(self, x):
+        x = torch.relu(self.bn1(self.conv(x)))
+        x = nn.functional.relu6(self.bn2(self.dw(x)))
+        x = torch.relu(self.bn3(self.fc1(torch.flatten(x, 1))))
+        return self.fc2(x)
+
+
+class CeilPoolCnn(nn.Module):
+    """SqueezeNet's pooling: ceil-mode max and average pools whose last
+    windows overhang the input."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.pool1 = nn.Conv2d(1, 6, 3), nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv2, self.pool2 = nn.Conv2d(6, 8, 1), nn.AvgPool2d(2, 2, ceil_mode=True)
+        self.fc = nn.Linear(8 * 3 * 3, 10)
+
+    def forward(self, x):
+        x = self.pool1(torch.relu(self.conv1(x)))  # 10x10 -> 5x5 (floor mode: 4x4)
+        x = self.pool2(torch.relu(self.conv2(x)))  # 5x5 -> 3x3 (floor mode: 2x2)
+        return self.fc(torch.flatten(x, 1))
+
+
 @dataclass
 class ZooModel:
     name: str
@@ -130,6 +165,9 @@ ZOO = [
     ZooModel("lut_mlp", LutMlp, "int8", [1, 32]),
     ZooModel("lut_mlp_16x8", LutMlp, "int16x8", [1, 32]),
     ZooModel("fashion_cnn", FashionCnn, "int8", [1, 1, 28, 28]),
+    ZooModel("conv1d_bn", SensorConv1d, "int8", [1, 3, 32]),
+    ZooModel("conv1d_bn_16x8", SensorConv1d, "int16x8", [1, 3, 32]),
+    ZooModel("ceil_pool_cnn", CeilPoolCnn, "int8", [1, 1, 12, 12]),
 ]
 
 
@@ -138,7 +176,7 @@ def frozen(model: ZooModel, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     float_model = model.make().eval()
     for module in float_model.modules():  # non-trivial BatchNorm statistics
-        if isinstance(module, nn.BatchNorm2d):
+        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
             module.running_mean.uniform_(-0.5, 0.5)
             module.running_var.uniform_(0.5, 2.0)
             module.weight.data.uniform_(0.5, 1.5)

@@ -29,6 +29,8 @@ CASES = [
     ("rv32", "fashion_cnn"), ("rv32", "depthwise_cnn_16x8"),
     ("cortex-m4", "lut_mlp_16x8"), ("atmega328p", "lut_mlp_16x8"),
     ("cortex-m0", "depthwise_cnn_w4a8"), ("atmega328p", "mlp_w4a8"),
+    ("cortex-m4", "conv1d_bn"), ("atmega328p", "conv1d_bn"), ("cortex-m0", "conv1d_bn_16x8"),
+    ("cortex-m4", "ceil_pool_cnn"), ("atmega328p", "ceil_pool_cnn"),
 ]
 
 
