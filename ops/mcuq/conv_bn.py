@@ -72,6 +72,19 @@ def _make_weight_fake_quant(weight_fake_quant) -> nn.Module:
                     f"but got {type(weight_fake_quant).__name__}")
 
 
+def _check_fold_pair(layer: nn.Module, bn: nn.Module, layer_type: type, bn_type: type, outputs: str) -> None:
+    """``from_modules``' checks: the types, matching channels, running statistics."""
+    if type(layer) is not layer_type:
+        raise TypeError(f"mcuq: expected an nn.{layer_type.__name__}, but got {type(layer).__name__}")
+    if not isinstance(bn, bn_type):
+        raise TypeError(f"mcuq: expected an nn.{bn_type.__name__}, but got {type(bn).__name__}")
+    if bn.num_features != layer.weight.shape[0]:
+        raise ValueError(f"mcuq: the {bn_type.__name__} has {bn.num_features} features but the "
+                         f"{layer_type.__name__} has {layer.weight.shape[0]} {outputs}")
+    if not bn.track_running_stats or bn.running_mean is None or bn.running_var is None:
+        raise ValueError(f"mcuq: folding needs a {bn_type.__name__} with track_running_stats=True")
+
+
 class ConvBn2d(nn.Module):
     """``nn.Conv2d`` followed by ``nn.BatchNorm2d``, trained with the folded
     weight fake-quantized by ``weight_fake_quant`` (default: per output
@@ -99,6 +112,12 @@ class ConvBn2d(nn.Module):
         conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
                          dilation=dilation, groups=groups, bias=bias, padding_mode=padding_mode,
                          device=device, dtype=dtype)
+        self._take_geometry(conv)
+        self._init_fold(conv, nn.BatchNorm2d(out_channels, eps=eps, momentum=momentum, device=device, dtype=dtype),
+                        weight_fake_quant, freeze_bn_step)
+
+    def _take_geometry(self, conv: nn.Module) -> None:
+        """The convolution's (normalized) shape arguments."""
         self.in_channels = conv.in_channels
         self.out_channels = conv.out_channels
         self.kernel_size = conv.kernel_size
@@ -108,8 +127,6 @@ class ConvBn2d(nn.Module):
         self.groups = conv.groups
         self.padding_mode = conv.padding_mode
         self._reversed_padding_repeated_twice = conv._reversed_padding_repeated_twice
-        self._init_fold(conv, nn.BatchNorm2d(out_channels, eps=eps, momentum=momentum, device=device, dtype=dtype),
-                        weight_fake_quant, freeze_bn_step)
 
     def _init_fold(self, layer: nn.Module, bn: nn.Module, weight_fake_quant, freeze_bn_step: Optional[int]) -> None:
         """What every layer + BatchNorm module holds: the layer's weight and
@@ -138,15 +155,7 @@ class ConvBn2d(nn.Module):
         """A new module with copies of the parameters and buffers of a float
         ``conv`` and ``bn`` (``relu`` true, or called on ``ConvBnReLU2d``: the
         ReLU variant). It takes ``conv``'s training mode."""
-        if type(conv) is not nn.Conv2d:
-            raise TypeError(f"mcuq: expected an nn.Conv2d, but got {type(conv).__name__}")
-        if not isinstance(bn, nn.BatchNorm2d):
-            raise TypeError(f"mcuq: expected an nn.BatchNorm2d, but got {type(bn).__name__}")
-        if bn.num_features != conv.out_channels:
-            raise ValueError(f"mcuq: the BatchNorm2d has {bn.num_features} features but the Conv2d "
-                             f"has {conv.out_channels} output channels")
-        if not bn.track_running_stats or bn.running_mean is None or bn.running_var is None:
-            raise ValueError("mcuq: folding needs a BatchNorm2d with track_running_stats=True")
+        _check_fold_pair(conv, bn, nn.Conv2d, nn.BatchNorm2d, "output channels")
         klass = cls
         if relu and not issubclass(cls, ConvBnReLU2d):
             klass = ConvBnReLU2d
@@ -413,15 +422,7 @@ class ConvBn1d(ConvBn2d):
         nn.Module.__init__(self)
         conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
                          groups=groups, bias=bias, padding_mode=padding_mode, device=device, dtype=dtype)
-        self.in_channels = conv.in_channels
-        self.out_channels = conv.out_channels
-        self.kernel_size = conv.kernel_size
-        self.stride = conv.stride
-        self.padding = conv.padding
-        self.dilation = conv.dilation
-        self.groups = conv.groups
-        self.padding_mode = conv.padding_mode
-        self._reversed_padding_repeated_twice = conv._reversed_padding_repeated_twice
+        self._take_geometry(conv)
         self._init_fold(conv, nn.BatchNorm1d(out_channels, eps=eps, momentum=momentum, device=device, dtype=dtype),
                         weight_fake_quant, freeze_bn_step)
 
@@ -429,15 +430,7 @@ class ConvBn1d(ConvBn2d):
     def from_modules(cls, conv: nn.Conv1d, bn: nn.BatchNorm1d, relu=False, weight_fake_quant=None,
                      freeze_bn_step: Optional[int] = None) -> "ConvBn1d":
         """As ``ConvBn2d.from_modules``, for a float ``conv`` (Conv1d) and ``bn``."""
-        if type(conv) is not nn.Conv1d:
-            raise TypeError(f"mcuq: expected an nn.Conv1d, but got {type(conv).__name__}")
-        if not isinstance(bn, nn.BatchNorm1d):
-            raise TypeError(f"mcuq: expected an nn.BatchNorm1d, but got {type(bn).__name__}")
-        if bn.num_features != conv.out_channels:
-            raise ValueError(f"mcuq: the BatchNorm1d has {bn.num_features} features but the Conv1d "
-                             f"has {conv.out_channels} output channels")
-        if not bn.track_running_stats or bn.running_mean is None or bn.running_var is None:
-            raise ValueError("mcuq: folding needs a BatchNorm1d with track_running_stats=True")
+        _check_fold_pair(conv, bn, nn.Conv1d, nn.BatchNorm1d, "output channels")
         klass = ConvBnReLU1d if relu and not issubclass(cls, ConvBnReLU1d) else cls
         w = conv.weight
         module = klass(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
@@ -495,15 +488,7 @@ class LinearBn1d(ConvBn2d):
     def from_modules(cls, linear: nn.Linear, bn: nn.BatchNorm1d, relu=False, weight_fake_quant=None,
                      freeze_bn_step: Optional[int] = None) -> "LinearBn1d":
         """As ``ConvBn2d.from_modules``, for a float ``linear`` and ``bn``."""
-        if type(linear) is not nn.Linear:
-            raise TypeError(f"mcuq: expected an nn.Linear, but got {type(linear).__name__}")
-        if not isinstance(bn, nn.BatchNorm1d):
-            raise TypeError(f"mcuq: expected an nn.BatchNorm1d, but got {type(bn).__name__}")
-        if bn.num_features != linear.out_features:
-            raise ValueError(f"mcuq: the BatchNorm1d has {bn.num_features} features but the Linear "
-                             f"has {linear.out_features} outputs")
-        if not bn.track_running_stats or bn.running_mean is None or bn.running_var is None:
-            raise ValueError("mcuq: folding needs a BatchNorm1d with track_running_stats=True")
+        _check_fold_pair(linear, bn, nn.Linear, nn.BatchNorm1d, "outputs")
         klass = LinearBnReLU1d if relu and not issubclass(cls, LinearBnReLU1d) else cls
         w = linear.weight
         module = klass(linear.in_features, linear.out_features, bias=linear.bias is not None, eps=bn.eps,

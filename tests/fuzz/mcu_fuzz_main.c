@@ -25,17 +25,6 @@ void mcuq_fuzz_fail(const char *message) {
   platform_exit(1);
 }
 
-static void put_u32(uint32_t v) {
-  char text[11];
-  int i = 10;
-  text[i] = '\0';
-  do {
-    text[--i] = (char)('0' + v % 10u);
-    v /= 10u;
-  } while (v != 0u);
-  platform_puts(&text[i]);
-}
-
 int main(void) {
   long calls;
   platform_init();
@@ -45,9 +34,9 @@ int main(void) {
   platform_puts("fuzz_kernels ");
   platform_puts(mcuq_fuzz_family());
   platform_puts(": ");
-  put_u32(MCUQ_FUZZ_INPUTS);
+  platform_put_u32(MCUQ_FUZZ_INPUTS);
   platform_puts(" inputs, ");
-  put_u32((uint32_t)calls);
+  platform_put_u32((uint32_t)calls);
   platform_puts(" kernel calls compared, 0 failed\n");
   platform_exit(0);
   return 0;

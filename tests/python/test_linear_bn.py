@@ -149,6 +149,19 @@ def test_from_modules_checks():
         ConvBn1d.from_modules(nn.Conv1d(3, 7, 1), nn.BatchNorm1d(8))
 
 
+def _check_export(frozen, exported, x, tmp_path):
+    """Within two levels of the fake-quant model at the output (three
+    layers: one level each way, plus rounding carried through), and the C
+    (clang, ASan + UBSan) equal to the integer reference."""
+    with torch.no_grad():
+        fake = frozen(x)
+    assert (exported(x) - fake).abs().max() <= 2.01 * exported.output_qparams["scale"]
+    exported.write(tmp_path, "net")
+    exe = mcuq.host.compile_model(tmp_path, "net", compiler="clang", sanitize=True)
+    levels = exported.quantize_input(x)
+    assert torch.equal(mcuq.host.run_model(exe, levels, exported), exported.integer_reference(levels))
+
+
 def _autoencoder_block():
     return nn.Sequential(nn.Linear(20, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 8), nn.BatchNorm1d(8),
                          nn.ReLU(), nn.Linear(8, 20))
@@ -182,14 +195,7 @@ def test_linear_batchnorm_models_fold_and_export_bit_exact(qat, tmp_path):
     frozen = mcuq.freeze(prepared)
     exported = mcuq.export(frozen, [1, 20])
     assert [layer["kind"] for layer in exported.report()["layers"]] == ["fully_connected"] * 3
-    x = torch.randn(32, 20)
-    with torch.no_grad():
-        fake = frozen(x)
-    assert (exported(x) - fake).abs().max() <= 2.01 * exported.output_qparams["scale"]
-    exported.write(tmp_path, "net")
-    exe = mcuq.host.compile_model(tmp_path, "net", compiler="clang", sanitize=True)
-    levels = exported.quantize_input(x)
-    assert torch.equal(mcuq.host.run_model(exe, levels, exported), exported.integer_reference(levels))
+    _check_export(frozen, exported, torch.randn(32, 20), tmp_path)
 
 
 def test_batchnorm1d_alone_is_still_refused():
@@ -219,11 +225,4 @@ def test_conv1d_batchnorm_model_folds_and_exports_bit_exact(preset, tmp_path):
     exported = mcuq.export(frozen, [1, 3, 32])
     kinds = [layer["kind"] for layer in exported.report()["layers"]]
     assert kinds == ["conv2d", "depthwise_conv2d", "reshape", "fully_connected"]
-    x = torch.randn(16, 3, 32)
-    with torch.no_grad():
-        fake = frozen(x)
-    assert (exported(x) - fake).abs().max() <= 2.01 * exported.output_qparams["scale"]
-    exported.write(tmp_path, "net")
-    exe = mcuq.host.compile_model(tmp_path, "net", compiler="clang", sanitize=True)
-    levels = exported.quantize_input(x)
-    assert torch.equal(mcuq.host.run_model(exe, levels, exported), exported.integer_reference(levels))
+    _check_export(frozen, exported, torch.randn(16, 3, 32), tmp_path)

@@ -29,22 +29,11 @@ static ACTIVATION_T read_level(const ACTIVATION_T *p) {
                                    : (ACTIVATION_T)MCUQ_READ_S16((const int16_t *)p);
 }
 
-static void put_u32(uint32_t v) {
-  char text[11];
-  int i = 10;
-  text[i] = '\0';
-  do {
-    text[--i] = (char)('0' + v % 10u);
-    v /= 10u;
-  } while (v != 0u);
-  platform_puts(&text[i]);
-}
-
 int main(void) {
   uint32_t n, i, mismatches = 0, count, total = 0, best = 0xFFFFFFFFu;
   platform_init();
   platform_puts_text(TEXT("mcuq: " MCUQ_MODEL_HEADER " on the target, "));
-  put_u32(MCUQ_VECTORS);
+  platform_put_u32(MCUQ_VECTORS);
   platform_puts_text(TEXT(" inputs\n"));
   for (n = 0; n < MCUQ_VECTORS; ++n) {
     int wrong = 0;
@@ -62,30 +51,30 @@ int main(void) {
     }
     if (status != MCUQ_OK || wrong) ++mismatches;
     platform_puts_text(TEXT("input "));
-    put_u32(n);
+    platform_put_u32(n);
     platform_puts_text(status != MCUQ_OK ? TEXT(": status error") : wrong ? TEXT(": MISMATCH") : TEXT(": ok"));
     platform_puts_text(TEXT(", class "));
-    put_u32((uint32_t)best_class);
+    platform_put_u32((uint32_t)best_class);
     if (platform_count_unit[0] != '\0') { /* else the host counts (QEMU plugin) */
       platform_puts_text(TEXT(", "));
-      put_u32(count);
+      platform_put_u32(count);
       platform_puts_text(TEXT(" "));
       platform_puts(platform_count_unit);
     }
     platform_puts_text(TEXT("\n"));
   }
   platform_puts_text(TEXT("summary: "));
-  put_u32(MCUQ_VECTORS - mismatches);
+  platform_put_u32(MCUQ_VECTORS - mismatches);
   platform_puts_text(TEXT(" of "));
-  put_u32(MCUQ_VECTORS);
+  platform_put_u32(MCUQ_VECTORS);
   platform_puts_text(TEXT(" bit-exact"));
   if (platform_count_unit[0] != '\0') {
     platform_puts_text(TEXT("; "));
-    put_u32(best);
+    platform_put_u32(best);
     platform_puts_text(TEXT(" "));
     platform_puts(platform_count_unit);
     platform_puts_text(TEXT(" per inference (min), "));
-    put_u32(MCUQ_VECTORS ? total / MCUQ_VECTORS : 0);
+    platform_put_u32(MCUQ_VECTORS ? total / MCUQ_VECTORS : 0);
     platform_puts_text(TEXT(" (mean)"));
   }
   platform_puts_text(TEXT("\n"));

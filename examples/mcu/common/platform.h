@@ -28,4 +28,16 @@ uint32_t platform_count(void);
 extern const char platform_count_unit[];
 void platform_exit(int code);
 
+/* A number in decimal on the console (no printf in the firmware). */
+static inline void platform_put_u32(uint32_t v) {
+  char text[11];
+  int i = 10;
+  text[i] = '\0';
+  do {
+    text[--i] = (char)('0' + v % 10u);
+    v /= 10u;
+  } while (v != 0u);
+  platform_puts(&text[i]);
+}
+
 #endif
