@@ -349,13 +349,14 @@ class ConvBn2d(nn.Module):
     # ---------------------------------------------------------------- float
 
     def to_float(self) -> nn.Module:
-        """A float ``nn.Conv2d`` (with bias) holding the folded weight and
-        bias (running statistics; the weight not fake-quantized); in an
-        ``nn.Sequential`` with an ``nn.ReLU`` for the ReLU variant."""
+        """A float ``nn.Conv2d`` (``nn.Conv1d`` for ``ConvBn1d``; with bias)
+        holding the folded weight and bias (running statistics; the weight
+        not fake-quantized); in an ``nn.Sequential`` with an ``nn.ReLU`` for
+        the ReLU variant."""
         w = self.weight
-        conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
-                         padding=self.padding, dilation=self.dilation, groups=self.groups, bias=True,
-                         padding_mode=self.padding_mode, device=w.device, dtype=w.dtype)
+        conv = self._FLOAT_MODULE(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
+                                  padding=self.padding, dilation=self.dilation, groups=self.groups, bias=True,
+                                  padding_mode=self.padding_mode, device=w.device, dtype=w.dtype)
         with torch.no_grad():
             w_fold, b_fold = self.folded_weight_and_bias()
             conv.weight.copy_(w_fold)
@@ -446,20 +447,6 @@ class ConvBn1d(ConvBn2d):
             return F.conv1d(F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode),
                             weight, bias, self.stride, (0,), self.dilation, self.groups)
         return F.conv1d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
-
-    def to_float(self) -> nn.Module:
-        """A float ``nn.Conv1d`` (with bias) holding the folded weight and bias."""
-        w = self.weight
-        conv = nn.Conv1d(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
-                         padding=self.padding, dilation=self.dilation, groups=self.groups, bias=True,
-                         padding_mode=self.padding_mode, device=w.device, dtype=w.dtype)
-        with torch.no_grad():
-            w_fold, b_fold = self.folded_weight_and_bias()
-            conv.weight.copy_(w_fold)
-            conv.bias.copy_(b_fold)
-        module: nn.Module = nn.Sequential(conv, nn.ReLU()) if self.with_relu else conv
-        module.train(self.training)
-        return module
 
 
 class ConvBnReLU1d(ConvBn1d):
