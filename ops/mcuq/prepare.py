@@ -37,7 +37,7 @@ _ACTIVATION_FUNCTIONS = (torch.sigmoid, torch.tanh, F.hardswish, F.hardsigmoid, 
 # Layers that keep their input's qparams.
 _PASS_MODULES = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
                  nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout, nn.Identity, nn.Unflatten)
-_PASS_FUNCTIONS = (torch.flatten, F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, F.dropout,
+_PASS_FUNCTIONS = (torch.flatten, F.max_pool1d, F.max_pool2d, F.avg_pool1d, F.avg_pool2d, F.adaptive_avg_pool2d, F.dropout,
                    torch.reshape, operator.getitem, getattr)
 _PASS_METHODS = ("view", "reshape", "flatten", "size", "contiguous", "permute", "transpose", "squeeze",
                  "unsqueeze", "mean", "dim")

@@ -138,6 +138,11 @@ def random_case(seed: int) -> Case:
             layers += [nn.Conv1d(channels, out_c, k, stride=stride, padding=pad, dilation=dilation,
                                  groups=channels if depthwise else 1), _batch_norm(out_c, rng)] + _activation(rng)
             channels, length = out_c, (length + 2 * pad - span) // stride + 1
+            if length >= 2 and rng.random() < 0.3:
+                ceil = rng.random() < 0.3
+                layers.append(nn.MaxPool1d(2, ceil_mode=ceil) if rng.random() < 0.5
+                              else nn.AvgPool1d(2, ceil_mode=ceil))
+                length = _pooled(length, 2, 2, ceil)
         layers += [nn.Flatten(), nn.Linear(channels * length, rng.randint(1, 6))]
         model = nn.Sequential(*layers)
         adversarial = rng.random() < 0.3

@@ -223,6 +223,31 @@ def test_ceil_mode_pooling_is_bit_exact_and_follows_pytorch(pool, tmp_path):
     assert torch.equal(mcuq.host.run_model(exe, levels, e), e.integer_reference(levels))
 
 
+@pytest.mark.parametrize("pool", [
+    nn.MaxPool1d(3, 2), nn.MaxPool1d(2, ceil_mode=True), nn.AvgPool1d(3, 2, padding=1),
+    nn.AvgPool1d(2, ceil_mode=True, count_include_pad=False), nn.AvgPool1d(4, 3, padding=2, ceil_mode=True)], ids=str)
+def test_1d_pooling_is_bit_exact_and_follows_pytorch(pool, tmp_path):
+    """MaxPool1d / AvgPool1d after a Conv1d (audio and sensor models), run
+    as 1 x k pooling: within one level of PyTorch's own pooling (the
+    fake-quant model), and the C equal to the integer reference."""
+    model = nn.Sequential(nn.Conv1d(2, 3, 3), nn.ReLU(), pool).eval()
+    prepared = mcuq.prepare(model, mcuq.presets.int8(), qat=False)
+    torch.manual_seed(0)
+    x = torch.randn(32, 2, 23) * 3
+    mcuq.calibrate(prepared, [x], progress=False)
+    frozen_model = mcuq.freeze(prepared)
+    e = mcuq.export(frozen_model, [1, 2, 23])
+    assert [layer["kind"] for layer in e.report()["layers"]][-1] == type(pool).__name__.lower()[:3] + "_pool2d"
+    with torch.no_grad():
+        fake = frozen_model(x)
+    assert fake.shape[1:] == torch.Size(e.output_qparams["shape"])
+    assert (e(x) - fake).abs().max() <= e.output_qparams["scale"] * 1.0001
+    e.write(tmp_path, "net")
+    exe = mcuq.host.compile_model(tmp_path, "net", compiler="clang", sanitize=True)
+    levels = e.quantize_input(x)
+    assert torch.equal(mcuq.host.run_model(exe, levels, e), e.integer_reference(levels))
+
+
 def test_overflowing_accumulator_is_refused_naming_the_layer():
     prepared = mcuq.prepare(_Wide().eval(), mcuq.presets.int8(), qat=False)
     mcuq.calibrate(prepared, [torch.rand(2, 140000) * 2 - 1], progress=False)

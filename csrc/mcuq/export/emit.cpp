@@ -339,11 +339,12 @@ std::string emit_source(const Graph& g, const ArenaPlan& arena, const std::strin
         if (l.ceil_mode && (out - 1) * stride >= size + pad) --out;
         return out;
       };
-      const int64_t oh = pooled(in.shape[1], l.k_h, l.stride_h, l.pad_h);
-      const int64_t ow = pooled(in.shape[2], l.k_w, l.stride_w, l.pad_w);
+      const int64_t ih = in.shape.size() == 2 ? 1 : in.shape[1], iw = in.shape.back();  // [C, L]: [C, 1, L]
+      const int64_t oh = pooled(ih, l.k_h, l.stride_h, l.pad_h);
+      const int64_t ow = pooled(iw, l.k_w, l.stride_w, l.pad_w);
       body += fmt::format(
           "    const mcuq_pool2d_params params = {{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}}};\n",
-          in.shape[0], in.shape[1], in.shape[2], oh, ow, l.k_h, l.k_w, l.stride_h, l.stride_w, l.pad_h, l.pad_w,
+          in.shape[0], ih, iw, oh, ow, l.k_h, l.k_w, l.stride_h, l.stride_w, l.pad_h, l.pad_w,
           l.count_include_pad, c_int(l.requant.zero_point), c_int(l.requant.act_min), c_int(l.requant.act_max));
       body += fmt::format("    const mcuq_status status = mcuq_{}_pool2d_{}(&params, {}, {});\n",
                           l.kind == LayerKind::kMaxPool2d ? "max" : "avg", suffix, pointer(l.inputs[0], false),

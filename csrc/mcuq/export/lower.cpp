@@ -594,18 +594,33 @@ void Lowerer::Impl::lower_weighted(const Op* n, const std::vector<c10::IValue>& 
 void Lowerer::Impl::lower_pool(const Op* n, const std::vector<c10::IValue>& in, const at::Tensor& result) {
   const int input = activation(n, n->inputs[0]);
   const TensorInfo t = graph_.tensors[input];
-  if (t.shape.size() != 3) fail(n, "expected a [N, C, H, W] input");
+  const bool one_d = n->kind == sym("aten::max_pool1d") || n->kind == sym("aten::avg_pool1d");  // [N, C, L]: H = 1
+  if (t.shape.size() != (one_d ? 2u : 3u)) fail(n, one_d ? "expected a [N, C, L] input" : "expected a [N, C, H, W] input");
   Layer layer;
   layer.source = where(n);
   layer.inputs = {input};
-  const int64_t h = t.shape[1], w = t.shape[2];
+  const int64_t h = one_d ? 1 : t.shape[1], w = t.shape.back();
   auto pair = [&](const c10::IValue& v, int64_t fallback_h, int64_t fallback_w) {
     auto list = v.toIntVector();
     if (list.empty()) return std::make_pair(fallback_h, fallback_w);
+    if (one_d) return std::make_pair(fallback_h, list[0]);  // the height: 1 row (kernel and stride 1, padding 0)
     return list.size() == 1 ? std::make_pair(list[0], list[0]) : std::make_pair(list[0], list[1]);
   };
   std::pair<int64_t, int64_t> kernel, stride, padding{0, 0};
-  if (n->kind == sym("aten::max_pool2d")) {
+  if (one_d) {
+    kernel = pair(in[1], 1, 0);
+    stride = pair(in[2], 1, kernel.second);
+    padding = pair(in[3], 0, 0);
+    if (n->kind == sym("aten::max_pool1d")) {
+      layer.kind = LayerKind::kMaxPool2d;
+      if (pair(in[4], 1, 1).second != 1) fail(n, "dilated max pooling is not supported");
+      layer.ceil_mode = in[5].toBool() ? 1 : 0;
+    } else {
+      layer.kind = LayerKind::kAvgPool2d;
+      layer.ceil_mode = in[4].toBool() ? 1 : 0;
+      layer.count_include_pad = in[5].toBool() ? 1 : 0;
+    }
+  } else if (n->kind == sym("aten::max_pool2d")) {
     layer.kind = LayerKind::kMaxPool2d;
     kernel = pair(in[1], 0, 0);
     stride = pair(in[2], kernel.first, kernel.second);
@@ -717,7 +732,8 @@ void Lowerer::Impl::node(const Op* n) {
   const std::vector<c10::IValue> outs = concrete_outputs(n, in);
   if (outs.size() != 1 || !outs[0].isTensor()) fail(n, "this operation is not supported by the exporter");
   const at::Tensor result = outs[0].toTensor();
-  if (one_of(k, {"aten::max_pool2d", "aten::avg_pool2d", "aten::adaptive_avg_pool2d"}) ||
+  if (one_of(k, {"aten::max_pool2d", "aten::avg_pool2d", "aten::adaptive_avg_pool2d", "aten::max_pool1d",
+                 "aten::avg_pool1d"}) ||
       (k == sym("aten::mean") && in.size() >= 3 && in[1].isIntList() && in[0].toTensor().dim() == 4 && [&] {
         auto dims = in[1].toIntVector();
         for (auto& d : dims) d = d < 0 ? d + 4 : d;

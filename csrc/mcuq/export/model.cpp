@@ -81,7 +81,9 @@ at::Tensor weighted(const Graph& g, const Layer& l, const at::Tensor& x) {
   return requantize(acc.to(at::kLong), l.requant, g.int16());
 }
 
-at::Tensor pool(const Layer& l, const TensorInfo& in, const at::Tensor& x) {
+at::Tensor pool(const Layer& l, const TensorInfo& in, const at::Tensor& x_any) {
+  if (x_any.dim() == 3) return pool(l, in, x_any.unsqueeze(2)).squeeze(2);  // 1-d: [N, C, 1, L]
+  const at::Tensor& x = x_any;
   const bool ceil_mode = l.ceil_mode != 0;
   if (l.kind == LayerKind::kMaxPool2d) {
     return at::max_pool2d(x.to(at::kDouble), {l.k_h, l.k_w}, {l.stride_h, l.stride_w}, {l.pad_h, l.pad_w}, {1, 1},
