@@ -29,7 +29,8 @@ from .presets import Preset
 # Layers whose weights are quantized, and the axis of their output channels.
 _WEIGHTED = {nn.Conv1d: 0, nn.Conv2d: 0, nn.Linear: 0, nn.ConvTranspose2d: 1}
 _RELUS_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardtanh)  # clamps: fused into the layer before
-_RELUS_FUNCTIONS = (F.relu, F.relu6, torch.relu, torch.nn.functional.hardtanh)
+_RELUS_FUNCTIONS = (F.relu, F.relu6, torch.relu, torch.nn.functional.hardtanh, torch.clamp)
+_RELUS_METHODS = ("relu", "relu_", "clamp")
 # Non-linear activations: requantized after (lookup tables on the MCU).
 _ACTIVATION_MODULES = (nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.SiLU, nn.GELU, nn.LeakyReLU, nn.ELU)
 _ACTIVATION_FUNCTIONS = (torch.sigmoid, torch.tanh, F.hardswish, F.hardsigmoid, F.silu, F.gelu, F.leaky_relu,
@@ -90,7 +91,7 @@ def _is_relu(node: fx.Node, modules: Dict[str, nn.Module]) -> bool:
         return isinstance(modules[node.target], _RELUS_MODULES)
     if node.op == "call_function":
         return node.target in _RELUS_FUNCTIONS
-    return node.op == "call_method" and node.target in ("relu", "relu_")
+    return node.op == "call_method" and node.target in _RELUS_METHODS
 
 
 def _is_plain_relu(node: fx.Node, modules: Dict[str, nn.Module]) -> bool:
@@ -237,7 +238,9 @@ def prepare(model: nn.Module, preset: Preset, qat: bool = True, freeze_bn_step: 
             else:
                 raise ValueError(f"mcuq.prepare: unsupported operation {_layer_name(node)}")
         elif node.op == "call_method":
-            if node.target in ("relu", "relu_") or node.target in _PASS_METHODS:
+            if node.target in _RELUS_METHODS:
+                clamp_after_quantizer(node)
+            elif node.target in _PASS_METHODS:
                 pass
             elif node.target in ("sigmoid", "tanh", "add"):
                 quantize_after(node)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from torch import nn
 
 import _model_fuzz
@@ -81,4 +82,25 @@ def test_a_clamp_off_the_grid_is_quantized_again(model, shape, tmp_path):
     Identity and dropout, and one that cannot be fused (on the model's
     input, say) gets its own quantizer."""
     outcome = check_case(Case(400010, model.eval(), "int8", shape, 8.0, "minimized from seed 400010"), tmp_path)
+    assert outcome.status == "ok" and outcome.worst <= 1, outcome
+
+
+class _Clamped(nn.Module):
+    """torch.clamp after a layer and x.clamp on the input (an unfused clamp)."""
+
+    def __init__(self, method: bool) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.method = nn.Linear(6, 5), nn.Linear(5, 4), method
+
+    def forward(self, x):
+        x = x.clamp(-1.3, 2.2) if self.method else torch.clamp(x, min=-1.3, max=2.2)
+        return self.fc2(torch.clamp(self.fc1(x), -0.7, 1.1) if not self.method else self.fc1(x).clamp(min=0.2))
+
+
+@pytest.mark.parametrize("method", [False, True], ids=["torch.clamp", "Tensor.clamp"])
+def test_torch_clamp_is_a_clamp(method, tmp_path):
+    """torch.clamp and Tensor.clamp were refused by prepare ('unsupported
+    operation'), though the exporter lowers aten::clamp: now a clamp like
+    Hardtanh, fused into its layer or quantized again after it."""
+    outcome = check_case(Case(7, _Clamped(method).eval(), "int8", [1, 6], 2.0, "torch.clamp"), tmp_path)
     assert outcome.status == "ok" and outcome.worst <= 1, outcome

@@ -839,9 +839,9 @@ void Lowerer::Impl::node(const Op* n) {
     out.pending = p;
     return;
   }
-  fail(n, "this operation is not supported by the exporter (supported: conv2d, linear, ReLU/ReLU6/clamp, "
-          "max/avg/adaptive-avg pooling, mean over H and W, flatten/reshape/view, add, cat along channels, "
-          "elementwise activations as lookup tables)");
+  fail(n, "this operation is not supported by the exporter (supported: conv1d, conv2d, linear, ReLU/ReLU6/clamp, "
+          "1-d and 2-d max/avg pooling, adaptive-avg pooling, mean over H and W, flatten/reshape/view, add, "
+          "cat along channels, elementwise activations as lookup tables; see docs/COVERAGE.md)");
 }
 
 Lowerer::Impl::Impl(const ExportOptions& options, const std::vector<int64_t>& input_shape,
