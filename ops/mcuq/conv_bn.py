@@ -97,6 +97,7 @@ class ConvBn2d(nn.Module):
     """
 
     _FLOAT_MODULE = nn.Conv2d
+    _BN_MODULE = nn.BatchNorm2d
     with_relu: bool
     freeze_bn_step: Optional[int]
     num_steps: Tensor
@@ -155,10 +156,8 @@ class ConvBn2d(nn.Module):
         """A new module with copies of the parameters and buffers of a float
         ``conv`` and ``bn`` (``relu`` true, or called on ``ConvBnReLU2d``: the
         ReLU variant). It takes ``conv``'s training mode."""
-        _check_fold_pair(conv, bn, nn.Conv2d, nn.BatchNorm2d, "output channels")
-        klass = cls
-        if relu and not issubclass(cls, ConvBnReLU2d):
-            klass = ConvBnReLU2d
+        _check_fold_pair(conv, bn, cls._FLOAT_MODULE, cls._BN_MODULE, "output channels")
+        klass = cls._relu_variant() if relu else cls
         w = conv.weight
         module = klass(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
                        padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
@@ -167,6 +166,12 @@ class ConvBn2d(nn.Module):
                        freeze_bn_step=freeze_bn_step, device=w.device, dtype=w.dtype)
         module._copy_from(conv, bn)
         return module
+
+    @classmethod
+    def _relu_variant(cls) -> type:
+        """The class with a ReLU after it (itself if it has one)."""
+        relu_classes = (ConvBnReLU2d, ConvBnReLU1d, LinearBnReLU1d)
+        return cls if issubclass(cls, relu_classes) else next(c for c in relu_classes if issubclass(c, cls))
 
     def _copy_from(self, layer: nn.Module, bn: nn.Module) -> None:
         """The float layer's and BatchNorm's parameters and statistics, and the layer's training mode."""
@@ -357,11 +362,16 @@ class ConvBn2d(nn.Module):
         conv = self._FLOAT_MODULE(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
                                   padding=self.padding, dilation=self.dilation, groups=self.groups, bias=True,
                                   padding_mode=self.padding_mode, device=w.device, dtype=w.dtype)
+        return self._holding_folds(conv)
+
+    def _holding_folds(self, layer: nn.Module) -> nn.Module:
+        """``layer`` (float, with bias) given the folded weight and bias, then
+        the ReLU if this is the ReLU variant, in this module's training mode."""
         with torch.no_grad():
             w_fold, b_fold = self.folded_weight_and_bias()
-            conv.weight.copy_(w_fold)
-            conv.bias.copy_(b_fold)
-        module: nn.Module = nn.Sequential(conv, nn.ReLU()) if self.with_relu else conv
+            layer.weight.copy_(w_fold)
+            layer.bias.copy_(b_fold)
+        module: nn.Module = nn.Sequential(layer, nn.ReLU()) if self.with_relu else layer
         module.train(self.training)
         return module
 
@@ -415,6 +425,7 @@ class ConvBn1d(ConvBn2d):
     series), trained as ``ConvBn2d`` is. Inputs are (N, C, L)."""
 
     _FLOAT_MODULE = nn.Conv1d
+    _BN_MODULE = nn.BatchNorm1d
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  groups: int = 1, bias: bool = False, padding_mode: str = "zeros", eps: float = 1e-5,
@@ -426,21 +437,6 @@ class ConvBn1d(ConvBn2d):
         self._take_geometry(conv)
         self._init_fold(conv, nn.BatchNorm1d(out_channels, eps=eps, momentum=momentum, device=device, dtype=dtype),
                         weight_fake_quant, freeze_bn_step)
-
-    @classmethod
-    def from_modules(cls, conv: nn.Conv1d, bn: nn.BatchNorm1d, relu=False, weight_fake_quant=None,
-                     freeze_bn_step: Optional[int] = None) -> "ConvBn1d":
-        """As ``ConvBn2d.from_modules``, for a float ``conv`` (Conv1d) and ``bn``."""
-        _check_fold_pair(conv, bn, nn.Conv1d, nn.BatchNorm1d, "output channels")
-        klass = ConvBnReLU1d if relu and not issubclass(cls, ConvBnReLU1d) else cls
-        w = conv.weight
-        module = klass(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
-                       padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
-                       bias=conv.bias is not None, padding_mode=conv.padding_mode, eps=bn.eps,
-                       momentum=bn.momentum, weight_fake_quant=weight_fake_quant,
-                       freeze_bn_step=freeze_bn_step, device=w.device, dtype=w.dtype)
-        module._copy_from(conv, bn)
-        return module
 
     def _conv(self, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
         if self.padding_mode != "zeros":
@@ -476,7 +472,7 @@ class LinearBn1d(ConvBn2d):
                      freeze_bn_step: Optional[int] = None) -> "LinearBn1d":
         """As ``ConvBn2d.from_modules``, for a float ``linear`` and ``bn``."""
         _check_fold_pair(linear, bn, nn.Linear, nn.BatchNorm1d, "outputs")
-        klass = LinearBnReLU1d if relu and not issubclass(cls, LinearBnReLU1d) else cls
+        klass = cls._relu_variant() if relu else cls
         w = linear.weight
         module = klass(linear.in_features, linear.out_features, bias=linear.bias is not None, eps=bn.eps,
                        momentum=bn.momentum, weight_fake_quant=weight_fake_quant, freeze_bn_step=freeze_bn_step,
@@ -490,14 +486,8 @@ class LinearBn1d(ConvBn2d):
     def to_float(self) -> nn.Module:
         """A float ``nn.Linear`` (with bias) holding the folded weight and bias."""
         w = self.weight
-        linear = nn.Linear(self.in_features, self.out_features, bias=True, device=w.device, dtype=w.dtype)
-        with torch.no_grad():
-            w_fold, b_fold = self.folded_weight_and_bias()
-            linear.weight.copy_(w_fold)
-            linear.bias.copy_(b_fold)
-        module: nn.Module = nn.Sequential(linear, nn.ReLU()) if self.with_relu else linear
-        module.train(self.training)
-        return module
+        return self._holding_folds(nn.Linear(self.in_features, self.out_features, bias=True, device=w.device,
+                                             dtype=w.dtype))
 
     def to_frozen(self) -> nn.Module:
         """For ``mcuq.freeze``: a linear layer with the BatchNorm folded for
