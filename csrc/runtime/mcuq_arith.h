@@ -31,7 +31,9 @@
 extern "C" {
 #endif
 
-#if defined(__GNUC__) || defined(__clang__)
+#if defined(__CUDACC__) /* the plugin's CUDA kernels compute the same bits on the GPU */
+#define MCUQ_INLINE static __inline__ __host__ __device__ __attribute__((unused))
+#elif defined(__GNUC__) || defined(__clang__)
 #define MCUQ_INLINE static __inline__ __attribute__((unused))
 #else
 #define MCUQ_INLINE static inline

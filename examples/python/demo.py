@@ -10,7 +10,9 @@ running on emulated microcontrollers, bit-exact with the host.
      (simavr): the CNN's 8.6 KB of activations do not fit its 2 KB of RAM,
   5. print one table and write a report (Markdown + PNG plots).
 
-Run: .venv/bin/python examples/python/demo.py [--out build/demo] [--images 16] [--quick]
+Run: .venv/bin/python examples/python/demo.py [--out build/demo] [--images 16] [--quick] [--device cpu|cuda]
+(training runs on --device, cuda when available; quantization, export and the
+emulated MCUs on the CPU)
 """
 
 import argparse
@@ -53,14 +55,21 @@ class TinyMlp(nn.Module):
         return self.fc2(self.relu(self.fc1(self.flatten(x))))
 
 
+# Where training runs (--device); everything else runs on the CPU.
+DEVICE = torch.device("cpu")
+
+
 def train_epoch(model, x, y, lr, desc, limit=None):
+    """One epoch on DEVICE; the model is back on the CPU afterwards."""
+    model.to(DEVICE)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     n = x.shape[0] if limit is None else min(limit, x.shape[0])
     for xb, yb in tqdm(list(batches(x, y, 64, n)), desc=desc, unit="batch", leave=False):
         opt.zero_grad()
-        nn.functional.cross_entropy(model(xb), yb).backward()
+        nn.functional.cross_entropy(model(xb.to(DEVICE)), yb.to(DEVICE)).backward()
         opt.step()
+    model.cpu()
 
 
 def accuracy(predict, x, y) -> float:
@@ -177,7 +186,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=HERE.parents[1] / "build" / "demo", help="output folder")
     parser.add_argument("--images", type=int, default=16, help="test images run on each emulated MCU")
     parser.add_argument("--quick", action="store_true", help="train on 12800 images (for tests)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="where to train (default: cuda when available)")
     args = parser.parse_args(argv)
+    global DEVICE
+    DEVICE = torch.device(args.device)
     start = time.perf_counter()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,10 @@ mcuq.export and run by its LibTorch integer reference, which the generated C
 matches bit for bit) are printed. Epoch times of float and QAT training are
 printed side by side.
 
-Run: .venv/bin/python examples/python/fashion_mnist.py [--epochs N] [--quick]
+Training runs on --device (default: cuda when a GPU is available, else cpu);
+freezing, export and the integer reference run on the CPU.
+
+Run: .venv/bin/python examples/python/fashion_mnist.py [--epochs N] [--quick] [--device cpu|cuda]
 """
 
 import argparse
@@ -69,7 +72,15 @@ def batches(x, y, size, limit=None):
         yield x[i:i + size], y[i:i + size]
 
 
+def device_of(model) -> torch.device:
+    p = next(model.parameters(), None)  # torch.ao's int8 model has none: CPU
+    return p.device if p is not None else torch.device("cpu")
+
+
 def train_epoch(model, x, y, lr, limit=None) -> float:
+    """One epoch on the model's device; seconds taken."""
+    device = device_of(model)
+    x, y = x.to(device), y.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     start = time.perf_counter()
@@ -77,13 +88,16 @@ def train_epoch(model, x, y, lr, limit=None) -> float:
         opt.zero_grad()
         nn.functional.cross_entropy(model(xb), yb).backward()
         opt.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
 def accuracy(model, x, y) -> float:
+    device = device_of(model)
     model.eval()
     with torch.no_grad():
-        correct = sum((model(xb).argmax(1) == yb).sum().item() for xb, yb in batches(x, y, 1000))
+        correct = sum((model(xb.to(device)).argmax(1).cpu() == yb).sum().item() for xb, yb in batches(x, y, 1000))
     return 100.0 * correct / x.shape[0]
 
 
@@ -98,7 +112,10 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=1, help="float training epochs")
     parser.add_argument("--quick", action="store_true", help="train on 12800 images only (for tests)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="where to train (default: cuda when available)")
     args = parser.parse_args(argv)
+    device = torch.device(args.device)
     torch.manual_seed(0)
     images, labels = fashion_mnist("train")
     test_images, test_labels = fashion_mnist("test")
@@ -107,11 +124,11 @@ def main(argv=None) -> None:
     limit = 12800 if args.quick else None
     calibration = [xb for xb, _ in batches(x, y, 256, 2560)]
 
-    model = SmallCnn()
+    model = SmallCnn().to(device)
     float_time = sum(train_epoch(model, x, y, 3e-3, limit) for _ in range(args.epochs)) / args.epochs
     results = [("float32", accuracy(model, xt, yt))]
 
-    prepared = mcuq.prepare(copy.deepcopy(model).eval(), mcuq.presets.int8(), qat=False)
+    prepared = mcuq.prepare(copy.deepcopy(model).cpu().eval(), mcuq.presets.int8(), qat=False)
     mcuq.calibrate(prepared, calibration, progress=False)
     frozen = mcuq.freeze(prepared)
     results.append(("mcuq PTQ int8", accuracy(frozen, xt, yt)))
@@ -127,10 +144,11 @@ def main(argv=None) -> None:
         qat = mcuq.prepare(copy.deepcopy(model).eval(), mcuq.presets.get(name), qat=True, freeze_bn_step=200)
         seconds = train_epoch(qat, x, y, 5e-4, limit)
         qat_time = qat_time or seconds
-        frozen = mcuq.freeze(qat)
+        frozen = mcuq.freeze(qat.cpu())
         results.append((f"mcuq QAT {name}", accuracy(frozen, xt, yt)))
         integer[f"mcuq QAT {name}"] = integer_accuracy(frozen, xt, yt)
 
+    model = model.cpu()
     ao = torch_ao_ptq(model, calibration)
     results.append(("torch.ao PTQ int8 (qnnpack)", accuracy(ao, xt, yt) if ao is not None else float("nan")))
 
@@ -143,7 +161,8 @@ def main(argv=None) -> None:
         exported = f"{integer[name]:7.2f} %" if name in integer else " " * 9
         print(f"  {name:<30}{acc:7.2f} %   {exported}   ({acc - base[reference]:+.2f} pp vs {reference})")
     print("  (integer: the exported int8 model run by mcuq's integer reference, bit-exact with the generated C)")
-    print(f"epoch time: float {float_time:.1f} s, QAT int8 {qat_time:.1f} s (ratio {qat_time / float_time:.2f})")
+    print(f"epoch time on {device}: float {float_time:.1f} s, QAT int8 {qat_time:.1f} s "
+          f"(ratio {qat_time / float_time:.2f})")
 
 
 if __name__ == "__main__":

@@ -388,7 +388,7 @@ ChannelQParams channel_qparams(
     int64_t quant_min,
     int64_t quant_max) {
   // Scales are float32, as in PyTorch's fake-quant kernels and TFLite.
-  at::Tensor s = scale.detach().to(at::kFloat).contiguous().view({-1});
+  at::Tensor s = scale.detach().to(at::kCPU, at::kFloat).contiguous().view({-1});
   at::Tensor inv = at::empty_like(s);
   at::Tensor z = at::empty({s.numel()}, s.options().dtype(at::kLong));
   const float* sp = s.data_ptr<float>();
@@ -408,7 +408,7 @@ ChannelQParams channel_qparams(
   }
 
   if (zero_point.is_floating_point()) {
-    at::Tensor zf = zero_point.detach().to(at::kDouble).contiguous().view({-1});
+    at::Tensor zf = zero_point.detach().to(at::kCPU, at::kDouble).contiguous().view({-1});
     const double* zfp = zf.data_ptr<double>();
     for (int64_t i = 0; i < zf.numel(); ++i) {
       TORCH_CHECK_VALUE(
@@ -421,7 +421,7 @@ ChannelQParams channel_qparams(
           std::fmin(std::fmax(r, static_cast<double>(quant_min)), static_cast<double>(quant_max)));
     }
   } else {
-    at::Tensor zi = zero_point.detach().to(at::kLong).contiguous().view({-1});
+    at::Tensor zi = zero_point.detach().to(at::kCPU, at::kLong).contiguous().view({-1});
     const int64_t* zip = zi.data_ptr<int64_t>();
     for (int64_t i = 0; i < zi.numel(); ++i) {
       TORCH_CHECK_VALUE(
@@ -438,6 +438,9 @@ ChannelQParams channel_qparams(
     s = s.repeat_interleave(layout.group_size);
     inv = inv.repeat_interleave(layout.group_size);
     z = z.repeat_interleave(layout.group_size);
+  }
+  if (!scale.device().is_cpu()) {
+    return {s.to(scale.device()), inv.to(scale.device()), z.to(scale.device())};
   }
   return {s, inv, z};
 }
@@ -501,5 +504,23 @@ QParamLayout check_requantize_args(
           std::string(rounding.data(), rounding.size())));
   return channel_layout(op, input, concrete(multiplier.sym_numel()), axis, 1, "multiplier");
 }
+
+at::Tensor reduce_to_qparam(const at::Tensor& per_element, const at::Tensor& like, int64_t axis, int64_t group_size) {
+  at::Tensor r;
+  if (like.numel() == 1) {
+    r = per_element.sum();
+  } else {
+    const int64_t dim = per_element.dim();
+    const int64_t a = axis < 0 ? axis + dim : axis;
+    std::vector<int64_t> dims;
+    for (int64_t d = 0; d < dim; ++d) {
+      if (d != a) dims.push_back(d);
+    }
+    r = dims.empty() ? per_element : per_element.sum(dims);
+    r = r.view({-1, group_size}).sum(1);
+  }
+  return r.to(like.scalar_type()).view(like.sizes());
+}
+
 
 }  // namespace mcuq::ops

@@ -130,7 +130,8 @@ at::ScalarType dequantized_dtype(const char* op, c10::optional<at::ScalarType> d
 // point as int64. Checks the values (scale finite, positive and normal;
 // integer zero point inside [quant_min, quant_max]); a floating zero point is
 // rounded half to even and clamped into the range, since it drifts during
-// training. CPU only: it reads tensor data.
+// training. Reads the values on the host (a copy, for tensors on a GPU) and
+// returns tensors on the input's device.
 struct ChannelQParams {
   at::Tensor scale;       // float32 [channels]
   at::Tensor inv_scale;   // float32 [channels], 1.0f / scale
@@ -147,6 +148,11 @@ ChannelQParams channel_qparams(
 // `t` ([channels] or [1]) viewed so that it broadcasts against `like`
 // along the layout's axis, with zero strides elsewhere.
 at::Tensor broadcast_along_axis(const at::Tensor& t, const QParamLayout& layout, const at::Tensor& like);
+
+// Sums a per-element gradient over everything but the channel axis, then
+// over the channels of each group: one value per entry of `like` (a scale or
+// zero point), in its dtype. The LSQ gradients of every backend.
+at::Tensor reduce_to_qparam(const at::Tensor& per_element, const at::Tensor& like, int64_t axis, int64_t group_size);
 
 // quantize_multiplier: a floating tensor of real multipliers.
 void check_quantize_multiplier_args(const char* op, const at::Tensor& real_multiplier);

@@ -8,6 +8,7 @@
 // vectorized path that computes the same values (the "fast path" below); the
 // rest, and the LSQ gradients, take the generic TensorIterator loops.
 #include "mcuq/ops/checks.h"
+#include "mcuq/ops/fake_quantize_math.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -23,37 +24,8 @@
 namespace mcuq::ops {
 namespace {
 
-// The level before saturation, evaluated exactly as PyTorch does.
-template <typename acc_t>
-inline acc_t raw_level(acc_t x, float inv_scale, int64_t zero_point) {
-  return std::nearbyint(x * static_cast<acc_t>(inv_scale)) + static_cast<acc_t>(zero_point);
-}
-
-// Whether a level lies inside the range (false for NaN): the STE mask.
-inline bool in_range(double level, int64_t quant_min, int64_t quant_max) {
-  return level >= static_cast<double>(quant_min) && level <= static_cast<double>(quant_max);
-}
-
-// Saturates a non-NaN level; ±inf and huge levels go to the nearest bound.
-inline int64_t saturate(double level, int64_t quant_min, int64_t quant_max) {
-  if (level <= static_cast<double>(quant_min)) return quant_min;
-  if (level >= static_cast<double>(quant_max)) return quant_max;
-  return static_cast<int64_t>(level);
-}
-
-// PyTorch evaluates (q - z) * s in double and rounds once to the output type;
-// float16/bfloat16 outputs go through float32 as PyTorch's assignment does.
-template <typename scalar_t>
-inline scalar_t dequantized(int64_t q, float scale, int64_t zero_point) {
-  // q - z in double: exact for the int32 levels of fake_quantize, and no
-  // int64 overflow for whatever levels dequantize is given.
-  const double v = (static_cast<double>(q) - static_cast<double>(zero_point)) * static_cast<double>(scale);
-  if constexpr (std::is_same_v<scalar_t, double>) {
-    return v;
-  } else {
-    return static_cast<scalar_t>(static_cast<float>(v));
-  }
-}
+using fq::in_range;
+using fq::raw_level;
 
 // Runs `f(ptrs)` for every element; ptrs[k] points at operand k (outputs first).
 template <int kOperands, typename F>
@@ -71,39 +43,16 @@ void for_each_element(at::TensorIterator& iter, const F& f) {
 
 // ---- fast path: contiguous float32, fewer than 2^22 levels ------------------
 //
-// Then every step of the rule is exact in float32 and the loops vectorize:
-// - nearbyint(y): for |y| < 2^23, (y + c) - c with c = copysign(2^23, y)
-//   rounds to the nearest integer, ties to even, as nearbyint does in the
-//   default rounding mode (y + c lies in [2^23, 2^24), where floats are the
-//   integers); larger |y| are integers already, and NaN / inf pass through.
-//   Only the sign of a zero result can differ, and adding the zero point
-//   (+0 when it is 0) makes it +0 either way.
-// - level + z and the saturation compare the same float values as the
-//   generic path; the saturated level minus z is an integer below 2^22,
-//   exact; and (q - z) * s in float is the correctly rounded product, which
-//   is what rounding the exact double product to float gives.
-// NaN fails both comparisons, stays NaN through the arithmetic, and is
-// outside the STE mask, as in the generic path.
-constexpr int64_t kFastLevels = int64_t{1} << 22;
-
+// The float32 formulas of fake_quantize_math.h (fq::fast_*), equal to the
+// generic ones there; written branch-free so that the loops below vectorize
+// (this file is compiled with -fno-trapping-math: selects between computed
+// floats are then not control flow; no result changes).
 bool fast_path(const at::Tensor& input, int64_t quant_min, int64_t quant_max) {
-  return input.scalar_type() == at::kFloat && input.is_contiguous() && quant_min > -kFastLevels &&
-      quant_max < kFastLevels && quant_max - quant_min < kFastLevels;
+  return input.scalar_type() == at::kFloat && input.is_contiguous() && fq::fast_path_range(quant_min, quant_max);
 }
 
-// Branch-free (both candidates computed, then selected), so that the loops
-// below vectorize (this file is compiled with -fno-trapping-math: selects
-// between computed floats are then not control flow; no result changes).
-inline float round_half_even(float y) {
-  const float c = std::copysign(8388608.0f, y);  // 2^23
-  const float r = (y + c) - c;
-  return std::fabs(y) < 8388608.0f ? r : y;
-}
-
-inline float saturated_level(float x, float inv, float z, float lo, float hi) {
-  const float level = round_half_even(x * inv) + z;
-  return std::min(std::max(level, lo), hi);  // NaN stays NaN
-}
+using fq::fast_saturated_level;
+using fq::round_half_even;
 
 // One run of n elements. kPerElement: element k has channel k (the
 // constants advance with it: the channel axis is the innermost); otherwise
@@ -112,7 +61,7 @@ template <bool kPerElement>
 void fake_quantize_run(const float* x, float* out, int64_t n, const float* s, const float* inv, const float* z, float lo, float hi) {
   for (int64_t k = 0; k < n; ++k) {
     const int64_t c = kPerElement ? k : 0;
-    out[k] = (saturated_level(x[k], inv[c], z[c], lo, hi) - z[c]) * s[c];
+    out[k] = (fast_saturated_level(x[k], inv[c], z[c], lo, hi) - z[c]) * s[c];
   }
 }
 
@@ -258,14 +207,11 @@ at::Tensor fake_quantize_cpu(
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "mcuq::fake_quantize", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     for_each_element<5>(iter, [=](char** p) {
-      const acc_t x = *reinterpret_cast<scalar_t*>(p[1]);
+      const scalar_t x = *reinterpret_cast<scalar_t*>(p[1]);
       const float s = *reinterpret_cast<float*>(p[2]);
       const float inv = *reinterpret_cast<float*>(p[3]);
       const int64_t z = *reinterpret_cast<int64_t*>(p[4]);
-      const acc_t level = raw_level<acc_t>(x, inv, z);
-      *reinterpret_cast<scalar_t*>(p[0]) = std::isnan(level)
-          ? static_cast<scalar_t>(level)
-          : dequantized<scalar_t>(saturate(level, quant_min, quant_max), s, z);
+      *reinterpret_cast<scalar_t*>(p[0]) = fq::fake_quantized<scalar_t, acc_t>(x, s, inv, z, quant_min, quant_max);
     });
   });
   return output;
@@ -294,10 +240,7 @@ at::Tensor quantize_cpu(
       const acc_t x = *reinterpret_cast<scalar_t*>(p[1]);
       const float inv = *reinterpret_cast<float*>(p[2]);
       const int64_t z = *reinterpret_cast<int64_t*>(p[3]);
-      const acc_t level = raw_level<acc_t>(x, inv, z);
-      // NaN has no level; it maps to the zero point (the value 0).
-      *reinterpret_cast<int64_t*>(p[0]) =
-          std::isnan(level) ? z : saturate(level, quant_min, quant_max);
+      *reinterpret_cast<int64_t*>(p[0]) = fq::quantized<acc_t>(x, inv, z, quant_min, quant_max);
     });
   });
   return out_dtype == at::kLong ? levels : levels.to(out_dtype);
@@ -324,29 +267,10 @@ at::Tensor dequantize_cpu(
       const int64_t q = *reinterpret_cast<int64_t*>(p[1]);
       const float s = *reinterpret_cast<float*>(p[2]);
       const int64_t z = *reinterpret_cast<int64_t*>(p[3]);
-      *reinterpret_cast<scalar_t*>(p[0]) = dequantized<scalar_t>(q, s, z);
+      *reinterpret_cast<scalar_t*>(p[0]) = fq::dequantized<scalar_t>(q, s, z);
     });
   });
   return output;
-}
-
-// Sums a per-element gradient over everything but the channel axis, then
-// over the channels of each group, giving one value per scale entry.
-at::Tensor reduce_to_qparam(const at::Tensor& per_element, const at::Tensor& like, int64_t axis, int64_t group_size) {
-  at::Tensor r;
-  if (like.numel() == 1) {
-    r = per_element.sum();
-  } else {
-    const int64_t dim = per_element.dim();
-    const int64_t a = axis < 0 ? axis + dim : axis;
-    std::vector<int64_t> dims;
-    for (int64_t d = 0; d < dim; ++d) {
-      if (d != a) dims.push_back(d);
-    }
-    r = dims.empty() ? per_element : per_element.sum(dims);
-    r = r.view({-1, group_size}).sum(1);
-  }
-  return r.to(like.scalar_type()).view(like.sizes());
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quantize_backward_cpu(
@@ -390,9 +314,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quantize_backward_cpu(
       });
       return;
     }
-    // LSQ (Esser et al. 2020) and LSQ+: per element, d out / d scale is
-    // (q - z) - x / s inside the range and (bound - z) outside; d out / d z is
-    // 0 inside and -s outside. NaN inputs contribute nothing.
+    // LSQ and LSQ+ (fake_quantize_math.h): per-element gradients, summed per scale entry.
     const auto acc_dtype = c10::CppTypeToScalarType<acc_t>::value;
     at::Tensor gs_elem = at::empty_like(input, input.options().dtype(acc_dtype));
     at::Tensor gz_elem = at::empty_like(input, input.options().dtype(acc_dtype));
@@ -402,18 +324,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quantize_backward_cpu(
       const acc_t x = *reinterpret_cast<scalar_t*>(p[4]);
       const float s = *reinterpret_cast<float*>(p[5]);
       const int64_t z = *reinterpret_cast<int64_t*>(p[7]);
-      const acc_t level = raw_level<acc_t>(x, *reinterpret_cast<float*>(p[6]), z);
-      acc_t gi = 0, gs = 0, gz = 0;
-      if (in_range(level, quant_min, quant_max)) {
-        gi = gv;
-        gs = gv * (static_cast<acc_t>(static_cast<int64_t>(level) - z) - x / static_cast<acc_t>(s));
-      } else if (!std::isnan(level)) {
-        gs = gv * static_cast<acc_t>(saturate(level, quant_min, quant_max) - z);
-        gz = -gv * static_cast<acc_t>(s);
-      }
-      *reinterpret_cast<scalar_t*>(p[0]) = static_cast<scalar_t>(gi);
-      *reinterpret_cast<acc_t*>(p[1]) = gs;
-      *reinterpret_cast<acc_t*>(p[2]) = gz;
+      const fq::ElementGrads<acc_t> gr =
+          fq::lsq_grads<acc_t>(gv, x, s, *reinterpret_cast<float*>(p[6]), z, quant_min, quant_max);
+      *reinterpret_cast<scalar_t*>(p[0]) = static_cast<scalar_t>(gr.input);
+      *reinterpret_cast<acc_t*>(p[1]) = gr.scale;
+      *reinterpret_cast<acc_t*>(p[2]) = gr.zero_point;
     });
     if (need_scale_grad) {
       grad_scale = reduce_to_qparam(gs_elem, scale, axis, group_size);

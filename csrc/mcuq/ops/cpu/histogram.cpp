@@ -79,6 +79,9 @@
 #include "mcuq/ops/checks.h"
 #include "mcuq/ops/cpu/histogram_error.h"
 #include "mcuq/ops/cpu/histogram_math.h"
+#ifdef MCUQ_WITH_CUDA
+#include "mcuq/ops/cuda/histogram.h"
+#endif
 #include "mcuq/ops/qparams.h"
 
 #include <ATen/ATen.h>
@@ -374,6 +377,22 @@ CanonicalGrid regrid(
   return grid;
 }
 
+// Folds a batch's finite range [bmin, bmax] into one histogram row's state:
+// min_val / max_val, and the row (with its sums, if not null) re-binned onto
+// the canonical grid that covers the batch; returns that grid, into which
+// the batch's values are then counted (bins == 0: no finite value, nothing
+// to count). Shared by the CPU kernel and the CUDA one (which counts on the GPU).
+CanonicalGrid begin_row(
+    double bmin, double bmax, int64_t* hist, double* sums, int64_t bins, double* range, float* min_val, float* max_val) {
+  if (!(bmin <= bmax)) {
+    return {};  // nothing finite in this batch
+  }
+  *min_val = std::min(*min_val, float_at_most(bmin));
+  *max_val = std::max(*max_val, float_at_least(bmax));
+  const int e_min = min_grid_exponent(std::max(std::fabs(*min_val), std::fabs(*max_val)));
+  return regrid(hist, sums, bins, range, to_float_range(bmin), to_float_range(bmax), e_min);
+}
+
 // Folds n values into one histogram row (and its sums, if not null) and its
 // range / min / max; returns how many were not finite. Serial within the
 // row, so its sums are the same on every run.
@@ -398,22 +417,8 @@ int64_t observe_row(
     bmin = std::min(bmin, v);
     bmax = std::max(bmax, v);
   }
-  if (!(bmin <= bmax)) {
-    return nonfinite;  // nothing finite in this batch
-  }
-  *min_val = std::min(*min_val, float_at_most(bmin));
-  *max_val = std::max(*max_val, float_at_least(bmax));
-
-  const int e_min = min_grid_exponent(std::max(std::fabs(*min_val), std::fabs(*max_val)));
-  const CanonicalGrid grid =
-      regrid(hist, sums, bins, range, to_float_range(bmin), to_float_range(bmax), e_min);
-  if (sums == nullptr) {
-    for (int64_t i = 0; i < n; ++i) {
-      const double v = static_cast<double>(x[i]);
-      if (std::isfinite(v)) {
-        ++hist[grid.bin(to_float_range(v))];
-      }
-    }
+  const CanonicalGrid grid = begin_row(bmin, bmax, hist, sums, bins, range, min_val, max_val);
+  if (grid.bins == 0) {
     return nonfinite;
   }
   for (int64_t i = 0; i < n; ++i) {
@@ -422,7 +427,7 @@ int64_t observe_row(
       const double f = to_float_range(v);
       const int64_t b = grid.bin(f);
       ++hist[b];
-      sums[b] += f;
+      if (sums != nullptr) sums[b] += f;
     }
   }
   return nonfinite;
@@ -1124,10 +1129,132 @@ std::tuple<at::Tensor, at::Tensor> histogram_range_cpu(
 
 }  // namespace
 
+#ifdef MCUQ_WITH_CUDA
+// observe_histogram_ on CUDA tensors: the batch's range per row and the
+// counting pass run on the GPU (cuda/histogram.cu); the state (a few
+// thousand bins per row) is folded and re-binned on the host by the CPU
+// kernel's own functions, so the counts equal the CPU's exactly.
+void observe_histogram_cuda(
+    const at::Tensor& input,
+    const at::Tensor& histogram,
+    const at::Tensor& histogram_range,
+    const at::Tensor& min_val,
+    const at::Tensor& max_val,
+    const at::Tensor& nonfinite_count,
+    int64_t axis,
+    const c10::optional<at::Tensor>& histogram_sum) {
+  const char* op = "observe_histogram_";
+  const HistogramLayout layout = check_observe_histogram_args(
+      op, input, histogram, histogram_range, min_val, max_val, nonfinite_count, axis, histogram_sum);
+  const int64_t channels = layout.channels, bins = layout.bins;
+  at::Tensor hist = histogram.cpu().contiguous();
+  at::Tensor range = histogram_range.cpu().contiguous();
+  at::Tensor mn = min_val.cpu().contiguous();
+  at::Tensor mx = max_val.cpu().contiguous();
+  at::Tensor sum = histogram_sum.has_value() ? histogram_sum->cpu().contiguous() : at::Tensor();
+  int64_t* ph = hist.data_ptr<int64_t>();
+  double* ps = sum.defined() ? sum.data_ptr<double>() : nullptr;
+  double* pr = range.data_ptr<double>();
+  check_ranges_of_nonempty(op, layout, ph, pr);
+  if (input.numel() == 0) {
+    return;
+  }
+  at::Tensor x = input.detach();
+  if (x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16) {
+    x = x.to(at::kFloat);
+  }
+  x = (layout.per_channel ? x.movedim(layout.axis, 0).contiguous() : x.contiguous()).view({channels, -1});
+
+  // Each row's finite range: plain min / max unless they show a NaN or an
+  // infinity, as in the CPU observers.
+  auto [lo, hi] = at::aminmax(x, 1);
+  at::Tensor bounds = at::stack({lo.to(at::kDouble), hi.to(at::kDouble)}).cpu();
+  int64_t nonfinite = 0;
+  if (!at::isfinite(bounds).all().item<bool>()) {
+    const at::Tensor finite = at::isfinite(x);
+    nonfinite = x.numel() - finite.sum().item<int64_t>();
+    lo = at::where(finite, x, kInf).amin(1);
+    hi = at::where(finite, x, -kInf).amax(1);
+    bounds = at::stack({lo.to(at::kDouble), hi.to(at::kDouble)}).cpu();
+  }
+  const double* pb = bounds.data_ptr<double>();
+  at::Tensor grids = at::zeros({2, channels}, bounds.options());
+  double* pg = grids.data_ptr<double>();
+  for (int64_t c = 0; c < channels; ++c) {
+    const CanonicalGrid grid = begin_row(
+        pb[c], pb[channels + c], ph + c * bins, ps != nullptr ? ps + c * bins : nullptr, bins, pr + 2 * c,
+        mn.data_ptr<float>() + c, mx.data_ptr<float>() + c);
+    if (grid.bins != 0) {
+      pg[c] = grid.k;
+      pg[channels + c] = grid.inv_w;
+    }
+  }
+  const at::Device device = input.device();
+  const at::Tensor device_grids = grids.to(device);
+  const at::Tensor device_hist = hist.to(device);
+  const at::Tensor device_sum = sum.defined() ? sum.to(device) : at::Tensor();
+  cuda::count_histogram(x, device_grids[0], device_grids[1], device_hist, device_sum);
+  histogram.copy_(device_hist.view_as(histogram));
+  if (device_sum.defined()) histogram_sum->copy_(device_sum.view_as(*histogram_sum));
+  histogram_range.copy_(range);
+  min_val.copy_(mn);
+  max_val.copy_(mx);
+  nonfinite_count.add_(nonfinite);
+}
+
+// histogram_range and _histogram_rebin_ work on the state alone (a few
+// thousand bins per row): on CUDA tensors, the CPU kernels run on host copies.
+std::tuple<at::Tensor, at::Tensor> histogram_range_cuda(
+    const at::Tensor& histogram,
+    const at::Tensor& histogram_range,
+    const at::Tensor& min_val,
+    const at::Tensor& max_val,
+    int64_t quant_min,
+    int64_t quant_max,
+    bool symmetric,
+    c10::string_view method,
+    double percentile,
+    const c10::optional<at::Tensor>& histogram_sum) {
+  check_histogram_range_args(
+      "histogram_range", histogram, histogram_range, min_val, max_val, quant_min, quant_max,
+      std::string(method.data(), method.size()), percentile, histogram_sum);
+  const c10::optional<at::Tensor> sum =
+      histogram_sum.has_value() ? c10::optional<at::Tensor>(histogram_sum->cpu()) : c10::nullopt;
+  auto [lo, hi] = histogram_range_cpu(
+      histogram.cpu(), histogram_range.cpu(), min_val.cpu(), max_val.cpu(), quant_min, quant_max, symmetric,
+      method, percentile, sum);
+  return {lo.to(histogram.device()), hi.to(histogram.device())};
+}
+
+void histogram_rebin_cuda(
+    const at::Tensor& histogram,
+    const at::Tensor& histogram_range,
+    const at::Tensor& min_val,
+    const at::Tensor& max_val,
+    const c10::optional<at::Tensor>& histogram_sum) {
+  check_histogram_rebin_args("_histogram_rebin_", histogram, histogram_range, min_val, max_val, histogram_sum);
+  const at::Tensor hist = histogram.cpu(), range = histogram_range.cpu();
+  const c10::optional<at::Tensor> sum =
+      histogram_sum.has_value() ? c10::optional<at::Tensor>(histogram_sum->cpu()) : c10::nullopt;
+  histogram_rebin_cpu(hist, range, min_val.cpu(), max_val.cpu(), sum);
+  histogram.copy_(hist);
+  histogram_range.copy_(range);
+  if (sum.has_value()) histogram_sum->copy_(*sum);
+}
+#endif  // MCUQ_WITH_CUDA
+
 TORCH_LIBRARY_IMPL(mcuq, CPU, m) {
   m.impl("observe_histogram_", &observe_histogram_cpu);
   m.impl("histogram_range", &histogram_range_cpu);
   m.impl("_histogram_rebin_", &histogram_rebin_cpu);
 }
+
+#ifdef MCUQ_WITH_CUDA
+TORCH_LIBRARY_IMPL(mcuq, CUDA, m) {
+  m.impl("observe_histogram_", &observe_histogram_cuda);
+  m.impl("histogram_range", &histogram_range_cuda);
+  m.impl("_histogram_rebin_", &histogram_rebin_cuda);
+}
+#endif
 
 }  // namespace mcuq::ops

@@ -5,6 +5,8 @@
 // stated once.
 #pragma once
 
+#include "mcuq/ops/host_device.h"
+
 #include <ATen/core/Tensor.h>
 #include <c10/util/Optional.h>
 
@@ -74,6 +76,23 @@ HistogramLayout check_histogram_rebin_args(
 // coarser canonical grid (see cpu/histogram.cpp for the rule and the proof
 // that it makes the state order-independent).
 
+// The bin of a finite x (in float range) on the grid of width 2^e with
+// lo = k 2^e and `bins` bins (inv_w = 2^-e): floor(x / w) - k, clamped to
+// [0, bins - 1] (a covering grid never needs the clamp; it guards NaN too).
+// x * 2^-e is exact unless it underflows (float64 subnormals under a wide
+// grid), where a negative x must still give -1. On the host and, for the
+// CUDA histogram kernel, on the GPU.
+MCUQ_HOST_DEVICE inline double grid_floor_units(double x, double inv_w) {
+  const double t = ::floor(x * inv_w);
+  return (t == 0.0 && x < 0.0) ? -1.0 : t;
+}
+MCUQ_HOST_DEVICE inline int64_t grid_bin(double x, double k, double inv_w, int64_t bins) {
+  const double t = grid_floor_units(x, inv_w) - k;
+  if (!(t >= 0.0)) return 0;
+  if (t >= static_cast<double>(bins - 1)) return bins - 1;
+  return static_cast<int64_t>(t);
+}
+
 // A canonical grid: e, k and the derived width, lo and hi (all exact in
 // double: |k| + bins < 2^53 and w a power of two within double's range).
 struct CanonicalGrid {
@@ -91,26 +110,15 @@ struct CanonicalGrid {
     hi = (k + static_cast<double>(bins)) * w;
   }
 
-  // floor(x / w): x * 2^-e is exact unless it underflows (float64
-  // subnormals under a wide grid), where a negative x must still give -1.
-  double floor_units(double x) const {
-    const double t = std::floor(x * inv_w);
-    return (t == 0.0 && x < 0.0) ? -1.0 : t;
-  }
-  // The bin of a finite x (in float range): floor(x / w) - k, clamped to
-  // [0, bins - 1] (a covering grid never needs the clamp; it guards NaN too).
-  int64_t bin(double x) const {
-    const double t = floor_units(x) - k;
-    if (!(t >= 0.0)) return 0;
-    if (t >= static_cast<double>(bins - 1)) return bins - 1;
-    return static_cast<int64_t>(t);
-  }
+  double floor_units(double x) const { return grid_floor_units(x, inv_w); }
+  int64_t bin(double x) const { return grid_bin(x, k, inv_w, bins); }
 };
 
 // float64 values are binned saturated to the float32 range, as min_val and
 // max_val saturate: the grid then always fits double's range.
-inline double to_float_range(double v) {
-  return std::clamp(v, -static_cast<double>(FLT_MAX), static_cast<double>(FLT_MAX));
+MCUQ_HOST_DEVICE inline double to_float_range(double v) {
+  const double limit = static_cast<double>(FLT_MAX);
+  return v < -limit ? -limit : (v > limit ? limit : v);
 }
 
 // The finest width a histogram whose values reach magnitude `amax` (the

@@ -99,11 +99,27 @@ at::Tensor requantize_cpu(
   return out;
 }
 
+#ifdef MCUQ_WITH_CUDA
+// A few multipliers (one per channel), checked with host values: computed on
+// host copies. requantize has its CUDA kernel in cuda/integer.cu.
+std::tuple<at::Tensor, at::Tensor> quantize_multiplier_cuda(const at::Tensor& real_multiplier) {
+  check_quantize_multiplier_args("quantize_multiplier", real_multiplier);
+  auto [multiplier, shift] = quantize_multiplier_cpu(real_multiplier.cpu());
+  return {multiplier.to(real_multiplier.device()), shift.to(real_multiplier.device())};
+}
+#endif
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(mcuq, CPU, m) {
   m.impl("quantize_multiplier", quantize_multiplier_cpu);
   m.impl("requantize", requantize_cpu);
 }
+
+#ifdef MCUQ_WITH_CUDA
+TORCH_LIBRARY_IMPL(mcuq, CUDA, m) {
+  m.impl("quantize_multiplier", quantize_multiplier_cuda);
+}
+#endif
 
 }  // namespace mcuq::ops
