@@ -16,6 +16,7 @@ input's qparams. Anything else is an error naming the layer.
 """
 
 import copy
+import itertools
 import operator
 from typing import Dict, Optional
 
@@ -139,13 +140,20 @@ def prepare(model: nn.Module, preset: Preset, qat: bool = True, freeze_bn_step: 
         raise ValueError(f"mcuq.prepare: torch.fx cannot trace the model: {error}") from error
     modules = dict(gm.named_modules())
     graph = gm.graph
-    activation = preset.activation.fake_quant if qat else preset.activation.observer
+    # New modules join the model on its device (a GPU for QAT there).
+    device = _single_device(model)
+
+    def on_device(module: nn.Module) -> nn.Module:
+        return module.to(device) if device is not None else module
+
+    def activation() -> nn.Module:
+        return on_device(preset.activation.fake_quant() if qat else preset.activation.observer())
 
     def weight_quantizer(axis: int) -> nn.Module:
         spec = preset.weight
         fq = spec.fake_quant()
         fq.axis = fq.ch_axis = axis if spec.per_channel else 0
-        return fq
+        return on_device(fq)
 
     # 1. Conv2d -> BatchNorm2d, Conv1d and Linear -> BatchNorm1d (-> ReLU): fused.
     folds = {nn.Conv2d: (nn.BatchNorm2d, ConvBn2d), nn.Conv1d: (nn.BatchNorm1d, ConvBn1d),
@@ -160,8 +168,8 @@ def prepare(model: nn.Module, preset: Preset, qat: bool = True, freeze_bn_step: 
         relu_node = _only_user(bn_node)
         relu = relu_node is not None and _is_plain_relu(relu_node, modules)
         conv, bn = modules[node.target], modules[bn_node.target]
-        fused = fused_type.from_modules(conv, bn, relu=relu, weight_fake_quant=weight_quantizer(0),
-                                        freeze_bn_step=freeze_bn_step)
+        fused = on_device(fused_type.from_modules(conv, bn, relu=relu, weight_fake_quant=weight_quantizer(0),
+                                                  freeze_bn_step=freeze_bn_step))
         with torch.no_grad():  # size and initialize the weight quantizer from the folded weight
             fused.weight_fake_quant(fused.folded_weight_and_bias()[0])
         if not qat:
@@ -249,6 +257,13 @@ def prepare(model: nn.Module, preset: Preset, qat: bool = True, freeze_bn_step: 
     graph.lint()
     gm.recompile()
     return gm.train(qat)
+
+
+def _single_device(model: nn.Module) -> Optional[torch.device]:
+    """The device of all the model's parameters and buffers, if they share
+    one (None for a model on several devices, or one with no tensors)."""
+    devices = {t.device for t in itertools.chain(model.parameters(), model.buffers())}
+    return devices.pop() if len(devices) == 1 else None
 
 
 def _set_module(gm: fx.GraphModule, target: str, module: nn.Module) -> None:

@@ -399,7 +399,8 @@ def test_qat_on_cuda_matches_cpu_accuracy():
     accs = {}
     for device in ("cpu", CUDA):
         torch.manual_seed(1)
-        qat = mcuq.prepare(copy.deepcopy(float_model), mcuq.presets.get("int8"), qat=True).to(device)
+        # Prepared from the model where it trains: the quantizers go there too.
+        qat = mcuq.prepare(copy.deepcopy(float_model).to(device), mcuq.presets.get("int8"), qat=True)
         epoch(qat, device, 0.01, 2)
         accs[str(device)] = accuracy(qat, device)
     gpu = accs[str(CUDA)]

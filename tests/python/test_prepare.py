@@ -204,3 +204,15 @@ def test_qat_int8_on_fashion_mnist_stays_within_half_a_point_of_float():
     assert all(m.bn_stats_frozen() for m in prepared.modules() if isinstance(m, mcuq.ConvBn2d))
     qat_accuracy = _accuracy(mcuq.freeze(prepared), xt, yt)
     assert qat_accuracy >= float_accuracy - 0.5, (float_accuracy, qat_accuracy)
+
+
+def test_prepare_puts_new_quantizers_on_the_models_device():
+    """A model on a GPU gets its quantizers there (QAT on CUDA); shown with
+    the meta device, which every machine has: every parameter and buffer of
+    the prepared model, the folded Conv+BN's and the activation quantizers'
+    included, is where the model was."""
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    for qat in (True, False):
+        prepared = mcuq.prepare(model.to("meta"), mcuq.presets.get("int8"), qat=qat)
+        devices = {t.device.type for t in [*prepared.parameters(), *prepared.buffers()]}
+        assert devices == {"meta"}, (qat, devices)

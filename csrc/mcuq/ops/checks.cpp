@@ -380,6 +380,46 @@ at::ScalarType dequantized_dtype(const char* op, c10::optional<at::ScalarType> d
   return t;
 }
 
+void scale_reciprocals(const char* op, int64_t n, const float* scale, float* inv_scale, const at::Tensor& original) {
+  for (int64_t i = 0; i < n; ++i) {
+    // A subnormal scale has an infinite float32 reciprocal.
+    TORCH_CHECK_VALUE(
+        std::isfinite(scale[i]) && scale[i] >= FLT_MIN,
+        fmt::format(
+            "mcuq::{}: expected scale to be finite and >= {:g} (the smallest normal float32), "
+            "but got {:g}{}",
+            op, FLT_MIN, original.defined() ? original.reshape(-1)[i].item<double>() : double{scale[i]},
+            n > 1 ? fmt::format(" at index {}", i) : ""));
+    inv_scale[i] = 1.0f / scale[i];
+  }
+}
+
+void zero_points_of_floats(
+    const char* op, int64_t n, const double* zero_point, int64_t quant_min, int64_t quant_max, int64_t* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    TORCH_CHECK_VALUE(
+        std::isfinite(zero_point[i]),
+        fmt::format(
+            "mcuq::{}: expected zero_point to be finite, but got {}{}", op, zero_point[i],
+            n > 1 ? fmt::format(" at index {}", i) : ""));
+    const double r = std::nearbyint(zero_point[i]);
+    out[i] = static_cast<int64_t>(
+        std::fmin(std::fmax(r, static_cast<double>(quant_min)), static_cast<double>(quant_max)));
+  }
+}
+
+void zero_points_of_integers(
+    const char* op, int64_t n, const int64_t* zero_point, int64_t quant_min, int64_t quant_max, int64_t* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    TORCH_CHECK_VALUE(
+        zero_point[i] >= quant_min && zero_point[i] <= quant_max,
+        fmt::format(
+            "mcuq::{}: expected zero_point in [quant_min, quant_max] = [{}, {}], but got {}{}",
+            op, quant_min, quant_max, zero_point[i], n > 1 ? fmt::format(" at index {}", i) : ""));
+    out[i] = zero_point[i];
+  }
+}
+
 ChannelQParams channel_qparams(
     const char* op,
     const QParamLayout& layout,
@@ -391,49 +431,14 @@ ChannelQParams channel_qparams(
   at::Tensor s = scale.detach().to(at::kCPU, at::kFloat).contiguous().view({-1});
   at::Tensor inv = at::empty_like(s);
   at::Tensor z = at::empty({s.numel()}, s.options().dtype(at::kLong));
-  const float* sp = s.data_ptr<float>();
-  float* ip = inv.data_ptr<float>();
-  int64_t* zp = z.data_ptr<int64_t>();
-
-  for (int64_t i = 0; i < s.numel(); ++i) {
-    // A subnormal scale has an infinite float32 reciprocal.
-    TORCH_CHECK_VALUE(
-        std::isfinite(sp[i]) && sp[i] >= FLT_MIN,
-        fmt::format(
-            "mcuq::{}: expected scale to be finite and >= {:g} (the smallest normal float32), "
-            "but got {:g}{}",
-            op, FLT_MIN, scale.reshape(-1)[i].item<double>(),
-            s.numel() > 1 ? fmt::format(" at index {}", i) : ""));
-    ip[i] = 1.0f / sp[i];
-  }
-
+  scale_reciprocals(op, s.numel(), s.data_ptr<float>(), inv.data_ptr<float>(), scale);
   if (zero_point.is_floating_point()) {
-    at::Tensor zf = zero_point.detach().to(at::kCPU, at::kDouble).contiguous().view({-1});
-    const double* zfp = zf.data_ptr<double>();
-    for (int64_t i = 0; i < zf.numel(); ++i) {
-      TORCH_CHECK_VALUE(
-          std::isfinite(zfp[i]),
-          fmt::format(
-              "mcuq::{}: expected zero_point to be finite, but got {}{}", op, zfp[i],
-              zf.numel() > 1 ? fmt::format(" at index {}", i) : ""));
-      const double r = std::nearbyint(zfp[i]);
-      zp[i] = static_cast<int64_t>(
-          std::fmin(std::fmax(r, static_cast<double>(quant_min)), static_cast<double>(quant_max)));
-    }
+    const at::Tensor zf = zero_point.detach().to(at::kCPU, at::kDouble).contiguous().view({-1});
+    zero_points_of_floats(op, zf.numel(), zf.data_ptr<double>(), quant_min, quant_max, z.data_ptr<int64_t>());
   } else {
-    at::Tensor zi = zero_point.detach().to(at::kCPU, at::kLong).contiguous().view({-1});
-    const int64_t* zip = zi.data_ptr<int64_t>();
-    for (int64_t i = 0; i < zi.numel(); ++i) {
-      TORCH_CHECK_VALUE(
-          zip[i] >= quant_min && zip[i] <= quant_max,
-          fmt::format(
-              "mcuq::{}: expected zero_point in [quant_min, quant_max] = [{}, {}], but got {}{}",
-              op, quant_min, quant_max, zip[i],
-              zi.numel() > 1 ? fmt::format(" at index {}", i) : ""));
-      zp[i] = zip[i];
-    }
+    const at::Tensor zi = zero_point.detach().to(at::kCPU, at::kLong).contiguous().view({-1});
+    zero_points_of_integers(op, zi.numel(), zi.data_ptr<int64_t>(), quant_min, quant_max, z.data_ptr<int64_t>());
   }
-
   if (layout.group_size > 1) {
     s = s.repeat_interleave(layout.group_size);
     inv = inv.repeat_interleave(layout.group_size);
@@ -522,5 +527,22 @@ at::Tensor reduce_to_qparam(const at::Tensor& per_element, const at::Tensor& lik
   return r.to(like.scalar_type()).view(like.sizes());
 }
 
+
+void check_requantize_values(const char* op, int64_t n, const int32_t* multiplier, const int32_t* shift) {
+  for (int64_t c = 0; c < n; ++c) {
+    TORCH_CHECK_VALUE(
+        multiplier[c] >= 0 && shift[c] >= -31 && shift[c] <= 30,
+        fmt::format(
+            "mcuq::{}: expected multiplier >= 0 and shift in [-31, 30], but got multiplier={}, shift={} at "
+            "index {}",
+            op, multiplier[c], shift[c], c));
+  }
+}
+
+mcuq_rounding rounding_of(c10::string_view rounding) {
+  if (rounding == "single") return MCUQ_ROUND_SINGLE;
+  if (rounding == "shift") return MCUQ_ROUND_SHIFT;
+  return MCUQ_ROUND_DOUBLE;
+}
 
 }  // namespace mcuq::ops

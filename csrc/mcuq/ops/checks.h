@@ -3,6 +3,8 @@
 // expectation and the value.
 #pragma once
 
+#include "mcuq_arith.h"
+
 #include <ATen/core/Tensor.h>
 #include <c10/util/Optional.h>
 #include <c10/util/string_view.h>
@@ -145,6 +147,17 @@ ChannelQParams channel_qparams(
     int64_t quant_min,
     int64_t quant_max);
 
+// The checks and conversions of channel_qparams on values already on the
+// host, one entry per group (the CUDA kernels read them back themselves):
+// float32 scales to their reciprocals (`original`, if defined, is the scale
+// tensor as given, for the message), and floating or integer zero points
+// to int64.
+void scale_reciprocals(const char* op, int64_t n, const float* scale, float* inv_scale, const at::Tensor& original);
+void zero_points_of_floats(
+    const char* op, int64_t n, const double* zero_point, int64_t quant_min, int64_t quant_max, int64_t* out);
+void zero_points_of_integers(
+    const char* op, int64_t n, const int64_t* zero_point, int64_t quant_min, int64_t quant_max, int64_t* out);
+
 // `t` ([channels] or [1]) viewed so that it broadcasts against `like`
 // along the layout's axis, with zero strides elsewhere.
 at::Tensor broadcast_along_axis(const at::Tensor& t, const QParamLayout& layout, const at::Tensor& like);
@@ -170,5 +183,12 @@ QParamLayout check_requantize_args(
     int64_t quant_max,
     int64_t axis,
     c10::string_view rounding);
+
+// requantize's multipliers and shifts (n of each, on the host): multiplier
+// >= 0 and shift in [-31, 30].
+void check_requantize_values(const char* op, int64_t n, const int32_t* multiplier, const int32_t* shift);
+
+// requantize's rounding rule by name (checked by check_requantize_args).
+mcuq_rounding rounding_of(c10::string_view rounding);
 
 }  // namespace mcuq::ops

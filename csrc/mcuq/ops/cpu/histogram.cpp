@@ -454,6 +454,54 @@ void check_ranges_of_nonempty(const char* op, const HistogramLayout& layout, con
   }
 }
 
+// observe_histogram_'s state as the kernels update it: contiguous tensors on
+// the host, the state's own where they are that, else copies that
+// write_back() copies back (into non-contiguous state, or to the GPU).
+struct HistogramState {
+  at::Tensor hist, range, mn, mx, sum;
+
+  HistogramState(
+      const at::Tensor& histogram,
+      const at::Tensor& histogram_range,
+      const at::Tensor& min_val,
+      const at::Tensor& max_val,
+      const c10::optional<at::Tensor>& histogram_sum)
+      : hist(histogram.cpu().contiguous()),
+        range(histogram_range.cpu().contiguous()),
+        mn(min_val.cpu().contiguous()),
+        mx(max_val.cpu().contiguous()),
+        sum(histogram_sum.has_value() ? histogram_sum->cpu().contiguous() : at::Tensor()) {}
+
+  int64_t* counts() const { return hist.data_ptr<int64_t>(); }
+  double* sums() const { return sum.defined() ? sum.data_ptr<double>() : nullptr; }
+  double* ranges() const { return range.data_ptr<double>(); }
+  float* mins() const { return mn.data_ptr<float>(); }
+  float* maxs() const { return mx.data_ptr<float>(); }
+
+  void write_back(
+      const at::Tensor& histogram,
+      const at::Tensor& histogram_range,
+      const at::Tensor& min_val,
+      const at::Tensor& max_val,
+      const c10::optional<at::Tensor>& histogram_sum) const {
+    mcuq::ops::write_back(hist, histogram);
+    mcuq::ops::write_back(range, histogram_range);
+    mcuq::ops::write_back(mn, min_val);
+    mcuq::ops::write_back(mx, max_val);
+    if (sum.defined()) mcuq::ops::write_back(sum, *histogram_sum);
+  }
+};
+
+// One contiguous row of values per channel ([channels, n]), in float or double.
+at::Tensor rows_of(const at::Tensor& input, const HistogramLayout& layout) {
+  at::Tensor x = input.detach();
+  if (x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16) {
+    x = x.to(at::kFloat);
+  }
+  x = layout.per_channel ? x.movedim(layout.axis, 0).contiguous() : x.contiguous();
+  return x.view({layout.channels, -1});
+}
+
 void observe_histogram_cpu(
     const at::Tensor& input,
     const at::Tensor& histogram,
@@ -468,28 +516,17 @@ void observe_histogram_cpu(
       op, input, histogram, histogram_range, min_val, max_val, nonfinite_count, axis, histogram_sum);
   const int64_t channels = layout.channels, bins = layout.bins;
 
-  at::Tensor hist = histogram.contiguous();
-  at::Tensor range = histogram_range.contiguous();
-  at::Tensor mn = min_val.contiguous();
-  at::Tensor mx = max_val.contiguous();
-  at::Tensor sum = histogram_sum.has_value() ? histogram_sum->contiguous() : at::Tensor();
-  int64_t* ph = hist.data_ptr<int64_t>();
-  double* ps = sum.defined() ? sum.data_ptr<double>() : nullptr;
-  double* pr = range.data_ptr<double>();
-  float* pmin = mn.data_ptr<float>();
-  float* pmax = mx.data_ptr<float>();
-
+  HistogramState state(histogram, histogram_range, min_val, max_val, histogram_sum);
+  int64_t* ph = state.counts();
+  double* ps = state.sums();
+  double* pr = state.ranges();
+  float* pmin = state.mins();
+  float* pmax = state.maxs();
   check_ranges_of_nonempty(op, layout, ph, pr);
   if (input.numel() == 0) {
     return;
   }
-
-  // One contiguous row of values per channel, in float or double.
-  at::Tensor x = input.detach();
-  if (x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16) {
-    x = x.to(at::kFloat);
-  }
-  x = layout.per_channel ? x.movedim(layout.axis, 0).contiguous() : x.contiguous();
+  const at::Tensor x = rows_of(input, layout);
   const int64_t n = x.numel() / channels;
 
   std::vector<int64_t> nonfinite(channels, 0);
@@ -505,11 +542,7 @@ void observe_histogram_cpu(
     });
   });
 
-  write_back(hist, histogram);
-  write_back(range, histogram_range);
-  write_back(mn, min_val);
-  write_back(mx, max_val);
-  if (ps != nullptr) write_back(sum, *histogram_sum);
+  state.write_back(histogram, histogram_range, min_val, max_val, histogram_sum);
   int64_t total = 0;
   for (int64_t v : nonfinite) total += v;
   *nonfinite_count.data_ptr<int64_t>() += total;
@@ -1147,23 +1180,15 @@ void observe_histogram_cuda(
   const HistogramLayout layout = check_observe_histogram_args(
       op, input, histogram, histogram_range, min_val, max_val, nonfinite_count, axis, histogram_sum);
   const int64_t channels = layout.channels, bins = layout.bins;
-  at::Tensor hist = histogram.cpu().contiguous();
-  at::Tensor range = histogram_range.cpu().contiguous();
-  at::Tensor mn = min_val.cpu().contiguous();
-  at::Tensor mx = max_val.cpu().contiguous();
-  at::Tensor sum = histogram_sum.has_value() ? histogram_sum->cpu().contiguous() : at::Tensor();
-  int64_t* ph = hist.data_ptr<int64_t>();
-  double* ps = sum.defined() ? sum.data_ptr<double>() : nullptr;
-  double* pr = range.data_ptr<double>();
+  HistogramState state(histogram, histogram_range, min_val, max_val, histogram_sum);
+  int64_t* ph = state.counts();
+  double* ps = state.sums();
+  double* pr = state.ranges();
   check_ranges_of_nonempty(op, layout, ph, pr);
   if (input.numel() == 0) {
     return;
   }
-  at::Tensor x = input.detach();
-  if (x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16) {
-    x = x.to(at::kFloat);
-  }
-  x = (layout.per_channel ? x.movedim(layout.axis, 0).contiguous() : x.contiguous()).view({channels, -1});
+  const at::Tensor x = rows_of(input, layout);
 
   // Each row's finite range: plain min / max unless they show a NaN or an
   // infinity, as in the CPU observers.
@@ -1183,22 +1208,18 @@ void observe_histogram_cuda(
   for (int64_t c = 0; c < channels; ++c) {
     const CanonicalGrid grid = begin_row(
         pb[c], pb[channels + c], ph + c * bins, ps != nullptr ? ps + c * bins : nullptr, bins, pr + 2 * c,
-        mn.data_ptr<float>() + c, mx.data_ptr<float>() + c);
+        state.mins() + c, state.maxs() + c);
     if (grid.bins != 0) {
       pg[c] = grid.k;
       pg[channels + c] = grid.inv_w;
     }
   }
-  const at::Device device = input.device();
-  const at::Tensor device_grids = grids.to(device);
-  const at::Tensor device_hist = hist.to(device);
-  const at::Tensor device_sum = sum.defined() ? sum.to(device) : at::Tensor();
-  cuda::count_histogram(x, device_grids[0], device_grids[1], device_hist, device_sum);
-  histogram.copy_(device_hist.view_as(histogram));
-  if (device_sum.defined()) histogram_sum->copy_(device_sum.view_as(*histogram_sum));
-  histogram_range.copy_(range);
-  min_val.copy_(mn);
-  max_val.copy_(mx);
+  // The re-binned counts (and sums) go to the GPU, where the batch is counted in.
+  const at::Tensor device_grids = grids.to(input.device());
+  state.hist = state.hist.to(input.device());
+  if (state.sum.defined()) state.sum = state.sum.to(input.device());
+  cuda::count_histogram(x, device_grids[0], device_grids[1], state.hist, state.sum);
+  state.write_back(histogram, histogram_range, min_val, max_val, histogram_sum);
   nonfinite_count.add_(nonfinite);
 }
 

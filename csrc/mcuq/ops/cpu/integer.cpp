@@ -16,12 +16,6 @@
 namespace mcuq::ops {
 namespace {
 
-mcuq_rounding rounding_of(c10::string_view rounding) {
-  if (rounding == "single") return MCUQ_ROUND_SINGLE;
-  if (rounding == "shift") return MCUQ_ROUND_SHIFT;
-  return MCUQ_ROUND_DOUBLE;
-}
-
 std::tuple<at::Tensor, at::Tensor> quantize_multiplier_cpu(const at::Tensor& real_multiplier) {
   check_quantize_multiplier_args("quantize_multiplier", real_multiplier);
   const at::Tensor real = real_multiplier.detach().to(at::kDouble).contiguous();
@@ -65,14 +59,7 @@ at::Tensor requantize_cpu(
   const at::Tensor s = shift.contiguous().view(-1);
   const int32_t* mp = m.data_ptr<int32_t>();
   const int32_t* sp = s.data_ptr<int32_t>();
-  for (int64_t c = 0; c < m.numel(); ++c) {
-    TORCH_CHECK_VALUE(
-        mp[c] >= 0 && sp[c] >= -31 && sp[c] <= 30,
-        fmt::format(
-            "mcuq::requantize: expected multiplier >= 0 and shift in [-31, 30], but got "
-            "multiplier={}, shift={} at index {}",
-            mp[c], sp[c], c));
-  }
+  check_requantize_values("requantize", m.numel(), mp, sp);
   const mcuq_rounding mode = rounding_of(rounding);
   // [outer, channels, inner] so each element finds its channel's multiplier.
   const at::Tensor x = input.contiguous();

@@ -42,51 +42,122 @@ struct Prepared {
   at::Tensor storage;
 };
 
-// The scale and zero point on the host, in one transfer where the zero
-// point's dtype round-trips through float64 (int64 ones come separately).
-std::pair<at::Tensor, at::Tensor> to_host(const at::Tensor& scale, const at::Tensor& zero_point) {
-  if (scale.device().is_cpu() && zero_point.device().is_cpu()) return {scale, zero_point};
-  if (zero_point.scalar_type() == at::kLong) return {scale.cpu(), zero_point.cpu()};
-  const int64_t n = scale.numel();
-  const at::Tensor both =
-      at::cat({scale.detach().reshape(-1).to(at::kDouble), zero_point.detach().reshape(-1).to(at::kDouble)}).cpu();
-  return {both.slice(0, 0, n).to(scale.scalar_type()).view(scale.sizes()),
-          both.slice(0, n).to(zero_point.scalar_type()).view(zero_point.sizes())};
+// One entry per channel (groups expanded), on the host.
+struct HostQParams {
+  std::vector<float> scale, inv_scale;
+  std::vector<int64_t> zero_point;
+};
+
+// Copies contiguous tensors' bytes from the GPU into one pinned host buffer
+// on the current stream, then waits once.
+std::vector<at::Tensor> read_back(const std::vector<at::Tensor>& ts) {
+  int64_t total = 0;
+  for (const auto& t : ts) total += (t.nbytes() + 15) / 16 * 16;
+  const at::Tensor buffer = at::empty({total}, at::TensorOptions().dtype(at::kByte).pinned_memory(true));
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  std::vector<at::Tensor> out;
+  int64_t offset = 0;
+  for (const auto& t : ts) {
+    uint8_t* dst = buffer.data_ptr<uint8_t>() + offset;
+    C10_CUDA_CHECK(cudaMemcpyAsync(dst, t.data_ptr(), t.nbytes(), cudaMemcpyDeviceToHost, stream));
+    out.push_back(buffer.slice(0, offset, offset + static_cast<int64_t>(t.nbytes())).view(t.scalar_type()));
+    offset += (t.nbytes() + 15) / 16 * 16;
+  }
+  C10_CUDA_CHECK(cudaStreamSynchronize(stream));
+  return out;
 }
 
-// `scale_host` / `zero_point_host`: the same values on the host, if the caller has them.
+// The qparams on the host, checked as channel_qparams checks them. The
+// common dtypes (float32 scale; int32, int64 or float32 zero point) are read
+// as raw bytes with a single wait for the GPU, which then idles only for the
+// few microseconds until the kernel is launched; others go through
+// channel_qparams on host copies.
+HostQParams host_qparams(
+    const char* op,
+    const QParamLayout& layout,
+    const at::Tensor& scale,
+    const at::Tensor& zero_point,
+    int64_t quant_min,
+    int64_t quant_max,
+    const at::Tensor& scale_host,
+    const at::Tensor& zero_point_host) {
+  HostQParams h;
+  const auto z_type = zero_point.scalar_type();
+  const bool raw = !scale_host.defined() && scale.scalar_type() == at::kFloat && scale.is_contiguous() &&
+      zero_point.is_contiguous() && (z_type == at::kInt || z_type == at::kLong || z_type == at::kFloat);
+  if (raw) {
+    const int64_t n = scale.numel();
+    const std::vector<at::Tensor> host = read_back({scale, zero_point});
+    const float* sp = host[0].data_ptr<float>();
+    h.scale.assign(sp, sp + n);
+    h.inv_scale.resize(n);
+    h.zero_point.resize(n);
+    scale_reciprocals(op, n, h.scale.data(), h.inv_scale.data(), {});
+    if (z_type == at::kFloat) {
+      const float* zf = host[1].data_ptr<float>();
+      const std::vector<double> zd(zf, zf + n);
+      zero_points_of_floats(op, n, zd.data(), quant_min, quant_max, h.zero_point.data());
+    } else {
+      std::vector<int64_t> z64(n);
+      for (int64_t i = 0; i < n; ++i) {
+        z64[i] = z_type == at::kInt ? host[1].data_ptr<int32_t>()[i] : host[1].data_ptr<int64_t>()[i];
+      }
+      zero_points_of_integers(op, n, z64.data(), quant_min, quant_max, h.zero_point.data());
+    }
+  } else {
+    const ChannelQParams qp = channel_qparams(
+        op, QParamLayout{}, scale_host.defined() ? scale_host : scale.cpu(),
+        scale_host.defined() ? zero_point_host : zero_point.cpu(), quant_min, quant_max);
+    const int64_t n = qp.scale.numel();
+    h.scale.assign(qp.scale.data_ptr<float>(), qp.scale.data_ptr<float>() + n);
+    h.inv_scale.assign(qp.inv_scale.data_ptr<float>(), qp.inv_scale.data_ptr<float>() + n);
+    h.zero_point.assign(qp.zero_point.data_ptr<int64_t>(), qp.zero_point.data_ptr<int64_t>() + n);
+  }
+  if (layout.group_size > 1) {
+    HostQParams g;
+    for (size_t i = 0; i < h.scale.size(); ++i) {
+      for (int64_t k = 0; k < layout.group_size; ++k) {
+        g.scale.push_back(h.scale[i]);
+        g.inv_scale.push_back(h.inv_scale[i]);
+        g.zero_point.push_back(h.zero_point[i]);
+      }
+    }
+    return g;
+  }
+  return h;
+}
+
+// Reads the qparams, last before the launch (the arguments are checked and
+// the outputs allocated by then, so the GPU idles only briefly). `scale_host` / `zero_point_host`: the same values on
+// the host, if the caller has them.
 Prepared prepare(
     const char* op,
+    const QParamLayout& layout,
     const at::Tensor& input,
     const at::Tensor& scale,
     const at::Tensor& zero_point,
     int64_t quant_min,
     int64_t quant_max,
-    int64_t axis,
-    int64_t group_size,
     const at::Tensor& scale_host = {},
     const at::Tensor& zero_point_host = {}) {
   Prepared p;
-  p.layout = check_qparam_args(op, input, scale, zero_point, quant_min, quant_max, axis, group_size);
-  const auto [s_host, z_host] =
-      scale_host.defined() ? std::pair{scale_host, zero_point_host} : to_host(scale, zero_point);
-  const ChannelQParams qp = channel_qparams(op, p.layout, s_host, z_host, quant_min, quant_max);
-  const int64_t n = qp.scale.numel();
-  const float* s = qp.scale.data_ptr<float>();
-  const float* inv = qp.inv_scale.data_ptr<float>();
-  const int64_t* z = qp.zero_point.data_ptr<int64_t>();
+  p.layout = layout;
+  const HostQParams h = host_qparams(op, layout, scale, zero_point, quant_min, quant_max, scale_host, zero_point_host);
+  const int64_t n = static_cast<int64_t>(h.scale.size());
   if (n == 1) {
-    p.view.scale0 = s[0];
-    p.view.inv_scale0 = inv[0];
-    p.view.zero_point0 = z[0];
+    p.view.scale0 = h.scale[0];
+    p.view.inv_scale0 = h.inv_scale[0];
+    p.view.zero_point0 = h.zero_point[0];
     return p;
   }
-  at::Tensor host = at::empty({n * 16}, at::TensorOptions().dtype(at::kByte));
-  uint8_t* h = host.data_ptr<uint8_t>();
-  std::memcpy(h, z, n * 8);
-  std::memcpy(h + n * 8, s, n * 4);
-  std::memcpy(h + n * 12, inv, n * 4);
-  p.storage = host.to(input.device());
+  std::vector<uint8_t> bytes(n * 16);
+  std::memcpy(bytes.data(), h.zero_point.data(), n * 8);
+  std::memcpy(bytes.data() + n * 8, h.scale.data(), n * 4);
+  std::memcpy(bytes.data() + n * 12, h.inv_scale.data(), n * 4);
+  p.storage = at::empty({n * 16}, input.options().dtype(at::kByte));
+  // From pageable memory: returns once the bytes are staged, so `bytes` may go.
+  C10_CUDA_CHECK(cudaMemcpyAsync(p.storage.data_ptr(), bytes.data(), bytes.size(), cudaMemcpyHostToDevice,
+                                 at::cuda::getCurrentCUDAStream()));
   const uint8_t* d = p.storage.data_ptr<uint8_t>();
   p.view.per_tensor = false;
   p.view.zero_point = reinterpret_cast<const int64_t*>(d);
@@ -150,11 +221,11 @@ at::Tensor fake_quantize_impl(
     const at::Tensor& zero_point_host) {
   const c10::cuda::CUDAGuard guard(input.device());
   check_float_input("fake_quantize", input);
-  const Prepared p = prepare(
-      "fake_quantize", input, scale, zero_point, quant_min, quant_max, axis, group_size, scale_host,
-      zero_point_host);
+  const QParamLayout layout = check_qparam_args("fake_quantize", input, scale, zero_point, quant_min, quant_max, axis, group_size);
   const at::Tensor x = dense(input);
   at::Tensor out = at::empty_like(x);
+  const Prepared p =
+      prepare("fake_quantize", layout, x, scale, zero_point, quant_min, quant_max, scale_host, zero_point_host);
   const ChannelOf channel = channel_of(x, p.layout);
   const QParamsView q = p.view;
   const bool fast = fq::fast_path_range(quant_min, quant_max);
@@ -203,10 +274,11 @@ at::Tensor quantize_cuda(
     c10::optional<at::ScalarType> dtype) {
   const c10::cuda::CUDAGuard guard(input.device());
   check_float_input("quantize", input);
-  const Prepared p = prepare("quantize", input, scale, zero_point, quant_min, quant_max, axis, group_size);
+  const QParamLayout layout = check_qparam_args("quantize", input, scale, zero_point, quant_min, quant_max, axis, group_size);
   const auto out_dtype = quantized_dtype("quantize", dtype, quant_min, quant_max);
   const at::Tensor x = dense(input);
   at::Tensor levels = at::empty_like(x, x.options().dtype(at::kLong));
+  const Prepared p = prepare("quantize", layout, x, scale, zero_point, quant_min, quant_max);
   const ChannelOf channel = channel_of(x, p.layout);
   const QParamsView q = p.view;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "mcuq::quantize", [&] {
@@ -231,10 +303,11 @@ at::Tensor dequantize_cuda(
     c10::optional<at::ScalarType> dtype) {
   const c10::cuda::CUDAGuard guard(input.device());
   check_integer_input("dequantize", input);
-  const Prepared p = prepare("dequantize", input, scale, zero_point, quant_min, quant_max, axis, group_size);
+  const QParamLayout layout = check_qparam_args("dequantize", input, scale, zero_point, quant_min, quant_max, axis, group_size);
   const auto out_dtype = dequantized_dtype("dequantize", dtype);
   const at::Tensor levels = dense(input).to(at::kLong);
   at::Tensor out = at::empty_like(levels, levels.options().dtype(out_dtype));
+  const Prepared p = prepare("dequantize", layout, levels, scale, zero_point, quant_min, quant_max);
   const ChannelOf channel = channel_of(levels, p.layout);
   const QParamsView q = p.view;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out_dtype, "mcuq::dequantize", [&] {
@@ -262,8 +335,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quantize_backward_cuda(
   check_float_input("fake_quantize", input);
   at::Tensor grad_scale = at::zeros_like(scale);
   at::Tensor grad_zero_point = at::zeros_like(zero_point);
-  const Prepared p =
-      prepare("fake_quantize", input, scale, zero_point, quant_min, quant_max, axis, group_size);
+  const QParamLayout layout = check_qparam_args("fake_quantize", input, scale, zero_point, quant_min, quant_max, axis, group_size);
   const at::Tensor x = dense(input);
   // The gradient laid out as the input, element for element.
   at::Tensor g = grad.to(x.scalar_type());
@@ -274,6 +346,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quantize_backward_cuda(
     g = laid_out;
   }
   at::Tensor grad_input = at::empty_like(x);
+  const Prepared p = prepare("fake_quantize", layout, x, scale, zero_point, quant_min, quant_max);
   const ChannelOf channel = channel_of(x, p.layout);
   const QParamsView q = p.view;
   const int64_t n = x.numel();

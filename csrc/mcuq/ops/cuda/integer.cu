@@ -14,12 +14,6 @@
 namespace mcuq::ops::cuda {
 namespace detail {
 
-mcuq_rounding rounding_mode(c10::string_view rounding) {
-  if (rounding == "single") return MCUQ_ROUND_SINGLE;
-  if (rounding == "shift") return MCUQ_ROUND_SHIFT;
-  return MCUQ_ROUND_DOUBLE;
-}
-
 at::Tensor requantize_cuda(
     const at::Tensor& input,
     const at::Tensor& multiplier,
@@ -34,14 +28,7 @@ at::Tensor requantize_cuda(
       "requantize", input, multiplier, shift, zero_point, quant_min, quant_max, axis, rounding);
   const at::Tensor m_host = multiplier.contiguous().view(-1).cpu();
   const at::Tensor s_host = shift.contiguous().view(-1).cpu();
-  const int32_t* mh = m_host.data_ptr<int32_t>();
-  const int32_t* sh = s_host.data_ptr<int32_t>();
-  for (int64_t c = 0; c < m_host.numel(); ++c) {
-    TORCH_CHECK_VALUE(
-        mh[c] >= 0 && sh[c] >= -31 && sh[c] <= 30,
-        "mcuq::requantize: expected multiplier >= 0 and shift in [-31, 30], but got multiplier=",
-        mh[c], ", shift=", sh[c], " at index ", c);
-  }
+  check_requantize_values("requantize", m_host.numel(), m_host.data_ptr<int32_t>(), s_host.data_ptr<int32_t>());
   const at::Tensor m = multiplier.contiguous().view(-1);
   const at::Tensor s = shift.contiguous().view(-1);
   const int32_t* mp = m.data_ptr<int32_t>();
@@ -51,7 +38,7 @@ at::Tensor requantize_cuda(
   const ChannelOf channel = layout.per_tensor ? ChannelOf(x.numel(), x.numel(), 1)
                                               : ChannelOf(x.numel(), x.stride(layout.axis), layout.channels);
   const bool per_tensor = layout.per_tensor;
-  const mcuq_rounding mode = rounding_mode(rounding);
+  const mcuq_rounding mode = rounding_of(rounding);
   const auto lo = static_cast<int32_t>(quant_min), hi = static_cast<int32_t>(quant_max);
   const auto zp = static_cast<int32_t>(zero_point);
   int32_t* o = out.data_ptr<int32_t>();
