@@ -9,7 +9,8 @@
 #   oldest   (Debian's torch 1.13; .venv-torch1.13, build-torch1.13/): every
 #            test that goes through torch and its features: ctest without the
 #            C runtime's own tests, pytest without the emulated-MCU tests
-#            (test_mcu.py; C that no torch touches, run on the primary leg)
+#            (test_mcu.py and the "mcu" marker; C that no torch touches, run
+#            on the primary leg)
 #            and without the torch >= 2.1 tests (marker torch21: opcheck,
 #            torch.compile, torch.export, torchao PT2E), which 1.13 cannot run.
 #
@@ -31,7 +32,7 @@ run_leg() {
   local ctest_args=() pytest_args=()
   if [ "$leg" = oldest ]; then
     ctest_args=(-E '^runtime_|OnCortexM')
-    pytest_args=(--ignore=tests/python/test_mcu.py -m "not torch21")
+    pytest_args=(--ignore=tests/python/test_mcu.py -m "not torch21 and not mcu")
   fi
   echo "== $leg leg: $("$venv/bin/python" -c 'import torch; print("torch", torch.__version__)')"
   echo "== $leg: ctest (GoogleTest, CMake consumer, examples)"

@@ -38,11 +38,12 @@ _ACTIVATION_FUNCTIONS = (torch.sigmoid, torch.tanh, F.hardswish, F.hardsigmoid, 
                          F.elu, F.sigmoid, F.tanh)
 # Layers that keep their input's qparams.
 _PASS_MODULES = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
-                 nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout, nn.Identity, nn.Unflatten)
-_PASS_FUNCTIONS = (torch.flatten, F.max_pool1d, F.max_pool2d, F.avg_pool1d, F.avg_pool2d, F.adaptive_avg_pool2d, F.dropout,
+                 nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten, nn.Dropout, nn.Identity, nn.Unflatten)
+_PASS_FUNCTIONS = (torch.flatten, F.max_pool1d, F.max_pool2d, F.avg_pool1d, F.avg_pool2d, F.adaptive_avg_pool2d,
+                   F.adaptive_max_pool2d, torch.amax, F.dropout,
                    torch.reshape, operator.getitem, getattr)
 _PASS_METHODS = ("view", "reshape", "flatten", "size", "contiguous", "permute", "transpose", "squeeze",
-                 "unsqueeze", "mean", "dim")
+                 "unsqueeze", "mean", "amax", "dim")
 _JOIN_FUNCTIONS = (operator.add, torch.add, torch.cat)
 
 

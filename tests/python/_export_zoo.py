@@ -139,6 +139,21 @@ class CeilPoolCnn(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
+class GlobalMaxPoolCnn(nn.Module):
+    """Global max pooling, both ways users write it: nn.AdaptiveMaxPool2d(1)
+    on one branch, x.amax((2, 3)) on the other, concatenated."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.relu = nn.Conv2d(2, 6, 3, padding=1), nn.ReLU()
+        self.gmp = nn.AdaptiveMaxPool2d(1)
+        self.fc = nn.Linear(12, 5)
+
+    def forward(self, x):
+        y = self.relu(self.conv(x))
+        return self.fc(torch.cat([torch.flatten(self.gmp(y), 1), y.amax((2, 3))], 1))
+
+
 @dataclass
 class ZooModel:
     name: str
@@ -168,6 +183,7 @@ ZOO = [
     ZooModel("conv1d_bn", SensorConv1d, "int8", [1, 3, 32]),
     ZooModel("conv1d_bn_16x8", SensorConv1d, "int16x8", [1, 3, 32]),
     ZooModel("ceil_pool_cnn", CeilPoolCnn, "int8", [1, 1, 12, 12]),
+    ZooModel("global_max_pool_cnn", GlobalMaxPoolCnn, "int8", [1, 2, 9, 7]),
 ]
 
 

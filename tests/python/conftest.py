@@ -50,6 +50,9 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", f"torch21: {TORCH_2_1_REASON}; skipped on older torch"
     )
+    config.addinivalue_line(
+        "markers", "mcu: runs firmware on the emulated MCUs (C that no torch touches: the primary leg runs it)"
+    )
 
 
 def pytest_runtest_setup(item):

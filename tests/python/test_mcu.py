@@ -31,6 +31,7 @@ CASES = [
     ("cortex-m0", "depthwise_cnn_w4a8"), ("atmega328p", "mlp_w4a8"),
     ("cortex-m4", "conv1d_bn"), ("atmega328p", "conv1d_bn"), ("cortex-m0", "conv1d_bn_16x8"),
     ("cortex-m4", "ceil_pool_cnn"), ("atmega328p", "ceil_pool_cnn"),
+    ("cortex-m4", "global_max_pool_cnn"), ("atmega328p", "global_max_pool_cnn"),
 ]
 
 

@@ -636,10 +636,11 @@ void Lowerer::Impl::lower_pool(const Op* n, const std::vector<c10::IValue>& in, 
     layer.ceil_mode = in[4].toBool() ? 1 : 0;
     layer.count_include_pad = in[5].toBool() ? 1 : 0;
     if (!in[6].isNone()) fail(n, "divisor_override is not supported");
-  } else {  // adaptive_avg_pool2d, mean over H and W: equal windows
-    layer.kind = LayerKind::kAvgPool2d;
+  } else {  // adaptive pooling; mean or amax over H and W: equal windows
+    const bool max = n->kind == sym("aten::adaptive_max_pool2d") || n->kind == sym("aten::amax");
+    layer.kind = max ? LayerKind::kMaxPool2d : LayerKind::kAvgPool2d;
     int64_t oh = 1, ow = 1;
-    if (n->kind == sym("aten::adaptive_avg_pool2d")) {
+    if (n->kind == sym("aten::adaptive_avg_pool2d") || n->kind == sym("aten::adaptive_max_pool2d")) {
       const auto size = in[1].toIntVector();
       oh = size[0];
       ow = size.size() > 1 ? size[1] : size[0];
@@ -730,11 +731,16 @@ void Lowerer::Impl::node(const Op* n) {
     return;
   }
   const std::vector<c10::IValue> outs = concrete_outputs(n, in);
+  if (k == sym("aten::adaptive_max_pool2d") && outs.size() == 2 && outs[0].isTensor()) {
+    lower_pool(n, in, outs[0].toTensor());  // the values; the indices stay unused
+    return;
+  }
   if (outs.size() != 1 || !outs[0].isTensor()) fail(n, "this operation is not supported by the exporter");
   const at::Tensor result = outs[0].toTensor();
   if (one_of(k, {"aten::max_pool2d", "aten::avg_pool2d", "aten::adaptive_avg_pool2d", "aten::max_pool1d",
                  "aten::avg_pool1d"}) ||
-      (k == sym("aten::mean") && in.size() >= 3 && in[1].isIntList() && in[0].toTensor().dim() == 4 && [&] {
+      ((k == sym("aten::mean") || k == sym("aten::amax")) && in.size() >= 3 && in[1].isIntList() &&
+       in[0].toTensor().dim() == 4 && [&] {
         auto dims = in[1].toIntVector();
         for (auto& d : dims) d = d < 0 ? d + 4 : d;
         std::sort(dims.begin(), dims.end());
