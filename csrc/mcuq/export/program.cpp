@@ -78,7 +78,9 @@ class ProgramFrontEnd {
       }
     }
     const c10::List<c10::IValue> outputs = e[4].toList();
-    for (const c10::IValue& out : outputs) {
+    // Over vec() here and below: a c10::List iterates through proxies, and
+    // a reference bound to the IValue one converts to is, to GCC 13, dangling.
+    for (const c10::IValue& out : outputs.vec()) {
       op.outputs.push_back(lowerer_.fresh());
       bind(out.toInt(), op.outputs.back());
     }
@@ -101,7 +103,7 @@ class ProgramFrontEnd {
     }
     const c10::TypePtr element = list_element(type);
     std::vector<int> elements;
-    for (const c10::IValue& item : pair[1].toList()) {
+    for (const c10::IValue& item : pair[1].toList().vec()) {
       const auto& inner = item.toTupleRef().elements();
       elements.push_back(inner[0].toStringRef() == "value" ? id(inner[1].toInt())
                                                            : lowerer_.constant(convert(op, a.name(), inner[1], element)));
@@ -153,7 +155,7 @@ class ProgramFrontEnd {
         if (!v.isList()) break;
         const c10::TypePtr element = list_element(type);
         c10::impl::GenericList list(element);
-        for (const c10::IValue& item : v.toList()) list.push_back(convert(op, name, item, element));
+        for (const c10::IValue& item : v.toList().vec()) list.push_back(convert(op, name, item, element));
         return c10::IValue(list);
       }
       default:
@@ -180,11 +182,11 @@ LoweredModel lower_program(const c10::IValue& program, const std::vector<int64_t
   Lowerer lowerer(options, input_shape, sample);
   ProgramFrontEnd front_end(lowerer, field(dict, "values").toInt());
   front_end.bind(field(dict, "input").toInt(), lowerer.input());
-  for (const c10::IValue& c : field(dict, "constants").toList()) {
+  for (const c10::IValue& c : field(dict, "constants").toList().vec()) {
     const auto& e = c.toTupleRef().elements();
     front_end.bind(e[0].toInt(), lowerer.constant(e[2], e[1].toStringRef()));
   }
-  for (const c10::IValue& op : field(dict, "ops").toList()) front_end.op(op.toTupleRef());
+  for (const c10::IValue& op : field(dict, "ops").toList().vec()) front_end.op(op.toTupleRef());
   return lowerer.finish(front_end.id(field(dict, "output").toInt()));
 }
 
