@@ -213,7 +213,6 @@ def test_choose_qparams_equals_cpu(symmetric, power_of_two):
 def test_observe_fake_quantize_equals_cpu(dtype, axis_group, averaging_constant):
     axis, group = axis_group
     per_tensor = axis == 0 and group == 1
-    gen = torch.Generator().manual_seed(7)
     results = []
     for device in ("cpu", CUDA):
         n = 1 if per_tensor else 10 // group
@@ -233,7 +232,6 @@ def test_observe_fake_quantize_equals_cpu(dtype, axis_group, averaging_constant)
             outs.append(OPS.observe_fake_quantize(
                 x, *state, on, on, averaging_constant, -128, 127, False, False, 0 if per_tensor else axis, group).cpu())
         results.append((outs, [t.cpu() for t in state]))
-    del gen
     (outs0, state0), (outs1, state1) = results
     for k, (a, b) in enumerate(zip(outs1, outs0)):
         _equal(a, b, f"output of step {k}")

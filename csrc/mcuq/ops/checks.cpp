@@ -444,9 +444,6 @@ ChannelQParams channel_qparams(
     inv = inv.repeat_interleave(layout.group_size);
     z = z.repeat_interleave(layout.group_size);
   }
-  if (!scale.device().is_cpu()) {
-    return {s.to(scale.device()), inv.to(scale.device()), z.to(scale.device())};
-  }
   return {s, inv, z};
 }
 

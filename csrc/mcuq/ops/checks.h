@@ -133,7 +133,7 @@ at::ScalarType dequantized_dtype(const char* op, c10::optional<at::ScalarType> d
 // integer zero point inside [quant_min, quant_max]); a floating zero point is
 // rounded half to even and clamped into the range, since it drifts during
 // training. Reads the values on the host (a copy, for tensors on a GPU) and
-// returns tensors on the input's device.
+// returns CPU tensors.
 struct ChannelQParams {
   at::Tensor scale;       // float32 [channels]
   at::Tensor inv_scale;   // float32 [channels], 1.0f / scale

@@ -136,16 +136,17 @@ void fold_range(
   }
 }
 
-// Folds a batch's range into the observer state (on host copies for GPU state).
+// Folds a batch's range into the observer state (CPU tensors; the CUDA
+// kernels below bring theirs to the host with fold_on_host).
 void update_range_state(
     const FiniteRange& batch,
     const at::Tensor& min_val,
     const at::Tensor& max_val,
     const at::Tensor& nonfinite_count,
     c10::optional<double> averaging_constant) {
-  at::Tensor mn = min_val.contiguous().view({-1}).cpu();
-  at::Tensor mx = max_val.contiguous().view({-1}).cpu();
-  fold_range(batch.min.cpu(), batch.max.cpu(), mn, mx, averaging_constant);
+  at::Tensor mn = min_val.contiguous().view({-1});
+  at::Tensor mx = max_val.contiguous().view({-1});
+  fold_range(batch.min, batch.max, mn, mx, averaging_constant);
   if (!mn.is_same(min_val)) min_val.copy_(mn.view_as(min_val));
   if (!mx.is_same(max_val)) max_val.copy_(mx.view_as(max_val));
   nonfinite_count.add_(batch.nonfinite);
