@@ -160,6 +160,29 @@ typedef struct {
 
 mcuq_status mcuq_add_s8(const mcuq_add_params *params, const int8_t *a, const int8_t *b, int8_t *output);
 mcuq_status mcuq_add_s16(const mcuq_add_params *params, const int16_t *a, const int16_t *b, int16_t *output);
+/* a - b, the same scheme with the scaled inputs subtracted. */
+mcuq_status mcuq_sub_s8(const mcuq_add_params *params, const int8_t *a, const int8_t *b, int8_t *output);
+mcuq_status mcuq_sub_s16(const mcuq_add_params *params, const int16_t *a, const int16_t *b, int16_t *output);
+
+/* Elementwise product (TFLite's MUL): out = requantize((a - a_zero_point) *
+ * (b - b_zero_point)) with multiplier * 2^(shift - 31) = s_a s_b / s_out;
+ * int8 in int32 (mcuq_requantize_s32), int16 in int64 (mcuq_requantize_s64,
+ * the 16x8 rule). `a` and the output are outer x inner elements (C x H * W);
+ * element (o, i) reads b[o * b_outer_stride + i * b_inner_stride], so `b`
+ * may broadcast: strides (inner, 1) the same shape, (1, 0) one value per
+ * channel (a squeeze-and-excitation gate), (0, 1) one value per pixel
+ * (spatial attention), (0, 0) one value. */
+typedef struct {
+  int32_t outer, inner;
+  int32_t b_outer_stride, b_inner_stride;
+  int32_t a_zero_point, b_zero_point;
+  int32_t multiplier, shift;
+  mcuq_rounding rounding;
+  int32_t out_zero_point, act_min, act_max;
+} mcuq_mul_params;
+
+mcuq_status mcuq_mul_s8(const mcuq_mul_params *params, const int8_t *a, const int8_t *b, int8_t *output);
+mcuq_status mcuq_mul_s16(const mcuq_mul_params *params, const int16_t *a, const int16_t *b, int16_t *output);
 
 /* out[i] = requantize(in[i] - in_zero_point) to new qparams; concatenation
  * writes each input through it into its slice of the output. */

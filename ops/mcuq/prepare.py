@@ -9,10 +9,11 @@ BatchNorm1d (→ ReLU) likewise one ``mcuq.LinearBn1d`` / ``LinearBnReLU1d``,
 Conv1d → BatchNorm1d one ``mcuq.ConvBn1d`` / ``ConvBnReLU1d``.
 
 Activations get a quantizer on each model input, after every conv/linear
-block (after its ReLU/ReLU6 when one follows), after residual adds and
-concatenations, and after other non-linear activations (sigmoid, tanh,
-hardswish, ...). Pooling, flatten, reshape, dropout and the like keep their
-input's qparams. Anything else is an error naming the layer.
+block (after its ReLU/ReLU6 when one follows), after residual adds,
+subtractions, products (squeeze-and-excitation gates) and concatenations,
+and after other non-linear activations (sigmoid, tanh, hardswish, ...).
+Pooling, flatten, reshape, dropout and the like keep their input's qparams.
+Anything else is an error naming the layer.
 """
 
 import copy
@@ -40,11 +41,13 @@ _ACTIVATION_FUNCTIONS = (torch.sigmoid, torch.tanh, F.hardswish, F.hardsigmoid, 
 _PASS_MODULES = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
                  nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten, nn.Dropout, nn.Identity, nn.Unflatten)
 _PASS_FUNCTIONS = (torch.flatten, F.max_pool1d, F.max_pool2d, F.avg_pool1d, F.avg_pool2d, F.adaptive_avg_pool2d,
-                   F.adaptive_max_pool2d, torch.amax, F.dropout,
+                   F.adaptive_max_pool2d, torch.amax, torch.max, torch.mean, F.dropout,
                    torch.reshape, operator.getitem, getattr)
 _PASS_METHODS = ("view", "reshape", "flatten", "size", "contiguous", "permute", "transpose", "squeeze",
-                 "unsqueeze", "mean", "amax", "dim")
-_JOIN_FUNCTIONS = (operator.add, torch.add, torch.cat)
+                 "unsqueeze", "mean", "amax", "max", "dim")
+# Two activations joined (residual adds, squeeze-and-excitation gates, concatenations): requantized after.
+_JOIN_FUNCTIONS = (operator.add, torch.add, operator.sub, torch.sub, operator.mul, torch.mul, torch.cat)
+_JOIN_METHODS = ("add", "add_", "sub", "sub_", "mul", "mul_")
 
 
 class WeightQuantized(nn.Module):
@@ -251,7 +254,7 @@ def prepare(model: nn.Module, preset: Preset, qat: bool = True, freeze_bn_step: 
                 clamp_after_quantizer(node)
             elif node.target in _PASS_METHODS:
                 pass
-            elif node.target in ("sigmoid", "tanh", "add"):
+            elif node.target in ("sigmoid", "tanh") or node.target in _JOIN_METHODS:
                 quantize_after(node)
             else:
                 raise ValueError(f"mcuq.prepare: unsupported method {_layer_name(node)}")

@@ -82,14 +82,16 @@ _RELUS = (aten.relu.default, aten.relu_.default, aten.hardtanh.default, aten.har
 # Non-linear activations: requantized after (lookup tables on the MCU).
 _ACTIVATIONS = (aten.sigmoid.default, aten.tanh.default, aten.hardswish.default, aten.hardsigmoid.default,
                 aten.silu.default, aten.gelu.default, aten.leaky_relu.default, aten.elu.default)
-# Residual joins: requantized after.
-_JOINS = (aten.add.Tensor, aten.add_.Tensor, aten.cat.default)
+# Joins of two activations (residual adds, gates, concatenations): requantized after.
+_JOINS = (aten.add.Tensor, aten.add_.Tensor, aten.sub.Tensor, aten.sub_.Tensor, aten.mul.Tensor, aten.mul_.Tensor,
+          aten.cat.default)
 # Ops that keep their input's qparams.
 _PASS = (aten.max_pool1d.default, aten.max_pool2d.default, aten.avg_pool1d.default, aten.avg_pool2d.default,
          aten.adaptive_avg_pool1d.default, aten.adaptive_avg_pool2d.default, aten.flatten.using_ints,
          aten.view.default, aten.reshape.default, aten.dropout.default, aten.mean.dim, aten.permute.default,
          aten.transpose.int, aten.squeeze.dim, aten.squeeze.dims, aten.unsqueeze.default, aten.contiguous.default,
-         aten.clone.default, aten.unflatten.int, aten.alias.default, aten.sym_size.int, operator.getitem)
+         aten.clone.default, aten.unflatten.int, aten.alias.default, aten.sym_size.int, operator.getitem,
+         aten.amax.default, aten.max.dim, aten.adaptive_max_pool2d.default)
 
 
 # --------------------------------------------------------------------------- quantizer

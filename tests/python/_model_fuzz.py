@@ -30,14 +30,40 @@ PRESETS = ["int8", "int16x8", "w4a8", "pow2"]
 
 
 class Residual(nn.Module):
-    """a(x) + b(x): two branches of one shape joined by an add."""
+    """a(x) + b(x) (or -, *): two branches of one shape joined elementwise."""
 
-    def __init__(self, a: nn.Module, b: nn.Module) -> None:
+    def __init__(self, a: nn.Module, b: nn.Module, op: str = "add") -> None:
         super().__init__()
-        self.a, self.b = a, b
+        self.a, self.b, self.op = a, b, op
 
     def forward(self, x):
-        return self.a(x) + self.b(x)
+        a, b = self.a(x), self.b(x)
+        if self.op == "sub":
+            return a - b
+        return a * b if self.op == "mul" else a + b
+
+
+class Gate(nn.Module):
+    """x * gate(x), the gate broadcast: squeeze-and-excitation (one value per
+    channel, from the global mean) or spatial attention (one value per
+    pixel, from the mean or the max over channels). The mean's output goes
+    straight into a convolution, where the layer-by-layer check looks at its
+    rounding (an fx-traced mean has no module to hook)."""
+
+    def __init__(self, channels: int, spatial: bool, rng: random.Random) -> None:
+        super().__init__()
+        self.spatial, self.use_max = spatial, rng.random() < 0.5
+        if spatial:
+            self.gate = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.Sigmoid())
+        else:
+            squeeze = rng.randint(1, 4)
+            self.gate = nn.Sequential(nn.Conv2d(channels, squeeze, 1), nn.ReLU(), nn.Conv2d(squeeze, channels, 1),
+                                      rng.choice([nn.Hardsigmoid(), nn.Sigmoid()]))
+
+    def forward(self, x):
+        if not self.spatial:
+            return x * self.gate(x.mean((2, 3), keepdim=True))
+        return x * self.gate(x.amax(1, keepdim=True) if self.use_max else x.mean(1, keepdim=True))
 
 
 class Concat(nn.Module):
@@ -184,8 +210,10 @@ def random_case(seed: int) -> Case:
             out_c = rng.randint(1, 6)
             a = nn.Sequential(nn.Conv2d(channels, out_c, 3, padding=1), nn.ReLU())
             b = nn.Conv2d(channels, out_c, 1)
-            layers.append(Residual(a, b))
+            layers.append(Residual(a, b, rng.choice(["add", "add", "sub", "mul"])))
             channels = out_c
+        elif roll < 0.92:  # a gate: squeeze-and-excitation or spatial attention
+            layers.append(Gate(channels, rng.random() < 0.4, rng))
         else:
             a = nn.Conv2d(channels, rng.randint(1, 4), 1)
             b = nn.Sequential(nn.Conv2d(channels, rng.randint(1, 4), 3, padding=1), nn.ReLU())

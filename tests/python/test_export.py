@@ -22,6 +22,7 @@ from torch import nn
 import mcuq
 import mcuq.host
 from _export_zoo import ZOO, ZooModel, frozen
+from _model_fuzz import _layer_by_layer_agreement
 from mcuq.prepare import WeightQuantized
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,7 +90,9 @@ def test_integer_reference_agrees_with_fake_quant_model(exported, name):
     exact, within_one, worst = _agreement(e, frozen_model, _inputs(model))
     print(f"\n{name}: {100 * exact:.2f} % of output levels equal the fake-quant model's, "
           f"{100 * within_one:.2f} % within 1 LSB, max {worst} LSB")
-    if model.single_layer and e.activation_dtype == torch.int8:
+    if model.agreement is not None:
+        assert within_one >= model.agreement[0] and worst <= model.agreement[1]
+    elif model.single_layer and e.activation_dtype == torch.int8:
         assert exact >= 0.99 and worst <= 1
     elif model.single_layer:
         # 16x8: TFLite's int64 rule reduces the multiplier to 16 bits (2^-15
@@ -102,6 +105,18 @@ def test_integer_reference_agrees_with_fake_quant_model(exported, name):
         assert worst <= 3 and within_one >= 0.9
     else:
         assert within_one >= 0.97 and worst <= 3
+
+
+@pytest.mark.parametrize("name", [m.name for m in ZOO])
+def test_integer_graph_agrees_layer_by_layer(exported, name):
+    """Each quantization point of the fake-quant model, fed the integer
+    graph's values, against the integer graph's tensor: within what the
+    numerics allow (tests/python/_model_fuzz.py says what that is)."""
+    model, frozen_model, e, _ = exported[name]
+    points = _layer_by_layer_agreement(frozen_model, e, _inputs(model)[:100])
+    assert len(points) >= 2
+    off = [(kind, worst, bound) for kind, worst, bound in points if worst > bound]
+    assert not off, f"{name}: points beyond their bound (kind, levels, bound): {off}"
 
 
 def test_full_precision_16x8_rounding_agrees_on_99_percent():
@@ -268,17 +283,47 @@ def test_unrepresentable_requantization_multiplier_is_refused_naming_the_layer()
         mcuq.export(frozen, [1, 8])
 
 
-class _Square(nn.Module):
+class _CumulativeSum(nn.Module):
     def forward(self, x):
-        return x * x
+        return torch.cumsum(x, 1)
+
+
+def _between_quantizers(module: nn.Module) -> nn.Module:
+    return nn.Sequential(mcuq.FixedFakeQuantize(torch.tensor([0.1]), torch.tensor([0]), -128, 127), module,
+                         mcuq.FixedFakeQuantize(torch.tensor([0.1]), torch.tensor([0]), -128, 127))
 
 
 def test_unsupported_node_is_refused_with_its_name_and_line():
-    model = mcuq.FixedFakeQuantize(torch.tensor([0.1]), torch.tensor([0]), -128, 127)
-    square = nn.Sequential(model, _Square(), mcuq.FixedFakeQuantize(torch.tensor([0.1]), torch.tensor([0]), -128, 127))
-    with pytest.raises(ValueError, match=r"cannot lower .*\(aten::mul, .*test_export.py:\d+\): this operation is "
+    with pytest.raises(ValueError, match=r"cannot lower .*\(aten::cumsum, .*test_export.py:\d+\): this operation is "
                                          r"not supported"):
-        mcuq.export(square, [1, 4])
+        mcuq.export(_between_quantizers(_CumulativeSum()), [1, 4])
+
+
+class _Scaled(nn.Module):
+    def forward(self, x):
+        return x * 0.5
+
+
+class _Product(nn.Module):
+    def __init__(self, other: str):
+        super().__init__()
+        self.other = other
+
+    def forward(self, x):
+        y = nn.functional.avg_pool2d(x, (3, 1)) if self.other == "row" else x.mean(1, keepdim=True)
+        return x - y if self.other == "sub" else x * y
+
+
+@pytest.mark.parametrize("model,message", [
+    (_Scaled(), r"aten::mul, .*\): multiplying an activation and a constant is not supported"),
+    (_Product("row"), r"cannot multiply activations of shapes \[2, 3, 4\] and \[2, 1, 4\]: both must have one "
+                      r"shape, or one must be \[C, 1, 1\]"),
+    (_Product("sub"), r"cannot subtract activations of shapes \[2, 3, 4\] and \[1, 3, 4\]: both inputs must have "
+                      r"one shape \(broadcasting is supported for mul only\)"),
+], ids=["constant", "broadcast-rows", "broadcast-sub"])
+def test_unsupported_elementwise_ops_are_refused_with_the_reason(model, message):
+    with pytest.raises(ValueError, match=message):
+        mcuq.export(_between_quantizers(model), [1, 2, 3, 4])
 
 
 def test_torch_jit_frozen_model_is_refused_with_the_reason(exported):

@@ -32,6 +32,9 @@ CASES = [
     ("cortex-m4", "conv1d_bn"), ("atmega328p", "conv1d_bn"), ("cortex-m0", "conv1d_bn_16x8"),
     ("cortex-m4", "ceil_pool_cnn"), ("atmega328p", "ceil_pool_cnn"),
     ("cortex-m4", "global_max_pool_cnn"), ("atmega328p", "global_max_pool_cnn"),
+    ("cortex-m4", "attention_cnn"), ("atmega328p", "attention_cnn"), ("cortex-m0", "attention_cnn_16x8"),
+    ("cortex-m4", "mobilenet_v3_blocks"), ("cortex-m0", "mobilenet_v3_blocks"),
+    ("cortex-m4", "squeezenet_fire"), ("cortex-m0", "squeezenet_fire"),
 ]
 
 

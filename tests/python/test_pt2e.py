@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 import mcuq
-from _export_zoo import ResidualCnn
+from _export_zoo import AttentionCnn, ResidualCnn
 
 pytestmark = pytest.mark.torch21
 
@@ -36,7 +36,8 @@ def prepare_qat_pt2e(*args, **kwargs):
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "python"))
 from fashion_mnist import SmallCnn  # noqa: E402
 
-MODELS = {"small_cnn": (SmallCnn, [1, 1, 28, 28]), "residual_cnn": (ResidualCnn, [1, 1, 16, 16])}
+MODELS = {"small_cnn": (SmallCnn, [1, 1, 28, 28]), "residual_cnn": (ResidualCnn, [1, 1, 16, 16]),
+          "attention_cnn": (AttentionCnn, [1, 2, 6, 6])}
 PRESETS = ["int8", "int16x8", "w4a8", "pow2"]
 
 
@@ -96,8 +97,9 @@ def _train(model: nn.Module, batches: list) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     for batch in batches:
         optimizer.zero_grad()
-        labels = torch.randint(0, 10, (len(batch),), generator=generator)
-        nn.functional.cross_entropy(model(batch), labels).backward()
+        output = model(batch)
+        labels = torch.randint(0, output.shape[1], (len(batch),), generator=generator)
+        nn.functional.cross_entropy(output, labels).backward()
         optimizer.step()
 
 

@@ -554,6 +554,101 @@ static void test_add(void) {
   }
 }
 
+static void test_sub(void) {
+  /* As test_add's first case, subtracted: out = 5 + round((2 (a - 3) - (b + 2)) / 4):
+   *   0 -> 5;  2/4 -> 1 -> 6;  -2/4 -> -1 -> 4;  (248 - 129)/4 = 29.75 -> 30 -> 35;
+   *   (-262 + 126)/4 = -34 -> -29;  12/4 = 3 -> 8 */
+  const int8_t a[6] = {3, 4, 2, 127, -128, 10};
+  const int8_t b[6] = {-2, -2, -2, 127, -128, 0};
+  const int8_t want[6] = {5, 6, 4, 35, -29, 8};
+  int8_t out[6];
+  const mcuq_add_params p = make_add(6, 20, 3, 0, -2, -1, 5, -19, -90, 98);
+  CHECK_EQ(mcuq_sub_s8(&p, a, b, out), MCUQ_OK);
+  CHECK_ARRAY(out, want, 6);
+  {
+    /* 16-bit: round((2a - b) / 4): -0.5 -> -1, 0.5 -> 1, 7500, 98302/4 = 24575.5 -> 24576 */
+    const int16_t a16[4] = {0, 0, 30000, 32767};
+    const int16_t b16[4] = {2, -2, 30000, -32768};
+    const int16_t want16[4] = {-1, 1, 7500, 24576};
+    int16_t out16[4];
+    const mcuq_add_params p16 = make_add(4, 15, 0, 0, 0, -1, 0, -14, -32768, 32767);
+    CHECK_EQ(mcuq_sub_s16(&p16, a16, b16, out16), MCUQ_OK);
+    CHECK_ARRAY(out16, want16, 4);
+  }
+}
+
+static mcuq_mul_params make_mul(int32_t outer, int32_t inner, int32_t b_outer_stride, int32_t b_inner_stride,
+                                int32_t a_zp, int32_t b_zp, int32_t shift, int32_t out_zp) {
+  mcuq_mul_params p;
+  p.outer = outer;
+  p.inner = inner;
+  p.b_outer_stride = b_outer_stride;
+  p.b_inner_stride = b_inner_stride;
+  p.a_zero_point = a_zp;
+  p.b_zero_point = b_zp;
+  p.multiplier = ONE_MULT;
+  p.shift = shift;
+  p.rounding = MCUQ_ROUND_DOUBLE;
+  p.out_zero_point = out_zp;
+  p.act_min = -128;
+  p.act_max = 127;
+  return p;
+}
+
+static void test_mul(void) {
+  const int8_t a[6] = {1, 9, -7, 5, 127, -128};
+  int8_t out[6];
+  {
+    /* One gate value per channel (2 channels of 3): out = 3 + (a - 1)(b + 2) / 8.
+     * Channel 0, b + 2 = 4: 0, 32/8, -32/8 -> 3, 7, -1. Channel 1, b + 2 = -3:
+     * -12/8 = -1.5 -> -2 -> 1; -378/8 = -47.25 -> -47 -> -44; 387/8 = 48.375,
+     * but TFLite's double rounding halves first (193.5 -> 194) and then
+     * divides by 4 (48.5 -> 49) -> 52. */
+    const int8_t gate[2] = {2, -5};
+    const int8_t want[6] = {3, 7, -1, 1, -44, 52};
+    const mcuq_mul_params p = make_mul(2, 3, 1, 0, 1, -2, -2, 3);
+    CHECK_EQ(mcuq_mul_s8(&p, a, gate, out), MCUQ_OK);
+    CHECK_ARRAY(out, want, 6);
+  }
+  {
+    /* One value per pixel (3 pixels, 2 channels), zero points 0, M = 1/2:
+     * a * b / 2 with b = {2, -2, 1} on every channel; 127 * -2 / 2 = -127, -128 / 2 = -64. */
+    const int8_t pixel[3] = {2, -2, 1};
+    const int8_t want[6] = {1, -9, -3, 5, -127, -64};
+    const mcuq_mul_params p = make_mul(2, 3, 0, 1, 0, 0, 0, 0);
+    CHECK_EQ(mcuq_mul_s8(&p, a, pixel, out), MCUQ_OK);
+    CHECK_ARRAY(out, want, 6);
+  }
+  {
+    /* Same shapes (strides inner, 1), M = 1/2: a * a / 2, saturating: 1/2 -> 1 (ties
+     * away), 40.5 -> 41, 24.5 -> 25, 12.5 -> 13, 8064.5 -> 127, 8192 -> 127. */
+    const int8_t want[6] = {1, 41, 25, 13, 127, 127};
+    const mcuq_mul_params p = make_mul(1, 6, 6, 1, 0, 0, 0, 0);
+    CHECK_EQ(mcuq_mul_s8(&p, a, a, out), MCUQ_OK);
+    CHECK_ARRAY(out, want, 6);
+  }
+  {
+    /* int16, one value for all (strides 0, 0), M = 2^-15: products up to 2^30 in
+     * int64: 32767^2 / 2^15 = 32766.00003 -> 32766, (-32768)^2 / 2^15 = 32768 -> 32767,
+     * -32768 * 32767 / 2^15 = -32767. */
+    const int16_t a16[3] = {32767, -32768, 1};
+    const int16_t b16[1] = {32767};
+    const int16_t want16[3] = {32766, -32767, 1};
+    int16_t out16[3];
+    mcuq_mul_params p = make_mul(1, 3, 0, 0, 0, 0, -14, 0);
+    p.act_min = -32768;
+    p.act_max = 32767;
+    CHECK_EQ(mcuq_mul_s16(&p, a16, b16, out16), MCUQ_OK);
+    CHECK_ARRAY(out16, want16, 3);
+    {
+      const int16_t b_min[1] = {-32768};
+      const int16_t want_min[3] = {-32767, 32767, -1};
+      CHECK_EQ(mcuq_mul_s16(&p, a16, b_min, out16), MCUQ_OK);
+      CHECK_ARRAY(out16, want_min, 3);
+    }
+  }
+}
+
 static void test_requantize(void) {
   mcuq_requantize_params p;
   p.size = 6;
@@ -843,6 +938,7 @@ static void test_other_errors(void) {
   mcuq_requant q;
   mcuq_pool2d_params pool;
   mcuq_add_params add;
+  mcuq_mul_params mul;
   mcuq_requantize_params rq;
 
   /* fully connected */
@@ -878,6 +974,28 @@ static void test_other_errors(void) {
   pool = make_pool(1, 2, 2, 2, 2, 0, 0, 300, -128, 127);
   CHECK_EQ(mcuq_avg_pool2d_s8(&pool, a, out), MCUQ_ERROR_ARGUMENT);
   CHECK_EQ(mcuq_avg_pool2d_s16(&pool, a16, out16), MCUQ_OK); /* 300 fits int16 */
+
+  /* mul */
+  mul = make_mul(2, 2, 1, 0, 0, 0, -2, 0);
+  CHECK_EQ(mcuq_mul_s8(&mul, a, a, out), MCUQ_OK);
+  CHECK_EQ(mcuq_mul_s8(&mul, a, 0, out), MCUQ_ERROR_NULL);
+  CHECK_EQ(mcuq_mul_s16(0, a16, a16, out16), MCUQ_ERROR_NULL);
+  mul.inner = 0;
+  CHECK_EQ(mcuq_mul_s8(&mul, a, a, out), MCUQ_ERROR_SHAPE);
+  mul = make_mul(2, 2, 3, 0, 0, 0, -2, 0); /* b_outer_stride must be 0, 1 or inner */
+  CHECK_EQ(mcuq_mul_s8(&mul, a, a, out), MCUQ_ERROR_SHAPE);
+  mul = make_mul(2, 2, 1, 2, 0, 0, -2, 0);
+  CHECK_EQ(mcuq_mul_s8(&mul, a, a, out), MCUQ_ERROR_SHAPE);
+  mul = make_mul(2, 2, 1, 0, 0, 0, 8, 0); /* a shift the int64 rule of 16-bit layers refuses */
+  CHECK_EQ(mcuq_mul_s8(&mul, a, a, out), MCUQ_OK);
+  CHECK_EQ(mcuq_mul_s16(&mul, a16, a16, out16), MCUQ_ERROR_ARGUMENT);
+  mul = make_mul(2, 2, 1, 0, 128, 0, -2, 0);
+  CHECK_EQ(mcuq_mul_s8(&mul, a, a, out), MCUQ_ERROR_ARGUMENT);
+  mul = make_mul(2, 2, 1, 0, 0, 0, -2, 0);
+  mul.act_min = 5;
+  mul.act_max = 4;
+  CHECK_EQ(mcuq_mul_s8(&mul, a, a, out), MCUQ_ERROR_ARGUMENT);
+  CHECK_EQ(mcuq_sub_s8(0, a, a, out), MCUQ_ERROR_NULL);
 
   /* add */
   add = make_add(4, 20, 0, 0, 0, 0, 0, -19, -128, 127);
@@ -940,6 +1058,8 @@ int main(void) {
   test_avg_pool();
   test_pool_s16();
   test_add();
+  test_sub();
+  test_mul();
   test_requantize();
   test_lut();
   test_lut_s16();

@@ -30,6 +30,8 @@ const char* layer_kind_name(LayerKind kind) {
     case LayerKind::kMaxPool2d: return "max_pool2d";
     case LayerKind::kAvgPool2d: return "avg_pool2d";
     case LayerKind::kAdd: return "add";
+    case LayerKind::kSub: return "sub";
+    case LayerKind::kMul: return "mul";
     case LayerKind::kConcat: return "concat";
     case LayerKind::kRequantize: return "requantize";
     case LayerKind::kLut: return "lut";
@@ -339,17 +341,19 @@ std::string emit_source(const Graph& g, const ArenaPlan& arena, const std::strin
         if (l.ceil_mode && (out - 1) * stride >= size + pad) --out;
         return out;
       };
-      const int64_t ih = in.shape.size() == 2 ? 1 : in.shape[1], iw = in.shape.back();  // [C, L]: [C, 1, L]
+      std::vector<int64_t> view = l.pool_view;
+      if (view.empty()) view = {in.shape[0], in.shape.size() == 2 ? 1 : in.shape[1], in.shape.back()};  // [C, L]: [C, 1, L]
+      const int64_t ih = view[1], iw = view[2];
       const int64_t oh = pooled(ih, l.k_h, l.stride_h, l.pad_h);
       const int64_t ow = pooled(iw, l.k_w, l.stride_w, l.pad_w);
       body += fmt::format(
           "    const mcuq_pool2d_params params = {{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}}};\n",
-          in.shape[0], ih, iw, oh, ow, l.k_h, l.k_w, l.stride_h, l.stride_w, l.pad_h, l.pad_w,
+          view[0], ih, iw, oh, ow, l.k_h, l.k_w, l.stride_h, l.stride_w, l.pad_h, l.pad_w,
           l.count_include_pad, c_int(l.requant.zero_point), c_int(l.requant.act_min), c_int(l.requant.act_max));
       body += fmt::format("    const mcuq_status status = mcuq_{}_pool2d_{}(&params, {}, {});\n",
                           l.kind == LayerKind::kMaxPool2d ? "max" : "avg", suffix, pointer(l.inputs[0], false),
                           out_at(l.output, 0));
-    } else if (l.kind == LayerKind::kAdd) {
+    } else if (l.kind == LayerKind::kAdd || l.kind == LayerKind::kSub) {
       const TensorInfo& b = g.tensors[l.inputs[1]];
       body += fmt::format(
           "    const mcuq_add_params params = {{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}}};\n",
@@ -357,7 +361,21 @@ std::string emit_source(const Graph& g, const ArenaPlan& arena, const std::strin
           c_int(l.b_multiplier), l.b_shift, c_int(l.requant.zero_point), c_int(l.requant.multiplier[0]),
           static_cast<int>(l.requant.shift[0]), rounding_enum(l.requant.rounding), c_int(l.requant.act_min),
           c_int(l.requant.act_max));
-      body += fmt::format("    const mcuq_status status = mcuq_add_{}(&params, {}, {}, {});\n", suffix,
+      body += fmt::format("    const mcuq_status status = mcuq_{}_{}(&params, {}, {}, {});\n", layer_kind_name(l.kind),
+                          suffix, pointer(l.inputs[0], false), pointer(l.inputs[1], false), out_at(l.output, 0));
+    } else if (l.kind == LayerKind::kMul) {
+      // The second input: the output's shape [C, ...], or broadcast from
+      // [C, 1, ...], [1, ...] or [1, 1, ...] (the lowering puts it second).
+      const TensorInfo& b = g.tensors[l.inputs[1]];
+      const int64_t outer = out.shape[0], inner = out.numel() / outer;
+      const bool full_inner = std::equal(b.shape.begin() + 1, b.shape.end(), out.shape.begin() + 1);
+      const int64_t b_outer_stride = b.shape[0] == outer ? (full_inner ? inner : 1) : 0;
+      body += fmt::format(
+          "    const mcuq_mul_params params = {{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}}};\n", outer, inner,
+          b_outer_stride, full_inner ? 1 : 0, c_int(in.zero_point), c_int(b.zero_point),
+          c_int(l.requant.multiplier[0]), static_cast<int>(l.requant.shift[0]), rounding_enum(l.requant.rounding),
+          c_int(l.requant.zero_point), c_int(l.requant.act_min), c_int(l.requant.act_max));
+      body += fmt::format("    const mcuq_status status = mcuq_mul_{}(&params, {}, {}, {});\n", suffix,
                           pointer(l.inputs[0], false), pointer(l.inputs[1], false), out_at(l.output, 0));
     } else if (l.kind == LayerKind::kRequantize || l.kind == LayerKind::kConcat) {
       const std::vector<Requant> pieces = l.kind == LayerKind::kConcat ? l.pieces : std::vector<Requant>{l.requant};
@@ -427,7 +445,8 @@ std::string emit_report(const Graph& g, const ArenaPlan& arena, const std::strin
       extra += fmt::format(", \"lut_start\": {}, \"lut_step\": {}, \"lut_max_error_levels\": {}", l.lut_start,
                            1 << l.lut_step_shift, l.lut_error_levels);
     }
-    if (weighted(l) || l.kind == LayerKind::kRequantize || l.kind == LayerKind::kAdd) {
+    if (weighted(l) || l.kind == LayerKind::kRequantize || l.kind == LayerKind::kAdd || l.kind == LayerKind::kSub ||
+        l.kind == LayerKind::kMul) {
       std::vector<int> shifts(l.requant.shift.begin(), l.requant.shift.end());
       extra += fmt::format(", \"multipliers\": [{}], \"shifts\": [{}], \"rounding\": \"{}\", \"act_min\": {}, \"act_max\": {}",
                            fmt::join(l.requant.multiplier, ", "), fmt::join(shifts, ", "),

@@ -37,6 +37,8 @@ enum class LayerKind {
   kMaxPool2d,
   kAvgPool2d,
   kAdd,
+  kSub,
+  kMul,
   kConcat,
   kRequantize,
   kLut,
@@ -75,8 +77,14 @@ struct Layer {
   // Pooling.
   int32_t count_include_pad = 1;
   int32_t ceil_mode = 0;
+  // {channels, H, W} as the pooling kernel reads the input; empty: the
+  // input's own shape. A mean or max over channels pools one [C, H * W]
+  // plane with a C x 1 window.
+  std::vector<int64_t> pool_view;
 
-  // Add: TFLite's scheme (left shift, input multipliers, then output requant).
+  // Add and sub: TFLite's scheme (left shift, input multipliers, then output
+  // requant). Mul: requant alone; its second input may hold one value per
+  // channel (shape [C, 1, 1]), broadcast over H and W.
   int32_t left_shift = 0;
   int32_t a_multiplier = 0, a_shift = 0, b_multiplier = 0, b_shift = 0;
 

@@ -150,6 +150,8 @@ struct Lowerer::Impl {
                      int64_t qmin, int64_t qmax, double lo, double hi, const std::string& name);
   void lower_weighted(const Op* n, const std::vector<c10::IValue>& in);
   void lower_pool(const Op* n, const std::vector<c10::IValue>& in, const at::Tensor& out);
+  void lower_binary(const Op* n, const std::vector<c10::IValue>& in);
+  static std::vector<int64_t> reduced_dims(const Op* n, const std::vector<c10::IValue>& in);
   int add_layer(Layer layer, const at::Tensor& pre_quant);
   // Layers without a weight to name them: the kind and the layer's index
   // ("max_pool2d_3"). Not the module scope: a saved TorchScript model has
@@ -400,7 +402,8 @@ int Lowerer::Impl::finalize(const Op* fq, Pending& p, const at::Tensor& pre_quan
       }
       break;
     }
-    case LayerKind::kAdd: {
+    case LayerKind::kAdd:
+    case LayerKind::kSub: {
       const TensorInfo& b = graph_.tensors[p.inputs[1]];
       layer.left_shift = graph_.int16() ? 15 : 20;
       const double twice_max = 2.0 * std::max(static_cast<double>(in.scale), static_cast<double>(b.scale));
@@ -416,6 +419,18 @@ int Lowerer::Impl::finalize(const Op* fq, Pending& p, const at::Tensor& pre_quan
       layer.a_shift = inputs.shift[0];
       layer.b_multiplier = inputs.multiplier[1];
       layer.b_shift = inputs.shift[1];
+      layer.macs = out.numel();
+      break;
+    }
+    case LayerKind::kMul: {
+      const TensorInfo& b = graph_.tensors[p.inputs[1]];
+      const double real = static_cast<double>(in.scale) * static_cast<double>(b.scale) / static_cast<double>(scale);
+      layer.requant = requant_to(n, {real}, scale, zp, qmin, qmax, p.lo, p.hi, layer.name);
+      if (graph_.int16() && layer.requant.rounding != MCUQ_ROUND_SHIFT && layer.requant.shift[0] > 7) {
+        fail(n, fmt::format("its requantization multiplier s_a * s_b / s_out = {:g} is 2^7 or more; the int64 "
+                            "rule of 16x8 layers takes multipliers below 2^7", real),
+             layer.name);
+      }
       layer.macs = out.numel();
       break;
     }
@@ -595,6 +610,34 @@ void Lowerer::Impl::lower_pool(const Op* n, const std::vector<c10::IValue>& in, 
   const int input = activation(n, n->inputs[0]);
   const TensorInfo t = graph_.tensors[input];
   const bool one_d = n->kind == sym("aten::max_pool1d") || n->kind == sym("aten::avg_pool1d");  // [N, C, L]: H = 1
+  if (reduced_dims(n, in) == std::vector<int64_t>{1}) {
+    // A mean or max over channels ([N, C, ...] -> [N, 1, ...] or [N, ...]):
+    // one plane of C rows by H * W columns, pooled by a C x 1 window.
+    const bool max = n->kind != sym("aten::mean");
+    if (t.shape.empty()) fail(n, "expected an input with channels");
+    const int64_t channels = t.shape[0], pixels = t.numel() / channels;
+    Layer layer;
+    layer.kind = max ? LayerKind::kMaxPool2d : LayerKind::kAvgPool2d;
+    layer.source = where(n);
+    layer.inputs = {input};
+    layer.pool_view = {1, channels, pixels};
+    layer.k_h = static_cast<int32_t>(channels);
+    layer.stride_h = static_cast<int32_t>(channels);
+    if (!max && channels * (static_cast<int64_t>(t.quant_max) - t.quant_min) + channels / 2 > INT32_MAX) {
+      fail(n, fmt::format("its {}-channel sum can overflow the int32 accumulator of the average", channels));
+    }
+    layer.name = layer_name(layer.kind, n);
+    layer.requant.zero_point = t.zero_point;
+    layer.requant.act_min = t.quant_min;
+    layer.requant.act_max = t.quant_max;
+    layer.output = new_tensor(n, result, t.scale, t.zero_point, t.quant_min, t.quant_max);
+    layer.macs = t.numel();
+    Sym& out = at(n->outputs[0]);
+    out.kind = Sym::Kind::kAct;
+    out.value = result;
+    out.tensor = add_layer(std::move(layer), result);
+    return;
+  }
   if (t.shape.size() != (one_d ? 2u : 3u)) fail(n, one_d ? "expected a [N, C, L] input" : "expected a [N, C, H, W] input");
   Layer layer;
   layer.source = where(n);
@@ -675,6 +718,70 @@ void Lowerer::Impl::lower_pool(const Op* n, const std::vector<c10::IValue>& in, 
   out.tensor = add_layer(std::move(layer), result);
 }
 
+// The dims a mean/amax/max reduces, sorted and non-negative (of the input
+// with its batch dimension); {} for other ops or a reduction over all.
+std::vector<int64_t> Lowerer::Impl::reduced_dims(const Op* n, const std::vector<c10::IValue>& in) {
+  if (!one_of(n->kind, {"aten::mean", "aten::amax", "aten::max"}) || in.size() < 2 || !in[0].isTensor()) return {};
+  std::vector<int64_t> dims;
+  if (in[1].isIntList()) {
+    dims = in[1].toIntVector();
+  } else if (in[1].isInt()) {
+    dims = {in[1].toInt()};
+  } else {
+    return {};
+  }
+  const int64_t rank = in[0].toTensor().dim();
+  for (auto& d : dims) d = d < 0 ? d + rank : d;
+  std::sort(dims.begin(), dims.end());
+  return dims;
+}
+
+// Elementwise add, sub and mul of two quantized activations: pending until
+// the quantizer after them gives the output's qparams.
+void Lowerer::Impl::lower_binary(const Op* n, const std::vector<c10::IValue>& in) {
+  const std::string op = n->kind.toUnqualString();
+  const bool mul = op.rfind("mul", 0) == 0;
+  const std::string verb = mul ? "multipl" : op.rfind("add", 0) == 0 ? "add" : "subtract";
+  if (!mul && n->inputs.size() > 2 && scalar_of(in[2]) != 1.0) {
+    fail(n, fmt::format("{} with alpha != 1 is not supported", op.substr(0, 3)));
+  }
+  for (int i : {0, 1}) {
+    if (at(n->inputs[i]).kind == Sym::Kind::kConst) {
+      fail(n, fmt::format("{} an activation and a constant is not supported (only two activations); fold the "
+                          "constant into the layer before, or make it a layer's output",
+                          mul ? "multiplying" : verb == "add" ? "adding" : "subtracting"));
+    }
+  }
+  auto p = std::make_shared<Pending>();
+  p->kind = mul ? LayerKind::kMul : verb == "add" ? LayerKind::kAdd : LayerKind::kSub;
+  p->node = n;
+  p->inputs = {activation(n, n->inputs[0]), activation(n, n->inputs[1])};
+  const auto& a = graph_.tensors[p->inputs[0]].shape;
+  const auto& b = graph_.tensors[p->inputs[1]].shape;
+  // What mcuq_mul broadcasts into [C, H, W]: a per-channel gate [C, 1, 1],
+  // a per-pixel map [1, H, W] or one value [1, 1, 1].
+  const auto broadcasts_into = [](const std::vector<int64_t>& small, const std::vector<int64_t>& big) {
+    if (small.size() != big.size() || small.empty() || (small[0] != big[0] && small[0] != 1)) return false;
+    const bool spatial_ones = std::all_of(small.begin() + 1, small.end(), [](int64_t d) { return d == 1; });
+    return spatial_ones || std::equal(small.begin() + 1, small.end(), big.begin() + 1);
+  };
+  if (a != b) {
+    if (mul && broadcasts_into(b, a)) {
+    } else if (mul && broadcasts_into(a, b)) {
+      std::swap(p->inputs[0], p->inputs[1]);  // the full-size operand first
+    } else {
+      fail(n, fmt::format("cannot {} activations of shapes [{}] and [{}]: {}", mul ? "multiply" : verb,
+                          fmt::join(a, ", "), fmt::join(b, ", "),
+                          mul ? "both must have one shape, or one must be [C, 1, 1] (one value per channel), "
+                                "[1, H, W] (one per pixel) or [1, 1, 1]"
+                              : "both inputs must have one shape (broadcasting is supported for mul only)"));
+    }
+  }
+  Sym& out = at(n->outputs[0]);  // its value: node() ran the op once (an in-place op must not run twice)
+  out.kind = Sym::Kind::kPending;
+  out.pending = p;
+}
+
 void Lowerer::Impl::node(const Op* n) {
   const c10::Symbol k = n->kind;
   const std::vector<c10::IValue> in = concrete_inputs(n);
@@ -731,7 +838,9 @@ void Lowerer::Impl::node(const Op* n) {
     return;
   }
   const std::vector<c10::IValue> outs = concrete_outputs(n, in);
-  if (k == sym("aten::adaptive_max_pool2d") && outs.size() == 2 && outs[0].isTensor()) {
+  const std::vector<int64_t> reduced = reduced_dims(n, in);
+  if ((k == sym("aten::adaptive_max_pool2d") || (k == sym("aten::max") && reduced == std::vector<int64_t>{1})) &&
+      outs.size() == 2 && outs[0].isTensor()) {
     lower_pool(n, in, outs[0].toTensor());  // the values; the indices stay unused
     return;
   }
@@ -739,13 +848,8 @@ void Lowerer::Impl::node(const Op* n) {
   const at::Tensor result = outs[0].toTensor();
   if (one_of(k, {"aten::max_pool2d", "aten::avg_pool2d", "aten::adaptive_avg_pool2d", "aten::max_pool1d",
                  "aten::avg_pool1d"}) ||
-      ((k == sym("aten::mean") || k == sym("aten::amax")) && in.size() >= 3 && in[1].isIntList() &&
-       in[0].toTensor().dim() == 4 && [&] {
-        auto dims = in[1].toIntVector();
-        for (auto& d : dims) d = d < 0 ? d + 4 : d;
-        std::sort(dims.begin(), dims.end());
-        return dims == std::vector<int64_t>{2, 3};
-      }())) {
+      ((k == sym("aten::mean") || k == sym("aten::amax")) &&
+       (reduced == std::vector<int64_t>{1} || (in[0].toTensor().dim() == 4 && reduced == std::vector<int64_t>{2, 3})))) {
     lower_pool(n, in, result);
     return;
   }
@@ -818,17 +922,8 @@ void Lowerer::Impl::node(const Op* n) {
     out.pending = p;
     return;
   }
-  if (k == sym("aten::add") || k == sym("aten::add_")) {
-    if (n->inputs.size() > 2 && scalar_of(in[2]) != 1.0) fail(n, "add with alpha != 1 is not supported");
-    auto p = std::make_shared<Pending>();
-    p->kind = LayerKind::kAdd;
-    p->node = n;
-    p->inputs = {activation(n, n->inputs[0]), activation(n, n->inputs[1])};
-    if (graph_.tensors[p->inputs[0]].shape != graph_.tensors[p->inputs[1]].shape) {
-      fail(n, "broadcasting adds are not supported (both inputs must have one shape)");
-    }
-    out.kind = Sym::Kind::kPending;
-    out.pending = p;
+  if (one_of(k, {"aten::add", "aten::add_", "aten::sub", "aten::sub_", "aten::mul", "aten::mul_"})) {
+    lower_binary(n, in);
     return;
   }
   if (k == sym("aten::cat") || k == sym("aten::concat")) {
@@ -846,8 +941,8 @@ void Lowerer::Impl::node(const Op* n) {
     return;
   }
   fail(n, "this operation is not supported by the exporter (supported: conv1d, conv2d, linear, ReLU/ReLU6/clamp, "
-          "1-d and 2-d max/avg pooling, adaptive-avg pooling, mean over H and W, flatten/reshape/view, add, "
-          "cat along channels, elementwise activations as lookup tables; see docs/COVERAGE.md)");
+          "1-d and 2-d max/avg pooling, adaptive pooling, mean or max over H and W or over channels, "
+          "flatten/reshape/view, add, sub, mul, cat along channels, elementwise activations as lookup tables; see docs/COVERAGE.md)");
 }
 
 Lowerer::Impl::Impl(const ExportOptions& options, const std::vector<int64_t>& input_shape,

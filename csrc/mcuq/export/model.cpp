@@ -82,6 +82,11 @@ at::Tensor weighted(const Graph& g, const Layer& l, const at::Tensor& x) {
 }
 
 at::Tensor pool(const Layer& l, const TensorInfo& in, const at::Tensor& x_any) {
+  if (!l.pool_view.empty()) {  // the input as the kernel reads it (pooling over channels)
+    Layer plain = l;
+    plain.pool_view.clear();
+    return pool(plain, in, x_any.reshape({x_any.size(0), l.pool_view[0], l.pool_view[1], l.pool_view[2]}));
+  }
   if (x_any.dim() == 3) return pool(l, in, x_any.unsqueeze(2)).squeeze(2);  // 1-d: [N, C, 1, L]
   const at::Tensor& x = x_any;
   const bool ceil_mode = l.ceil_mode != 0;
@@ -111,7 +116,7 @@ at::Tensor pool(const Layer& l, const TensorInfo& in, const at::Tensor& x_any) {
   return at::clamp(average + l.requant.zero_point, l.requant.act_min, l.requant.act_max).to(at::kInt);
 }
 
-at::Tensor add(const Graph& g, const Layer& l, const at::Tensor& a, const at::Tensor& b) {
+at::Tensor add(const Graph& g, const Layer& l, const at::Tensor& a, const at::Tensor& b, bool subtract) {
   const TensorInfo& ta = g.tensors[l.inputs[0]];
   const TensorInfo& tb = g.tensors[l.inputs[1]];
   const auto scaled = [&](const at::Tensor& x, const TensorInfo& t, int32_t multiplier, int32_t shift) {
@@ -125,9 +130,19 @@ at::Tensor add(const Graph& g, const Layer& l, const at::Tensor& a, const at::Te
     r.act_max = INT32_MAX;
     return requantize(shifted, r, false).to(at::kLong);
   };
-  const at::Tensor sum = at::clamp(scaled(a, ta, l.a_multiplier, l.a_shift) + scaled(b, tb, l.b_multiplier, l.b_shift),
-                                   INT32_MIN, INT32_MAX);
+  const at::Tensor a_scaled = scaled(a, ta, l.a_multiplier, l.a_shift);
+  const at::Tensor b_scaled = scaled(b, tb, l.b_multiplier, l.b_shift);
+  const at::Tensor sum = at::clamp(subtract ? a_scaled - b_scaled : a_scaled + b_scaled, INT32_MIN, INT32_MAX);
   return requantize(sum, l.requant, false);
+}
+
+// The product of the zero-point-shifted levels (exact in int64; b of shape
+// [N, C, 1, 1] broadcasts), requantized by the int32 rule (int8: |product|
+// <= 255^2) or the 16x8 layers' int64 rule.
+at::Tensor mul(const Graph& g, const Layer& l, const at::Tensor& a, const at::Tensor& b) {
+  const at::Tensor product = (a.to(at::kLong) - g.tensors[l.inputs[0]].zero_point) *
+                             (b.to(at::kLong) - g.tensors[l.inputs[1]].zero_point);
+  return requantize(product, l.requant, g.int16());
 }
 
 }  // namespace
@@ -196,7 +211,9 @@ std::vector<at::Tensor> ExportedModel::integer_reference_all(const at::Tensor& q
       case LayerKind::kFullyConnected: y = weighted(graph_, l, x); break;
       case LayerKind::kMaxPool2d:
       case LayerKind::kAvgPool2d: y = pool(l, in, x); break;
-      case LayerKind::kAdd: y = add(graph_, l, x, values[l.inputs[1]]); break;
+      case LayerKind::kAdd:
+      case LayerKind::kSub: y = add(graph_, l, x, values[l.inputs[1]], l.kind == LayerKind::kSub); break;
+      case LayerKind::kMul: y = mul(graph_, l, x, values[l.inputs[1]]); break;
       case LayerKind::kRequantize:
         y = requantize(x.to(at::kLong) - in.zero_point, l.requant, false);
         break;
