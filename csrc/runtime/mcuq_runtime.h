@@ -197,6 +197,30 @@ typedef struct {
 mcuq_status mcuq_requantize_s8(const mcuq_requantize_params *params, const int8_t *input, int8_t *output);
 mcuq_status mcuq_requantize_s16(const mcuq_requantize_params *params, const int16_t *input, int16_t *output);
 
+/* Constant padding of each channel's plane: `top` rows above, `bottom`
+ * below, `left` and `right` columns, filled with `value` (the zero point:
+ * the real 0 of PyTorch's zero padding); output (in_h + top + bottom) x
+ * (in_w + left + right) per channel, the input's qparams. */
+typedef struct {
+  int32_t channels, in_h, in_w;
+  int32_t top, bottom, left, right;
+  int32_t value;
+} mcuq_pad2d_params;
+
+mcuq_status mcuq_pad2d_s8(const mcuq_pad2d_params *params, const int8_t *input, int8_t *output);
+mcuq_status mcuq_pad2d_s16(const mcuq_pad2d_params *params, const int16_t *input, int16_t *output);
+
+/* Nearest-neighbour upsampling by integer factors: out[c][y][x] =
+ * in[c][y / factor_h][x / factor_w] (PyTorch's "nearest" and
+ * "nearest-exact" agree there), the input's qparams. */
+typedef struct {
+  int32_t channels, in_h, in_w;
+  int32_t factor_h, factor_w;
+} mcuq_upsample_params;
+
+mcuq_status mcuq_upsample_nearest_s8(const mcuq_upsample_params *params, const int8_t *input, int8_t *output);
+mcuq_status mcuq_upsample_nearest_s16(const mcuq_upsample_params *params, const int16_t *input, int16_t *output);
+
 /* Elementwise activation as a 256-entry table: out[i] = table[in[i] + 128]. */
 mcuq_status mcuq_lut_s8(int32_t size, const int8_t *table, const int8_t *input, int8_t *output);
 /* 16-bit activations: 513 entries, table[k] the output at input level

@@ -12,7 +12,8 @@ Activations get a quantizer on each model input, after every conv/linear
 block (after its ReLU/ReLU6 when one follows), after residual adds,
 subtractions, products (squeeze-and-excitation gates) and concatenations,
 and after other non-linear activations (sigmoid, tanh, hardswish, ...).
-Pooling, flatten, reshape, dropout and the like keep their input's qparams.
+Pooling, zero padding, nearest upsampling, flatten, reshape, dropout and the
+like keep their input's qparams.
 Anything else is an error naming the layer.
 """
 
@@ -39,9 +40,10 @@ _ACTIVATION_FUNCTIONS = (torch.sigmoid, torch.tanh, F.hardswish, F.hardsigmoid, 
                          F.elu, F.sigmoid, F.tanh)
 # Layers that keep their input's qparams.
 _PASS_MODULES = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
-                 nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten, nn.Dropout, nn.Identity, nn.Unflatten)
+                 nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten, nn.Dropout, nn.Identity, nn.Unflatten,
+                 nn.ZeroPad2d, nn.ConstantPad1d, nn.ConstantPad2d, nn.Upsample, nn.UpsamplingNearest2d)
 _PASS_FUNCTIONS = (torch.flatten, F.max_pool1d, F.max_pool2d, F.avg_pool1d, F.avg_pool2d, F.adaptive_avg_pool2d,
-                   F.adaptive_max_pool2d, torch.amax, torch.max, torch.mean, F.dropout,
+                   F.adaptive_max_pool2d, torch.amax, torch.max, torch.mean, F.dropout, F.pad, F.interpolate,
                    torch.reshape, operator.getitem, getattr)
 _PASS_METHODS = ("view", "reshape", "flatten", "size", "contiguous", "permute", "transpose", "squeeze",
                  "unsqueeze", "mean", "amax", "max", "dim")

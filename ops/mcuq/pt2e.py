@@ -91,7 +91,8 @@ _PASS = (aten.max_pool1d.default, aten.max_pool2d.default, aten.avg_pool1d.defau
          aten.view.default, aten.reshape.default, aten.dropout.default, aten.mean.dim, aten.permute.default,
          aten.transpose.int, aten.squeeze.dim, aten.squeeze.dims, aten.unsqueeze.default, aten.contiguous.default,
          aten.clone.default, aten.unflatten.int, aten.alias.default, aten.sym_size.int, operator.getitem,
-         aten.amax.default, aten.max.dim, aten.adaptive_max_pool2d.default)
+         aten.amax.default, aten.max.dim, aten.adaptive_max_pool2d.default, aten.constant_pad_nd.default,
+         aten.pad.default, aten.upsample_nearest1d.vec, aten.upsample_nearest2d.vec, aten.upsample_nearest2d.default)
 
 
 # --------------------------------------------------------------------------- quantizer

@@ -258,6 +258,40 @@ class SqueezeNetFire(nn.Module):
         return torch.flatten(self.classifier(self.features(x)), 1)
 
 
+class PadUpsampleCnn(nn.Module):
+    """An encoder-decoder's resizing: max pool, nearest upsampling back
+    (nn.Upsample), a skip concatenation, asymmetric zero padding
+    (nn.ZeroPad2d, F.pad) and F.interpolate by unequal integer factors."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(2, 4, 3, padding=1), nn.Conv2d(8, 4, 3)
+        self.pool, self.up = nn.MaxPool2d(2), nn.Upsample(scale_factor=2)
+        self.pad = nn.ZeroPad2d((0, 1, 2, 0))  # left, right, top, bottom
+        self.fc = nn.Linear(4 * 12 * 7, 4)
+
+    def forward(self, x):
+        y = torch.relu(self.conv1(x))  # 6x6
+        z = torch.cat([y, self.up(self.pool(y))], 1)  # 3x3 back to 6x6
+        z = torch.relu(self.conv2(nn.functional.pad(self.pad(z), (1, 1))))  # 8x9, then 6x7
+        return self.fc(torch.flatten(nn.functional.interpolate(z, scale_factor=(2, 1)), 1))  # 12x7
+
+
+class CausalConv1d(nn.Module):
+    """A temporal convolutional network's causal convolutions: F.pad on the
+    left only, dilation, then nearest upsampling of the sequence."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv1d(3, 6, 3), nn.Conv1d(6, 6, 3, dilation=2)
+        self.fc = nn.Linear(6 * 32, 5)
+
+    def forward(self, x):
+        x = torch.relu(self.conv1(nn.functional.pad(x, (2, 0))))
+        x = torch.relu(self.conv2(nn.functional.pad(x, (4, 0))))
+        return self.fc(torch.flatten(nn.functional.interpolate(x, scale_factor=2), 1))
+
+
 @dataclass
 class ZooModel:
     name: str
@@ -300,6 +334,9 @@ ZOO = [
     ZooModel("attention_cnn_16x8", AttentionCnn, "int16x8", [1, 2, 6, 6], agreement=(0.85, 4)),
     ZooModel("mobilenet_v3_blocks", MobileNetV3Blocks, "int8", [1, 3, 16, 16], agreement=(0.99, 1)),
     ZooModel("squeezenet_fire", SqueezeNetFire, "int8", [1, 3, 26, 26], agreement=(0.99, 1)),
+    ZooModel("pad_upsample_cnn", PadUpsampleCnn, "int8", [1, 2, 6, 6], agreement=(0.99, 1)),
+    ZooModel("pad_upsample_cnn_16x8", PadUpsampleCnn, "int16x8", [1, 2, 6, 6], rounding="single"),
+    ZooModel("causal_conv1d", CausalConv1d, "int8", [1, 3, 16], agreement=(0.99, 1)),
 ]
 
 

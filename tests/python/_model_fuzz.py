@@ -214,6 +214,15 @@ def random_case(seed: int) -> Case:
             channels = out_c
         elif roll < 0.92:  # a gate: squeeze-and-excitation or spatial attention
             layers.append(Gate(channels, rng.random() < 0.4, rng))
+        elif roll < 0.96:  # resizing: zero padding, nearest upsampling by integer factors
+            if rng.random() < 0.5:
+                pads = [rng.randint(0, 2) for _ in range(4)]  # left, right, top, bottom
+                layers.append(nn.ZeroPad2d(tuple(pads)))
+                size = (size[0] + pads[2] + pads[3], size[1] + pads[0] + pads[1])
+            elif max(size) <= 8:
+                factors = (rng.randint(1, 3), rng.randint(1, 3))
+                layers.append(nn.Upsample(scale_factor=factors))
+                size = (size[0] * factors[0], size[1] * factors[1])
         else:
             a = nn.Conv2d(channels, rng.randint(1, 4), 1)
             b = nn.Sequential(nn.Conv2d(channels, rng.randint(1, 4), 3, padding=1), nn.ReLU())

@@ -35,6 +35,8 @@ CASES = [
     ("cortex-m4", "attention_cnn"), ("atmega328p", "attention_cnn"), ("cortex-m0", "attention_cnn_16x8"),
     ("cortex-m4", "mobilenet_v3_blocks"), ("cortex-m0", "mobilenet_v3_blocks"),
     ("cortex-m4", "squeezenet_fire"), ("cortex-m0", "squeezenet_fire"),
+    ("cortex-m4", "pad_upsample_cnn"), ("atmega328p", "pad_upsample_cnn"), ("cortex-m0", "pad_upsample_cnn_16x8"),
+    ("atmega328p", "causal_conv1d"), ("rv32", "causal_conv1d"),
 ]
 
 

@@ -649,6 +649,67 @@ static void test_mul(void) {
   }
 }
 
+static void test_pad_and_upsample(void) {
+  /* 2 channels of 2x2, padded 1 above, 0 below, 2 left, 1 right with 7: 3x5 each. */
+  const int8_t in[8] = {1, 2, 3, 4, -1, -2, -3, -4};
+  const int8_t want_pad[30] = {7, 7, 7,  7,  7, 7, 7, 1,  2,  7, 7, 7, 3,  4,  7,
+                               7, 7, 7,  7,  7, 7, 7, -1, -2, 7, 7, 7, -3, -4, 7};
+  int8_t out[30];
+  mcuq_pad2d_params pad;
+  mcuq_upsample_params up;
+  pad.channels = 2;
+  pad.in_h = 2;
+  pad.in_w = 2;
+  pad.top = 1;
+  pad.bottom = 0;
+  pad.left = 2;
+  pad.right = 1;
+  pad.value = 7;
+  CHECK_EQ(mcuq_pad2d_s8(&pad, in, out), MCUQ_OK);
+  CHECK_ARRAY(out, want_pad, 30);
+  {
+    const int16_t in16[2] = {-32768, 32767};
+    const int16_t want16[4] = {-32768, 32767, -5, -5}; /* one channel 1x2, one row below */
+    int16_t out16[4];
+    mcuq_pad2d_params p16 = pad;
+    p16.channels = 1;
+    p16.in_h = 1;
+    p16.top = p16.left = p16.right = 0;
+    p16.bottom = 1;
+    p16.value = -5;
+    CHECK_EQ(mcuq_pad2d_s16(&p16, in16, out16), MCUQ_OK);
+    CHECK_ARRAY(out16, want16, 4);
+    p16.value = 40000;
+    CHECK_EQ(mcuq_pad2d_s16(&p16, in16, out16), MCUQ_ERROR_ARGUMENT);
+  }
+  pad.left = -1;
+  CHECK_EQ(mcuq_pad2d_s8(&pad, in, out), MCUQ_ERROR_SHAPE);
+  CHECK_EQ(mcuq_pad2d_s8(0, in, out), MCUQ_ERROR_NULL);
+
+  /* Channel 0 of the input (2x2) upsampled 2x vertically, 3x horizontally. */
+  {
+    const int8_t want_up[24] = {1, 1, 1, 2, 2, 2, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 3, 3, 3, 4, 4, 4};
+    int16_t out16[4];
+    const int16_t in16[2] = {-32768, 32767};
+    const int16_t want16[4] = {-32768, -32768, 32767, 32767};
+    up.channels = 1;
+    up.in_h = 2;
+    up.in_w = 2;
+    up.factor_h = 2;
+    up.factor_w = 3;
+    CHECK_EQ(mcuq_upsample_nearest_s8(&up, in, out), MCUQ_OK);
+    CHECK_ARRAY(out, want_up, 24);
+    up.in_h = 2; /* int16, 2x1 -> 4x1 */
+    up.in_w = 1;
+    up.factor_w = 1;
+    CHECK_EQ(mcuq_upsample_nearest_s16(&up, in16, out16), MCUQ_OK);
+    CHECK_ARRAY(out16, want16, 4);
+    up.factor_h = 0;
+    CHECK_EQ(mcuq_upsample_nearest_s8(&up, in, out), MCUQ_ERROR_SHAPE);
+    CHECK_EQ(mcuq_upsample_nearest_s8(&up, 0, out), MCUQ_ERROR_NULL);
+  }
+}
+
 static void test_requantize(void) {
   mcuq_requantize_params p;
   p.size = 6;
@@ -1060,6 +1121,7 @@ int main(void) {
   test_add();
   test_sub();
   test_mul();
+  test_pad_and_upsample();
   test_requantize();
   test_lut();
   test_lut_s16();

@@ -35,6 +35,8 @@ const char* layer_kind_name(LayerKind kind) {
     case LayerKind::kConcat: return "concat";
     case LayerKind::kRequantize: return "requantize";
     case LayerKind::kLut: return "lut";
+    case LayerKind::kPad: return "pad2d";
+    case LayerKind::kUpsample: return "upsample_nearest";
     case LayerKind::kReshape: return "reshape";
   }
   return "?";
@@ -392,6 +394,17 @@ std::string emit_source(const Graph& g, const ArenaPlan& arena, const std::strin
             pointer(l.inputs[p], false), out_at(l.output, offset));
         offset += piece.numel();
       }
+    } else if (l.kind == LayerKind::kPad || l.kind == LayerKind::kUpsample) {
+      const int64_t ih = in.shape.size() == 2 ? 1 : in.shape[1], iw = in.shape.back();  // [C, L]: [C, 1, L]
+      if (l.kind == LayerKind::kPad) {
+        body += fmt::format("    const mcuq_pad2d_params params = {{{}, {}, {}, {}, {}, {}, {}, {}}};\n", in.shape[0], ih,
+                            iw, l.pad_h, l.pad_bottom, l.pad_w, l.pad_right, c_int(in.zero_point));
+      } else {
+        body += fmt::format("    const mcuq_upsample_params params = {{{}, {}, {}, {}, {}}};\n", in.shape[0], ih, iw,
+                            l.factor_h, l.factor_w);
+      }
+      body += fmt::format("    const mcuq_status status = mcuq_{}_{}(&params, {}, {});\n", layer_kind_name(l.kind),
+                          suffix, pointer(l.inputs[0], false), out_at(l.output, 0));
     } else if (l.kind == LayerKind::kLut) {
       tables += table(type, sym + "_table", l.table, c_int);
       if (g.int16()) {

@@ -42,6 +42,8 @@ enum class LayerKind {
   kConcat,
   kRequantize,
   kLut,
+  kPad,
+  kUpsample,
   kReshape,
 };
 
@@ -81,6 +83,11 @@ struct Layer {
   // input's own shape. A mean or max over channels pools one [C, H * W]
   // plane with a C x 1 window.
   std::vector<int64_t> pool_view;
+
+  // Pad: pad_h rows above, pad_bottom below, pad_w columns left, pad_right
+  // right, filled with the zero point. Upsample: nearest, integer factors.
+  int32_t pad_bottom = 0, pad_right = 0;
+  int32_t factor_h = 1, factor_w = 1;
 
   // Add and sub: TFLite's scheme (left shift, input multipliers, then output
   // requant). Mul: requant alone; its second input may hold one value per

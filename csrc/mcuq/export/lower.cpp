@@ -151,6 +151,7 @@ struct Lowerer::Impl {
   void lower_weighted(const Op* n, const std::vector<c10::IValue>& in);
   void lower_pool(const Op* n, const std::vector<c10::IValue>& in, const at::Tensor& out);
   void lower_binary(const Op* n, const std::vector<c10::IValue>& in);
+  void lower_resize(const Op* n, const std::vector<c10::IValue>& in, const at::Tensor& result);
   static std::vector<int64_t> reduced_dims(const Op* n, const std::vector<c10::IValue>& in);
   int add_layer(Layer layer, const at::Tensor& pre_quant);
   // Layers without a weight to name them: the kind and the layer's index
@@ -718,6 +719,60 @@ void Lowerer::Impl::lower_pool(const Op* n, const std::vector<c10::IValue>& in, 
   out.tensor = add_layer(std::move(layer), result);
 }
 
+// Zero padding and nearest upsampling of [N, C, H, W] or [N, C, L]: the
+// input's qparams, each level moved (the zero point is the real 0).
+void Lowerer::Impl::lower_resize(const Op* n, const std::vector<c10::IValue>& in, const at::Tensor& result) {
+  const int input = activation(n, n->inputs[0]);
+  const TensorInfo t = graph_.tensors[input];
+  if (t.shape.size() != 2 && t.shape.size() != 3) fail(n, "expected a [N, C, H, W] or [N, C, L] input");
+  const bool one_d = t.shape.size() == 2;
+  Layer layer;
+  layer.source = where(n);
+  layer.inputs = {input};
+  if (n->kind == sym("aten::constant_pad_nd") || n->kind == sym("aten::pad")) {
+    layer.kind = LayerKind::kPad;
+    if (n->kind == sym("aten::pad") && in[2].toStringRef() != "constant") {
+      fail(n, fmt::format("'{}' padding is not supported (only constant zero padding)", in[2].toStringRef()));
+    }
+    const c10::IValue& value = in[2 + (n->kind == sym("aten::pad") ? 1 : 0)];
+    if (!value.isNone() && scalar_of(value) != 0.0) {
+      fail(n, fmt::format("padding with {} is not supported (only with 0, the zero point)", scalar_of(value)));
+    }
+    const std::vector<int64_t> pad = in[1].toIntVector();  // last dim first: left, right, top, bottom
+    const size_t spatial = one_d ? 2 : 4;
+    for (size_t i = 0; i < pad.size(); ++i) {
+      if (pad[i] < 0) fail(n, fmt::format("negative padding (cropping) is not supported, but got [{}]", fmt::join(pad, ", ")));
+      if (i >= spatial && pad[i] != 0) fail(n, "padding is supported over H and W only (not channels or batch)");
+    }
+    layer.pad_w = static_cast<int32_t>(pad.size() > 0 ? pad[0] : 0);
+    layer.pad_right = static_cast<int32_t>(pad.size() > 1 ? pad[1] : 0);
+    layer.pad_h = static_cast<int32_t>(!one_d && pad.size() > 2 ? pad[2] : 0);
+    layer.pad_bottom = static_cast<int32_t>(!one_d && pad.size() > 3 ? pad[3] : 0);
+  } else {
+    layer.kind = LayerKind::kUpsample;
+    const at::Tensor x = at(n->inputs[0]).value.toTensor();
+    const int64_t ih = one_d ? 1 : x.size(2), iw = x.size(-1);
+    const int64_t oh = one_d ? 1 : result.size(2), ow = result.size(-1);
+    // Integer factors, checked on the values: the output repeats each input.
+    at::Tensor repeated;
+    if (oh % ih == 0 && ow % iw == 0) {
+      layer.factor_h = static_cast<int32_t>(oh / ih);
+      layer.factor_w = static_cast<int32_t>(ow / iw);
+      repeated = x.repeat_interleave(layer.factor_w, x.dim() - 1);
+      if (!one_d) repeated = repeated.repeat_interleave(layer.factor_h, 2);
+    }
+    if (!repeated.defined() || !at::equal(repeated, result)) {
+      fail(n, fmt::format("nearest upsampling from {}x{} to {}x{} is not by integer factors", ih, iw, oh, ow));
+    }
+  }
+  layer.name = layer_name(layer.kind, n);
+  layer.output = new_tensor(n, result, t.scale, t.zero_point, t.quant_min, t.quant_max);
+  Sym& out = at(n->outputs[0]);
+  out.kind = Sym::Kind::kAct;
+  out.value = result;
+  out.tensor = add_layer(std::move(layer), result);
+}
+
 // The dims a mean/amax/max reduces, sorted and non-negative (of the input
 // with its batch dimension); {} for other ops or a reduction over all.
 std::vector<int64_t> Lowerer::Impl::reduced_dims(const Op* n, const std::vector<c10::IValue>& in) {
@@ -853,6 +908,11 @@ void Lowerer::Impl::node(const Op* n) {
     lower_pool(n, in, result);
     return;
   }
+  if (one_of(k, {"aten::constant_pad_nd", "aten::pad", "aten::upsample_nearest1d", "aten::upsample_nearest2d",
+                 "aten::_upsample_nearest_exact1d", "aten::_upsample_nearest_exact2d"})) {
+    lower_resize(n, in, result);
+    return;
+  }
   if (one_of(k, kReshapes)) {
     const int input = activation(n, n->inputs[0]);
     if (result.dim() == 0 || result.size(0) != graph_.batch) fail(n, "reshapes must keep the batch dimension");
@@ -942,7 +1002,7 @@ void Lowerer::Impl::node(const Op* n) {
   }
   fail(n, "this operation is not supported by the exporter (supported: conv1d, conv2d, linear, ReLU/ReLU6/clamp, "
           "1-d and 2-d max/avg pooling, adaptive pooling, mean or max over H and W or over channels, "
-          "flatten/reshape/view, add, sub, mul, cat along channels, elementwise activations as lookup tables; see docs/COVERAGE.md)");
+          "zero padding, nearest upsampling by integer factors, flatten/reshape/view, add, sub, mul, cat along channels, elementwise activations as lookup tables; see docs/COVERAGE.md)");
 }
 
 Lowerer::Impl::Impl(const ExportOptions& options, const std::vector<int64_t>& input_shape,

@@ -236,6 +236,17 @@ std::vector<at::Tensor> ExportedModel::integer_reference_all(const at::Tensor& q
         y = exporter::lut_s16_outputs(l, x);
         break;
       }
+      case LayerKind::kPad: {
+        const bool one_d = x.dim() == 3;  // [N, C, L]
+        std::vector<int64_t> pad = {l.pad_w, l.pad_right};
+        if (!one_d) pad.insert(pad.end(), {l.pad_h, l.pad_bottom});
+        y = at::constant_pad_nd(x, pad, in.zero_point);
+        break;
+      }
+      case LayerKind::kUpsample:
+        y = x.repeat_interleave(l.factor_w, x.dim() - 1);
+        if (x.dim() == 4) y = y.repeat_interleave(l.factor_h, 2);
+        break;
       case LayerKind::kReshape: y = x; break;
     }
     values[l.output] = shape_with_batch(y, graph_.tensors[l.output]).to(at::kInt);
