@@ -197,6 +197,21 @@ typedef struct {
 mcuq_status mcuq_requantize_s8(const mcuq_requantize_params *params, const int8_t *input, int8_t *output);
 mcuq_status mcuq_requantize_s16(const mcuq_requantize_params *params, const int16_t *input, int16_t *output);
 
+/* Softmax over the last dimension (rows x depth int8 levels, depth at most
+ * 65535): exp_table[d] = round(2^15 exp(-s_in d)) for d = max(row) - x in
+ * [0, 255] (the exporter's table, entries in [0, 2^15], entry 0 = 2^15);
+ * p = round(exp_table[d] 2^16 / row sum), requantized by multiplier * 2^(shift
+ * - 31) = 2^-16 / s_out, plus out_zero_point, clamped to [act_min, act_max]. */
+typedef struct {
+  int32_t rows, depth;
+  int32_t multiplier, shift;
+  mcuq_rounding rounding;
+  int32_t out_zero_point, act_min, act_max;
+} mcuq_softmax_params;
+
+mcuq_status mcuq_softmax_s8(const mcuq_softmax_params *params, const int32_t *exp_table, const int8_t *input,
+                            int8_t *output);
+
 /* Constant padding of each channel's plane: `top` rows above, `bottom`
  * below, `left` and `right` columns, filled with `value` (the zero point:
  * the real 0 of PyTorch's zero padding); output (in_h + top + bottom) x

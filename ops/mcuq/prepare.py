@@ -35,9 +35,10 @@ _RELUS_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardtanh)  # clamps: fused into the laye
 _RELUS_FUNCTIONS = (F.relu, F.relu6, torch.relu, torch.nn.functional.hardtanh, torch.clamp)
 _RELUS_METHODS = ("relu", "relu_", "clamp")
 # Non-linear activations: requantized after (lookup tables on the MCU).
-_ACTIVATION_MODULES = (nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.SiLU, nn.GELU, nn.LeakyReLU, nn.ELU)
+_ACTIVATION_MODULES = (nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.SiLU, nn.GELU, nn.LeakyReLU, nn.ELU,
+                       nn.Softmax)
 _ACTIVATION_FUNCTIONS = (torch.sigmoid, torch.tanh, F.hardswish, F.hardsigmoid, F.silu, F.gelu, F.leaky_relu,
-                         F.elu, F.sigmoid, F.tanh)
+                         F.elu, F.sigmoid, F.tanh, F.softmax, torch.softmax)
 # Layers that keep their input's qparams.
 _PASS_MODULES = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
                  nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten, nn.Dropout, nn.Identity, nn.Unflatten,
@@ -256,7 +257,7 @@ def prepare(model: nn.Module, preset: Preset, qat: bool = True, freeze_bn_step: 
                 clamp_after_quantizer(node)
             elif node.target in _PASS_METHODS:
                 pass
-            elif node.target in ("sigmoid", "tanh") or node.target in _JOIN_METHODS:
+            elif node.target in ("sigmoid", "tanh", "softmax") or node.target in _JOIN_METHODS:
                 quantize_after(node)
             else:
                 raise ValueError(f"mcuq.prepare: unsupported method {_layer_name(node)}")

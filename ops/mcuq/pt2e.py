@@ -81,7 +81,8 @@ _BATCH_NORMS = (aten.batch_norm.default, aten._native_batch_norm_legit_no_traini
 _RELUS = (aten.relu.default, aten.relu_.default, aten.hardtanh.default, aten.hardtanh_.default)
 # Non-linear activations: requantized after (lookup tables on the MCU).
 _ACTIVATIONS = (aten.sigmoid.default, aten.tanh.default, aten.hardswish.default, aten.hardsigmoid.default,
-                aten.silu.default, aten.gelu.default, aten.leaky_relu.default, aten.elu.default)
+                aten.silu.default, aten.gelu.default, aten.leaky_relu.default, aten.elu.default, aten.softmax.int,
+                aten._softmax.default)
 # Joins of two activations (residual adds, gates, concatenations): requantized after.
 _JOINS = (aten.add.Tensor, aten.add_.Tensor, aten.sub.Tensor, aten.sub_.Tensor, aten.mul.Tensor, aten.mul_.Tensor,
           aten.cat.default)

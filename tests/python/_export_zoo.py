@@ -292,6 +292,18 @@ class CausalConv1d(nn.Module):
         return self.fc(torch.flatten(nn.functional.interpolate(x, scale_factor=2), 1))
 
 
+class SoftmaxClassifier(nn.Module):
+    """A classifier that returns probabilities: conv, global mean, linear,
+    nn.Softmax (the int8 kernel on the device)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc, self.softmax = nn.Conv2d(1, 8, 3, padding=1), nn.Linear(8, 10), nn.Softmax(dim=1)
+
+    def forward(self, x):
+        return self.softmax(self.fc(torch.relu(self.conv(x)).mean((2, 3))))
+
+
 @dataclass
 class ZooModel:
     name: str
@@ -337,6 +349,10 @@ ZOO = [
     ZooModel("pad_upsample_cnn", PadUpsampleCnn, "int8", [1, 2, 6, 6], agreement=(0.99, 1)),
     ZooModel("pad_upsample_cnn_16x8", PadUpsampleCnn, "int16x8", [1, 2, 6, 6], rounding="single"),
     ZooModel("causal_conv1d", CausalConv1d, "int8", [1, 3, 16], agreement=(0.99, 1)),
+    # Layer by layer the softmax is within 1 level; the linear layer's 1-level
+    # differences before it move a probability by exp(s_in) - 1: 2 levels on
+    # one output in 3000.
+    ZooModel("softmax_classifier", SoftmaxClassifier, "int8", [1, 1, 8, 8], agreement=(0.99, 2)),
 ]
 
 

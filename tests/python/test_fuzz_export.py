@@ -104,3 +104,19 @@ def test_torch_clamp_is_a_clamp(method, tmp_path):
     Hardtanh, fused into its layer or quantized again after it."""
     outcome = check_case(Case(7, _Clamped(method).eval(), "int8", [1, 6], 2.0, "torch.clamp"), tmp_path)
     assert outcome.status == "ok" and outcome.worst <= 1, outcome
+
+
+def test_global_mean_after_a_relu_on_the_input_is_checked_where_it_enters_a_layer(tmp_path):
+    """Seed 20340: ReLU on the input, then a squeeze-and-excitation gate. The
+    ReLU is an exact clamp with no quantizer of its own, and the check, looking
+    for the gate's global mean (whose rounding it must feed the next layer),
+    stopped at it: the 1x1 convolution then saw the unrounded mean and was 7
+    levels off. The check now looks past such clamps and holds every point
+    to its bound."""
+    torch.manual_seed(20340)  # the seed's weights: a squeeze of 4 and a hardsigmoid (Random(0) draws them)
+    gate = _model_fuzz.Gate(3, spatial=False, rng=_model_fuzz.random.Random(0))
+    model = nn.Sequential(nn.ReLU(), gate, nn.MaxPool2d(2), nn.Conv2d(3, 1, 2, stride=3, padding=1), nn.ReLU(),
+                          _model_fuzz.GlobalMean(), nn.Linear(1, 1)).eval()
+    assert isinstance(gate.gate[3], nn.Hardsigmoid) and gate.gate[0].out_channels == 4
+    outcome = check_case(Case(20340, model, "pow2", [1, 3, 3, 9], 1.0, "minimized from seed 20340"), tmp_path)
+    assert outcome.status == "ok" and outcome.points >= 6, outcome

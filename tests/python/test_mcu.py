@@ -37,6 +37,7 @@ CASES = [
     ("cortex-m4", "squeezenet_fire"), ("cortex-m0", "squeezenet_fire"),
     ("cortex-m4", "pad_upsample_cnn"), ("atmega328p", "pad_upsample_cnn"), ("cortex-m0", "pad_upsample_cnn_16x8"),
     ("atmega328p", "causal_conv1d"), ("rv32", "causal_conv1d"),
+    ("cortex-m4", "softmax_classifier"), ("cortex-m0", "softmax_classifier"), ("atmega328p", "softmax_classifier"),
 ]
 
 

@@ -710,6 +710,33 @@ static void test_pad_and_upsample(void) {
   }
 }
 
+static void test_softmax(void) {
+  /* A table halving per level, one row {5, 4, 4, -128}: distances {0, 1, 1, 133},
+   * exp {2^15, 2^14, 2^14, 0}, sum 2^16, probabilities (Q16) {2^15, 2^14, 2^14, 0};
+   * output scale 1/256 (M = 2^-8), zero point -128: {0, -64, -64, -128}. */
+  int32_t table[256];
+  const int8_t in[4] = {5, 4, 4, -128};
+  const int8_t want[4] = {0, -64, -64, -128};
+  int8_t out[4];
+  mcuq_softmax_params p;
+  for (int i = 0; i < 256; ++i) table[i] = i < 15 ? 32768 >> i : 0;
+  p.rows = 1;
+  p.depth = 4;
+  p.multiplier = ONE_MULT;
+  p.shift = -7;
+  p.rounding = MCUQ_ROUND_DOUBLE;
+  p.out_zero_point = -128;
+  p.act_min = -128;
+  p.act_max = 127;
+  CHECK_EQ(mcuq_softmax_s8(&p, table, in, out), MCUQ_OK);
+  CHECK_ARRAY(out, want, 4);
+  for (int i = 0; i < 256; ++i) table[i] = -i; /* no positive entry: refused, not a division by zero */
+  CHECK_EQ(mcuq_softmax_s8(&p, table, in, out), MCUQ_ERROR_ARGUMENT);
+  CHECK_EQ(mcuq_softmax_s8(&p, 0, in, out), MCUQ_ERROR_NULL);
+  p.depth = 65536;
+  CHECK_EQ(mcuq_softmax_s8(&p, table, in, out), MCUQ_ERROR_SHAPE);
+}
+
 static void test_requantize(void) {
   mcuq_requantize_params p;
   p.size = 6;
@@ -1122,6 +1149,7 @@ int main(void) {
   test_sub();
   test_mul();
   test_pad_and_upsample();
+  test_softmax();
   test_requantize();
   test_lut();
   test_lut_s16();

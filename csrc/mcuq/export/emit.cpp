@@ -35,6 +35,7 @@ const char* layer_kind_name(LayerKind kind) {
     case LayerKind::kConcat: return "concat";
     case LayerKind::kRequantize: return "requantize";
     case LayerKind::kLut: return "lut";
+    case LayerKind::kSoftmax: return "softmax";
     case LayerKind::kPad: return "pad2d";
     case LayerKind::kUpsample: return "upsample_nearest";
     case LayerKind::kReshape: return "reshape";
@@ -224,7 +225,8 @@ std::vector<int8_t> weight_table(const Layer& l) {
 }
 
 int64_t layer_flash_bytes(const Graph& g, const Layer& l) {
-  int64_t bytes = static_cast<int64_t>(weight_table(l).size()) + static_cast<int64_t>(l.table.size()) * g.element_bytes();
+  int64_t bytes = static_cast<int64_t>(weight_table(l).size()) + static_cast<int64_t>(l.table.size()) * g.element_bytes() +
+                  static_cast<int64_t>(l.exp_table.size()) * 4;
   if (weighted(l)) bytes += static_cast<int64_t>(l.bias.size()) * (g.int16() ? 8 : 4) + l.requant.multiplier.size() * 5;
   return bytes;
 }
@@ -394,6 +396,15 @@ std::string emit_source(const Graph& g, const ArenaPlan& arena, const std::strin
             pointer(l.inputs[p], false), out_at(l.output, offset));
         offset += piece.numel();
       }
+    } else if (l.kind == LayerKind::kSoftmax) {
+      tables += table("int32_t", sym + "_exp", l.exp_table, c_int);
+      const int64_t depth = out.shape.back();
+      body += fmt::format(
+          "    const mcuq_softmax_params params = {{{}, {}, {}, {}, {}, {}, {}, {}}};\n"
+          "    const mcuq_status status = mcuq_softmax_s8(&params, {}_exp, {}, {});\n",
+          out.numel() / depth, depth, c_int(l.requant.multiplier[0]), static_cast<int>(l.requant.shift[0]),
+          rounding_enum(l.requant.rounding), c_int(l.requant.zero_point), c_int(l.requant.act_min),
+          c_int(l.requant.act_max), sym, pointer(l.inputs[0], false), out_at(l.output, 0));
     } else if (l.kind == LayerKind::kPad || l.kind == LayerKind::kUpsample) {
       const int64_t ih = in.shape.size() == 2 ? 1 : in.shape[1], iw = in.shape.back();  // [C, L]: [C, 1, L]
       if (l.kind == LayerKind::kPad) {
@@ -459,7 +470,7 @@ std::string emit_report(const Graph& g, const ArenaPlan& arena, const std::strin
                            1 << l.lut_step_shift, l.lut_error_levels);
     }
     if (weighted(l) || l.kind == LayerKind::kRequantize || l.kind == LayerKind::kAdd || l.kind == LayerKind::kSub ||
-        l.kind == LayerKind::kMul) {
+        l.kind == LayerKind::kMul || l.kind == LayerKind::kSoftmax) {
       std::vector<int> shifts(l.requant.shift.begin(), l.requant.shift.end());
       extra += fmt::format(", \"multipliers\": [{}], \"shifts\": [{}], \"rounding\": \"{}\", \"act_min\": {}, \"act_max\": {}",
                            fmt::join(l.requant.multiplier, ", "), fmt::join(shifts, ", "),

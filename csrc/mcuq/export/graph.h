@@ -42,6 +42,7 @@ enum class LayerKind {
   kConcat,
   kRequantize,
   kLut,
+  kSoftmax,
   kPad,
   kUpsample,
   kReshape,
@@ -105,6 +106,9 @@ struct Layer {
   std::vector<int16_t> table;
   int32_t lut_start = -32768, lut_step_shift = 7;
   int64_t lut_error_levels = 0;
+
+  // Softmax (int8): round(2^15 exp(-s_in d)) for d = max(row) - x in [0, 255].
+  std::vector<int32_t> exp_table;
 
   // Figures for the report.
   int64_t macs = 0;

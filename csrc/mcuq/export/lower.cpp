@@ -435,6 +435,16 @@ int Lowerer::Impl::finalize(const Op* fq, Pending& p, const at::Tensor& pre_quan
       layer.macs = out.numel();
       break;
     }
+    case LayerKind::kSoftmax: {
+      for (int d = 0; d < 256; ++d) {
+        layer.exp_table.push_back(
+            static_cast<int32_t>(std::round(32768.0 * std::exp(-static_cast<double>(in.scale) * d))));
+      }
+      layer.requant = requant_to(n, {std::ldexp(1.0, -16) / static_cast<double>(scale)}, scale, zp, qmin, qmax, p.lo,
+                                 p.hi, layer.name);
+      layer.macs = out.numel();
+      break;
+    }
     case LayerKind::kLut: {
       // The activation on integer levels: dequantize, the ops in order, quantize.
       const auto tabulate = [&](const at::Tensor& levels) {
@@ -908,6 +918,23 @@ void Lowerer::Impl::node(const Op* n) {
     lower_pool(n, in, result);
     return;
   }
+  if (one_of(k, {"aten::softmax", "aten::_softmax"})) {
+    auto p = std::make_shared<Pending>();
+    p->kind = LayerKind::kSoftmax;
+    p->node = n;
+    p->inputs = {activation(n, n->inputs[0])};
+    const int64_t dim = in[1].toInt() < 0 ? in[1].toInt() + result.dim() : in[1].toInt();
+    if (dim != result.dim() - 1) {
+      fail(n, fmt::format("softmax is supported over the last dimension only, but got dim {} of a {}-d tensor",
+                          in[1].toInt(), result.dim()));
+    }
+    if (graph_.int16()) fail(n, "softmax is supported for int8 activations only (its table spans 256 levels)");
+    Sym& out = at(n->outputs[0]);
+    out.value = result;
+    out.kind = Sym::Kind::kPending;
+    out.pending = p;
+    return;
+  }
   if (one_of(k, {"aten::constant_pad_nd", "aten::pad", "aten::upsample_nearest1d", "aten::upsample_nearest2d",
                  "aten::_upsample_nearest_exact1d", "aten::_upsample_nearest_exact2d"})) {
     lower_resize(n, in, result);
@@ -1002,7 +1029,7 @@ void Lowerer::Impl::node(const Op* n) {
   }
   fail(n, "this operation is not supported by the exporter (supported: conv1d, conv2d, linear, ReLU/ReLU6/clamp, "
           "1-d and 2-d max/avg pooling, adaptive pooling, mean or max over H and W or over channels, "
-          "zero padding, nearest upsampling by integer factors, flatten/reshape/view, add, sub, mul, cat along channels, elementwise activations as lookup tables; see docs/COVERAGE.md)");
+          "softmax over the last dimension, zero padding, nearest upsampling by integer factors, flatten/reshape/view, add, sub, mul, cat along channels, elementwise activations as lookup tables; see docs/COVERAGE.md)");
 }
 
 Lowerer::Impl::Impl(const ExportOptions& options, const std::vector<int64_t>& input_shape,

@@ -236,6 +236,17 @@ std::vector<at::Tensor> ExportedModel::integer_reference_all(const at::Tensor& q
         y = exporter::lut_s16_outputs(l, x);
         break;
       }
+      case LayerKind::kSoftmax: {
+        // mcuq_softmax_s8's steps (mcuq_runtime.h): table lookup by the
+        // distance to the row's max, the row sum, the rounded Q16 quotient.
+        const at::Tensor q = x.to(at::kLong);
+        const at::Tensor d = std::get<0>(q.max(-1, true)) - q;
+        const at::Tensor e = as_tensor(l.exp_table, at::kLong).index_select(0, d.reshape(-1)).reshape(d.sizes());
+        const at::Tensor sum = e.sum(-1, true);
+        const at::Tensor probability = at::div(e * 65536 + at::div(sum, 2, "floor"), sum, "floor");
+        y = requantize(probability, l.requant, false);
+        break;
+      }
       case LayerKind::kPad: {
         const bool one_d = x.dim() == 3;  // [N, C, L]
         std::vector<int64_t> pad = {l.pad_w, l.pad_right};
