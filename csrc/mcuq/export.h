@@ -3,7 +3,7 @@
 // quantizers away, or the op program mcuq.export writes for a torch.export
 // ExportedProgram) lowered to an integer graph, executed by a LibTorch
 // integer reference and written as C99 tables + an invoke function for the
-// mcuq runtime (csrc/runtime). README.md, "Export", documents the rules.
+// mcuq runtime (csrc/runtime). docs/EXPORT.md documents the rules.
 #pragma once
 
 #include "mcuq/export/graph.h"

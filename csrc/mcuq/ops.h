@@ -1,6 +1,6 @@
 // mcuq's ops for C++ callers. Each function calls through the PyTorch
 // dispatcher, exactly like torch.ops.mcuq.* from Python, so C++ callers get
-// the same kernels, checks and autograd. Semantics: README.md, "Op reference".
+// the same kernels, checks and autograd. Semantics: docs/OPS.md.
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -1,7 +1,7 @@
 """mcuq: quantization for microcontrollers, as PyTorch dispatcher ops.
 
 ``import mcuq`` registers ``torch.ops.mcuq.*``; the functions below are thin,
-typed wrappers around them (the schemas live in C++; see README.md, "Op
+typed wrappers around them (the schemas live in C++; see docs/OPS.md, "Op
 reference").
 """
 
