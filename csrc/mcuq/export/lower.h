@@ -21,12 +21,6 @@
 
 namespace mcuq::exporter {
 
-// An int16 lookup table layer's outputs for integer levels, as mcuq_lut_s16
-// computes them (model.cpp: the integer reference's rule, and the exporter's
-// figure of the table's error).
-at::Tensor lut_s16_outputs(const Layer& layer, const at::Tensor& levels);
-
-
 // One operation: an ATen/mcuq op with every schema argument given (defaults
 // filled in by the front end).
 struct Op {

@@ -1,0 +1,164 @@
+// The convolution family: conv1d and conv2d (grouped, depthwise, strided,
+// dilated; a Conv1d runs as a 1 x L conv2d) and linear layers, with their
+// weights' fake-quantizers and bias. Runtime: conv2d.c, conv2d_im2col.c,
+// fully_connected.c.
+#include "mcuq/export/layers/layers.h"
+#include "mcuq/export/lower_impl.h"
+
+#include <algorithm>
+#include <cmath>
+#include <tuple>
+
+namespace mcuq::exporter {
+
+using namespace lowering;
+
+void Lowerer::Impl::lower_weighted(const Op* n, const std::vector<c10::IValue>& in) {
+  const bool linear = n->kind == sym("aten::linear");
+  const int input = activation(n, n->inputs[0]);
+  const Sym& w = at(n->inputs[1]);
+  if (w.kind != Sym::Kind::kWeight) {
+    std::string name = w.path;
+    if (name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0) name.resize(name.size() - 7);
+    fail(n, w.kind == Sym::Kind::kConst
+                ? "its weight is a float constant, not fake-quantized: quantize the model first (mcuq.prepare, "
+                  "then calibrate or train, then mcuq.freeze); if it was, torch.jit.freeze folded the weight "
+                  "quantizer into the constant, so export the traced or scripted model before torch.jit.freeze"
+                : "its weight is not a constant",
+         name);
+  }
+  if (at(n->inputs[2]).kind != Sym::Kind::kConst) fail(n, "its bias is not a constant");
+  auto p = std::make_shared<Pending>();
+  p->node = n;
+  p->inputs = {input};
+  p->weight = w.weight;
+  p->name = w.path;
+  // "conv1.conv.weight" or "conv1.weight_fake_quant.scale" -> "conv1"
+  for (const char* suffix : {".scale", ".weight_fake_quant", ".weight", ".layer", ".conv"}) {
+    const std::string tail(suffix);
+    if (p->name.size() > tail.size() && p->name.compare(p->name.size() - tail.size(), tail.size(), tail) == 0) {
+      p->name.resize(p->name.size() - tail.size());
+    }
+  }
+  if (in[2].isTensor()) p->bias = in[2].toTensor();
+  if (linear) {
+    p->kind = LayerKind::kFullyConnected;
+    if (graph_.tensors[input].numel() != w.weight->levels.size(1)) {
+      fail(n, "expected a [N, in_features] input");
+    }
+  } else {
+    const bool convolution = n->kind == sym("aten::_convolution");
+    const int64_t dims = w.weight->levels.dim() - 2;  // 1: Conv1d, run as a 1 x L Conv2d
+    if (dims != 1 && dims != 2) fail(n, "only 1-d and 2-d convolutions are supported");
+    if (convolution && in[6].toBool()) fail(n, "transposed convolutions are not supported");
+    if (in[4].isString()) fail(n, "string padding ('same'/'valid') is not supported; use integers");
+    const auto stride = in[3].toIntVector(), padding = in[4].toIntVector(), dilation = in[5].toIntVector();
+    const int64_t groups = convolution ? in[8].toInt() : in[6].toInt();
+    // The height's entries of a 1-d convolution: one row, stride 1, no padding.
+    const auto hw = [&](const std::vector<int64_t>& v, int64_t height) {
+      return std::make_pair(static_cast<int32_t>(dims == 1 ? height : v.at(0)), static_cast<int32_t>(v.back()));
+    };
+    Layer& g = p->geometry;
+    std::tie(g.stride_h, g.stride_w) = hw(stride, 1);
+    std::tie(g.pad_h, g.pad_w) = hw(padding, 0);
+    std::tie(g.dilation_h, g.dilation_w) = hw(dilation, 1);
+    g.groups = static_cast<int32_t>(groups);
+    g.k_h = dims == 1 ? 1 : static_cast<int32_t>(w.weight->levels.size(2));
+    g.k_w = static_cast<int32_t>(w.weight->levels.size(dims + 1));
+    const int64_t in_c = graph_.tensors[input].shape.at(0), out_c = w.weight->levels.size(0);
+    p->kind = groups > 1 && groups == in_c && out_c % in_c == 0 ? LayerKind::kDepthwiseConv2d : LayerKind::kConv2d;
+  }
+  Sym& out = at(n->outputs[0]);
+  out.kind = Sym::Kind::kPending;
+  out.pending = p;
+  out.value = concrete_outputs(n, in)[0];
+}
+
+// The output's qparams known: biases with the input zero point folded in,
+// the accumulator's bound (refused past int32, or 2^47 in 16x8), the
+// requantization multipliers.
+void Lowerer::Impl::finalize_weighted(const Op* n, const Pending& p, Layer& layer, float scale, int32_t zp, int64_t qmin,
+                              int64_t qmax) {
+  [[maybe_unused]] const TensorInfo& in = graph_.tensors[p.inputs[0]];
+  [[maybe_unused]] const TensorInfo& out = graph_.tensors[layer.output];
+  const QuantizedWeight& w = *p.weight;
+  const int64_t out_c = w.levels.size(0);
+  const int64_t per_channel = w.levels.numel() / out_c;
+  const at::Tensor levels = w.levels.contiguous();
+  const int32_t* wl = levels.data_ptr<int32_t>();
+  const at::Tensor bias = p.bias.defined() ? p.bias.to(at::kDouble).contiguous() : at::zeros({out_c}, at::kDouble);
+  const double* b = bias.data_ptr<double>();
+  const int64_t in_abs = std::max(std::abs(static_cast<int64_t>(in.quant_min)),
+                                  std::abs(static_cast<int64_t>(in.quant_max)));
+  const int64_t limit = graph_.int16() ? (int64_t{1} << 47) - 1 : int64_t{INT32_MAX};
+  std::vector<double> real;
+  int64_t worst = 0;
+  for (int64_t c = 0; c < out_c; ++c) {
+    const double product = static_cast<double>(in.scale) * static_cast<double>(w.scale[c]);
+    real.push_back(product / static_cast<double>(scale));
+    const double qb = std::round(b[c] / product);  // ties away from zero
+    if (!(std::abs(qb) <= static_cast<double>(limit))) {
+      fail(n, fmt::format("bias {} of output channel {} is {} levels of s_in * s_w = {:g}, beyond the {} "
+                          "accumulator", b[c], c, qb, product, graph_.int16() ? "int64 (2^47)" : "int32"), layer.name);
+    }
+    int64_t sum_w = 0, sum_abs = 0;
+    for (int64_t i = 0; i < per_channel; ++i) {
+      sum_w += wl[c * per_channel + i];
+      sum_abs += std::abs(static_cast<int64_t>(wl[c * per_channel + i]));
+      layer.weights.push_back(static_cast<int8_t>(wl[c * per_channel + i]));
+    }
+    const auto q_bias = static_cast<int64_t>(qb);
+    layer.bias_raw.push_back(q_bias);
+    layer.bias.push_back(q_bias - static_cast<int64_t>(in.zero_point) * sum_w);
+    // The accumulator starts at the folded bias and adds one product per
+    // tap; no partial sum can exceed this bound, for any input.
+    const int64_t bound = std::abs(layer.bias.back()) + sum_abs * in_abs;
+    worst = std::max(worst, bound);
+    layer.weight_scale.push_back(w.scale[c]);
+  }
+  if (worst > limit) {
+    fail(n, fmt::format("the {} accumulator can overflow: |acc| can reach {} > {} ({} products of |w| <= {} "
+                        "and |x| <= {} per output, plus the bias); use fewer inputs per output, a narrower "
+                        "input range or 16x8 mode",
+                        graph_.int16() ? "int64 (2^47 for TFLite's 16x8 rule)" : "int32", worst, limit,
+                        per_channel, levels.abs().max().item<int32_t>(), in_abs),
+         layer.name);
+  }
+  // 4-bit weight ranges with int8 activations: packed two per byte.
+  layer.weight_bits = !graph_.int16() && w.quant_min >= -8 && w.quant_max <= 7 ? 4 : 8;
+  layer.accumulator_bound = worst;
+  layer.headroom_bits = std::log2(static_cast<double>(limit) / static_cast<double>(std::max<int64_t>(worst, 1)));
+  layer.macs = out.numel() * per_channel;
+  layer.requant = requant_to(n, real, scale, zp, qmin, qmax, p.lo, p.hi, layer.name);
+  for (int8_t shift : layer.requant.shift) {
+    if (graph_.int16() && layer.requant.rounding != MCUQ_ROUND_SHIFT && shift > 7) {
+      fail(n, fmt::format("its requantization multiplier is 2^{} or more; the int64 rule of 16x8 layers "
+                          "takes multipliers below 2^7 (s_in * s_w / s_out)", shift - 1),
+           layer.name);
+    }
+  }
+}
+
+// Float64 products of exact integers (every partial sum is below 2^53).
+at::Tensor reference_weighted(const Graph& g, const Layer& l, const at::Tensor& x) {
+  const TensorInfo& in = g.tensors[l.inputs[0]];
+  const at::Tensor shifted = (x.to(at::kLong) - in.zero_point).to(at::kDouble);
+  const int64_t out_c = static_cast<int64_t>(l.bias_raw.size());
+  at::Tensor w = as_tensor(l.weights, at::kDouble);
+  at::Tensor acc;
+  if (l.kind == LayerKind::kFullyConnected) {
+    acc = at::linear(shifted.reshape({x.size(0), -1}), w.reshape({out_c, -1}));
+  } else {
+    w = w.reshape({out_c, -1, l.k_h, l.k_w});
+    const bool one_d = shifted.dim() == 3;  // a Conv1d's [N, C, L]: [N, C, 1, L]
+    acc = at::conv2d(one_d ? shifted.unsqueeze(2) : shifted, w, {}, {l.stride_h, l.stride_w}, {l.pad_h, l.pad_w},
+                     {l.dilation_h, l.dilation_w}, l.groups);
+    if (one_d) acc = acc.squeeze(2);
+  }
+  std::vector<int64_t> bias_shape(acc.dim(), 1);
+  bias_shape[1] = out_c;
+  acc = acc + as_tensor(l.bias_raw, at::kDouble).reshape(bias_shape);
+  return requantize_levels(acc.to(at::kLong), l.requant, g.int16());
+}
+
+}  // namespace mcuq::exporter
