@@ -113,6 +113,17 @@ mcuq_status mcuq_depthwise_conv2d_s16(const mcuq_conv2d_params *params, const in
                                       const int8_t *weights, const int64_t *bias, const mcuq_requant *requant,
                                       int16_t *output);
 
+/* Transposed convolution (PyTorch's ConvTranspose2d, groups 1): out = (in -
+ * 1) stride - 2 pad + dilation (k - 1) + 1 + output_padding (output_padding
+ * below the stride or the dilation). Weights [out_c][in_c][k_h][k_w] (the
+ * exporter transposes PyTorch's layout); the bias is q_bias itself, not
+ * folded: a transposed convolution's outputs gather different numbers of
+ * taps, so each tap reads (x - in_zero_point). params->groups must be 1. */
+mcuq_status mcuq_conv_transpose2d_s8(const mcuq_conv2d_params *params, const int8_t *input, const int8_t *weights,
+                                     const int32_t *bias, const mcuq_requant *requant, int8_t *output);
+mcuq_status mcuq_conv_transpose2d_s16(const mcuq_conv2d_params *params, const int16_t *input, const int8_t *weights,
+                                      const int64_t *bias, const mcuq_requant *requant, int16_t *output);
+
 /* y[o] = requant(bias[o] + sum_i w[o][i] * x[i]), o < out_features. */
 mcuq_status mcuq_fully_connected_s8(int32_t in_features, int32_t out_features, const int8_t *input,
                                     const int8_t *weights, const int32_t *bias, const mcuq_requant *requant,

@@ -304,6 +304,20 @@ class SoftmaxClassifier(nn.Module):
         return self.softmax(self.fc(torch.relu(self.conv(x)).mean((2, 3))))
 
 
+class ConvTransposeDecoder(nn.Module):
+    """A decoder's learned upsampling: transposed convolutions with stride 2
+    and output_padding, with dilation, with a 2x2 kernel and stride 2."""
+
+    def __init__(self):
+        super().__init__()
+        self.up1 = nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1)  # 4x4 -> 8x8
+        self.up2 = nn.ConvTranspose2d(6, 4, 3, padding=2, dilation=2)  # 8x8 -> 8x8
+        self.up3 = nn.ConvTranspose2d(4, 2, 2, stride=2)  # 8x8 -> 16x16
+
+    def forward(self, x):
+        return self.up3(torch.relu(self.up2(torch.relu(self.up1(x)))))
+
+
 @dataclass
 class ZooModel:
     name: str
@@ -353,6 +367,8 @@ ZOO = [
     # differences before it move a probability by exp(s_in) - 1: 2 levels on
     # one output in 3000.
     ZooModel("softmax_classifier", SoftmaxClassifier, "int8", [1, 1, 8, 8], agreement=(0.99, 2)),
+    ZooModel("conv_transpose_decoder", ConvTransposeDecoder, "int8", [1, 4, 4, 4], agreement=(0.99, 1)),
+    ZooModel("conv_transpose_decoder_16x8", ConvTransposeDecoder, "int16x8", [1, 4, 4, 4], rounding="single"),
 ]
 
 

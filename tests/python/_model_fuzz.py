@@ -214,8 +214,17 @@ def random_case(seed: int) -> Case:
             channels = out_c
         elif roll < 0.92:  # a gate: squeeze-and-excitation or spatial attention
             layers.append(Gate(channels, rng.random() < 0.4, rng))
-        elif roll < 0.96:  # resizing: zero padding, nearest upsampling by integer factors
-            if rng.random() < 0.5:
+        elif roll < 0.96:  # resizing: zero padding, nearest upsampling, transposed convolution
+            if rng.random() < 0.3 and max(size) <= 8:
+                k, stride = rng.choice([2, 3, 4]), rng.choice([1, 2, 2])
+                pad, dilation = rng.randint(0, (k - 1) // 2), rng.choice([1, 1, 2])
+                extra = rng.randint(0, max(stride, dilation) - 1)  # output_padding
+                out_c = rng.randint(1, 6)
+                layers += [nn.ConvTranspose2d(channels, out_c, k, stride=stride, padding=pad, dilation=dilation,
+                                              output_padding=extra)] + _activation(rng)
+                channels = out_c
+                size = tuple((s - 1) * stride - 2 * pad + dilation * (k - 1) + 1 + extra for s in size)
+            elif rng.random() < 0.5:
                 pads = [rng.randint(0, 2) for _ in range(4)]  # left, right, top, bottom
                 layers.append(nn.ZeroPad2d(tuple(pads)))
                 size = (size[0] + pads[2] + pads[3], size[1] + pads[0] + pads[1])
@@ -318,7 +327,7 @@ def _layer_by_layer_agreement(frozen: nn.Module, exported, x: torch.Tensor) -> L
         if t["kind"] == "lut" and t["quant_max"] > 127:
             return max(1, t["lut_error"])  # the exporter's claim, checked here
         slack = 0.0
-        if t["kind"] in ("conv2d", "depthwise_conv2d", "fully_connected") and weighted:
+        if t["kind"] in ("conv2d", "depthwise_conv2d", "conv_transpose2d", "fully_connected") and weighted:
             w_scale = float(weighted[-1].weight_fake_quant.scale.max())
             slack += 0.5 * t["input_scale"] * w_scale / t["scale"]
         if t["quant_max"] > 127 and t["kind"] != "lut":

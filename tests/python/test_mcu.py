@@ -38,6 +38,8 @@ CASES = [
     ("cortex-m4", "pad_upsample_cnn"), ("atmega328p", "pad_upsample_cnn"), ("cortex-m0", "pad_upsample_cnn_16x8"),
     ("atmega328p", "causal_conv1d"), ("rv32", "causal_conv1d"),
     ("cortex-m4", "softmax_classifier"), ("cortex-m0", "softmax_classifier"), ("atmega328p", "softmax_classifier"),
+    ("cortex-m4", "conv_transpose_decoder"), ("atmega328p", "conv_transpose_decoder"),
+    ("cortex-m0", "conv_transpose_decoder_16x8"),
 ]
 
 

@@ -737,6 +737,48 @@ static void test_softmax(void) {
   CHECK_EQ(mcuq_softmax_s8(&p, table, in, out), MCUQ_ERROR_SHAPE);
 }
 
+static void test_conv_transpose(void) {
+  /* 1 channel, 1x2 input {1, 2} (zero point 1: {0, 1}), kernel 1x2 {1, 10},
+   * stride 1: outputs gather 1, 2 and 1 taps: 5 + 0, 5 + 10 * 0 + 1 * 1,
+   * 5 + 10 * 1 (bias 5, M = 1). A zero point folded into the bias would be
+   * wrong at the edges, which have fewer taps. */
+  const int8_t in[2] = {1, 2};
+  const int8_t w[2] = {1, 10};
+  const int32_t bias[1] = {5};
+  const int32_t mult[1] = {ONE_MULT};
+  const int8_t shift[1] = {1};
+  const int8_t want[3] = {5, 6, 15};
+  int8_t out[16];
+  const mcuq_requant r = make_requant(mult, shift, 0, MCUQ_ROUND_DOUBLE, 0, -128, 127);
+  mcuq_conv2d_params p = make_conv(1, 1, 2, 1, 1, 2, 1, 1, 0, 0, 1, 1, 1, 1);
+  p.out_h = 1; /* the transposed size: (in - 1) stride + k */
+  p.out_w = 3;
+  CHECK_EQ(mcuq_conv_transpose2d_s8(&p, in, w, bias, &r, out), MCUQ_OK);
+  CHECK_ARRAY(out, want, 3);
+  {
+    /* 2x2 {1, 2, 3, 4}, kernel 2x2 of ones, stride 2: each input becomes a 2x2 block. */
+    const int16_t in16[4] = {1, 2, 3, 4};
+    const int8_t ones[4] = {1, 1, 1, 1};
+    const int64_t bias64[1] = {0};
+    const int16_t want16[16] = {1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4};
+    int16_t out16[20];
+    const mcuq_requant r16 = make_requant(mult, shift, 0, MCUQ_ROUND_DOUBLE, 0, -32768, 32767);
+    mcuq_conv2d_params q = make_conv(1, 2, 2, 1, 2, 2, 2, 2, 0, 0, 1, 1, 1, 0);
+    q.out_h = 4;
+    q.out_w = 4;
+    CHECK_EQ(mcuq_conv_transpose2d_s16(&q, in16, ones, bias64, &r16, out16), MCUQ_OK);
+    CHECK_ARRAY(out16, want16, 16);
+    q.out_h = 6; /* (2 - 1) * 2 + 2 = 4, and output_padding must stay below the stride */
+    CHECK_EQ(mcuq_conv_transpose2d_s16(&q, in16, ones, bias64, &r16, out16), MCUQ_ERROR_SHAPE);
+    q.out_h = 5; /* output_padding 1 */
+    CHECK_EQ(mcuq_conv_transpose2d_s16(&q, in16, ones, bias64, &r16, out16), MCUQ_OK);
+  }
+  p.groups = 2;
+  CHECK_EQ(mcuq_conv_transpose2d_s8(&p, in, w, bias, &r, out), MCUQ_ERROR_SHAPE);
+  p.groups = 1;
+  CHECK_EQ(mcuq_conv_transpose2d_s8(&p, in, 0, bias, &r, out), MCUQ_ERROR_NULL);
+}
+
 static void test_requantize(void) {
   mcuq_requantize_params p;
   p.size = 6;
@@ -1150,6 +1192,7 @@ int main(void) {
   test_mul();
   test_pad_and_upsample();
   test_softmax();
+  test_conv_transpose();
   test_requantize();
   test_lut();
   test_lut_s16();

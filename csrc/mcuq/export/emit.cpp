@@ -26,6 +26,7 @@ const char* layer_kind_name(LayerKind kind) {
   switch (kind) {
     case LayerKind::kConv2d: return "conv2d";
     case LayerKind::kDepthwiseConv2d: return "depthwise_conv2d";
+    case LayerKind::kConvTranspose2d: return "conv_transpose2d";
     case LayerKind::kFullyConnected: return "fully_connected";
     case LayerKind::kMaxPool2d: return "max_pool2d";
     case LayerKind::kAvgPool2d: return "avg_pool2d";
@@ -118,7 +119,7 @@ namespace {
 
 bool weighted(const Layer& l) {
   return l.kind == LayerKind::kConv2d || l.kind == LayerKind::kDepthwiseConv2d ||
-         l.kind == LayerKind::kFullyConnected;
+         l.kind == LayerKind::kConvTranspose2d || l.kind == LayerKind::kFullyConnected;
 }
 
 const char* rounding_enum(mcuq_rounding r) {
@@ -326,7 +327,10 @@ std::string emit_source(const Graph& g, const ArenaPlan& arena, const std::strin
             "    const mcuq_conv2d_params params = {{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}}};\n",
             in.shape[0], ih, iw, out.shape[0], oh, ow, l.k_h, l.k_w, l.stride_h, l.stride_w, l.pad_h,
             l.pad_w, l.dilation_h, l.dilation_w, l.groups, c_int(in.zero_point));
-        if (arena.scratch[i] >= 0) {
+        if (l.kind == LayerKind::kConvTranspose2d) {
+          body += fmt::format("    const mcuq_status status = mcuq_conv_transpose2d_{}(&params, {}, {}_weights, {}_bias, &requant, {});\n",
+                              suffix, pointer(l.inputs[0], false), sym, sym, out_at(l.output, 0));
+        } else if (arena.scratch[i] >= 0) {
           body += fmt::format(
               "    const mcuq_status status = mcuq_conv2d_im2col_s8(&params, {}, {}_weights, {}_bias, &requant, "
               "(int8_t *)(base + {}), {});\n",

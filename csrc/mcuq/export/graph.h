@@ -33,6 +33,7 @@ struct TensorInfo {
 enum class LayerKind {
   kConv2d,
   kDepthwiseConv2d,
+  kConvTranspose2d,
   kFullyConnected,
   kMaxPool2d,
   kAvgPool2d,

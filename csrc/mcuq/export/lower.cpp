@@ -161,11 +161,14 @@ std::shared_ptr<QuantizedWeight> Lowerer::Impl::quantized_weight(const Op* n, co
   if (qmin < -128 || qmax > 127) {
     fail(n, fmt::format("weight range [{}, {}] does not fit int8", qmin, qmax));
   }
-  const int64_t out_channels = w.size(0);
-  if (scale.numel() != 1 && (axis != 0 && axis != -w.dim())) {
-    fail(n, fmt::format("weights must be quantized per output channel (axis 0), but got axis {}", axis));
+  const int64_t channel_axis = axis < 0 ? axis + w.dim() : axis;
+  if (scale.numel() != 1 && channel_axis != 0 && !(channel_axis == 1 && w.dim() == 4)) {
+    fail(n, fmt::format("weights must be quantized per output channel (axis 0; axis 1 for ConvTranspose2d), but "
+                        "got axis {}", axis));
   }
+  const int64_t out_channels = w.size(scale.numel() == 1 ? 0 : channel_axis);
   auto q = std::make_shared<QuantizedWeight>();
+  q->axis = scale.numel() == 1 ? -1 : channel_axis;
   q->quant_min = qmin;
   q->quant_max = qmax;
   q->levels = mcuq::quantize(w, in[1].toTensor(), zp, qmin, qmax, axis, group, at::kInt);
@@ -229,6 +232,7 @@ int Lowerer::Impl::finalize(const Op* fq, Pending& p, const at::Tensor& pre_quan
   switch (p.kind) {
     case LayerKind::kConv2d:
     case LayerKind::kDepthwiseConv2d:
+    case LayerKind::kConvTranspose2d:
     case LayerKind::kFullyConnected: finalize_weighted(n, p, layer, scale, zp, qmin, qmax); break;
     case LayerKind::kConcat:
     case LayerKind::kAdd:
@@ -343,8 +347,7 @@ void Lowerer::Impl::node(const Op* n) {
     at(n->outputs[0]) = at(n->inputs[0]);
     return;
   }
-  if (k == sym("aten::_convolution") || k == sym("aten::conv2d") || k == sym("aten::conv1d") ||
-      k == sym("aten::linear")) {
+  if (one_of(k, {"aten::_convolution", "aten::conv2d", "aten::conv1d", "aten::conv_transpose2d", "aten::linear"})) {
     lower_weighted(n, in);
     return;
   }

@@ -64,6 +64,7 @@ struct QuantizedWeight {
   at::Tensor levels;          // int32, the weight's integer levels
   int64_t quant_min = -128, quant_max = 127;
   std::vector<float> scale;   // per output channel (expanded from groups / per-tensor)
+  int64_t axis = -1;          // the axis of a per-channel scale (1: a ConvTranspose2d's); -1: per tensor
 };
 
 // A float result waiting for the quantizer that defines its output qparams.
@@ -116,6 +117,7 @@ struct Lowerer::Impl {
   // pending layers' parameters once the output's qparams are known.
   // convolution.cpp: conv1d/conv2d (depthwise, grouped), linear.
   void lower_weighted(const Op* n, const std::vector<c10::IValue>& in);
+  void lower_transposed(const Op* n, const std::vector<c10::IValue>& in, Pending& p);
   void finalize_weighted(const Op* n, const Pending& p, Layer& layer, float scale, int32_t zp, int64_t qmin,
                          int64_t qmax);
   // pooling.cpp: max/avg pooling, adaptive and global pooling, means and maxima over H and W or channels.

@@ -102,6 +102,7 @@ std::vector<at::Tensor> ExportedModel::integer_reference_all(const at::Tensor& q
     switch (l.kind) {  // each family's reference: layers/<family>.cpp
       case LayerKind::kConv2d:
       case LayerKind::kDepthwiseConv2d:
+      case LayerKind::kConvTranspose2d:
       case LayerKind::kFullyConnected: y = exporter::reference_weighted(graph_, l, x); break;
       case LayerKind::kMaxPool2d:
       case LayerKind::kAvgPool2d: y = exporter::reference_pool(l, in, x); break;

@@ -1,7 +1,7 @@
 // The convolution family: conv1d and conv2d (grouped, depthwise, strided,
-// dilated; a Conv1d runs as a 1 x L conv2d) and linear layers, with their
-// weights' fake-quantizers and bias. Runtime: conv2d.c, conv2d_im2col.c,
-// fully_connected.c.
+// dilated; a Conv1d runs as a 1 x L conv2d), ConvTranspose2d and linear
+// layers, with their weights' fake-quantizers and bias. Runtime: conv2d.c,
+// conv2d_im2col.c, conv_transpose2d.c, fully_connected.c.
 #include "mcuq/export/layers/layers.h"
 #include "mcuq/export/lower_impl.h"
 
@@ -12,6 +12,34 @@
 namespace mcuq::exporter {
 
 using namespace lowering;
+
+// ConvTranspose2d (groups 1): its weights [in_c][out_c][k_h][k_w] become
+// [out_c][in_c][k_h][k_w], one row per output channel as a convolution's,
+// with their per-output-channel scales (axis 1 in PyTorch's layout).
+void Lowerer::Impl::lower_transposed(const Op* n, const std::vector<c10::IValue>& in, Pending& p) {
+  const bool convolution = n->kind == sym("aten::_convolution");
+  const QuantizedWeight& w = *p.weight;
+  if (w.levels.dim() != 4) fail(n, "only 2-d transposed convolutions are supported");
+  const int64_t groups = convolution ? in[8].toInt() : in[6].toInt();
+  if (groups != 1) fail(n, fmt::format("grouped transposed convolutions are not supported (groups {})", groups));
+  const auto stride = in[3].toIntVector(), padding = in[4].toIntVector();
+  const auto dilation = (convolution ? in[5] : in[7]).toIntVector();
+  const auto pair = [](const std::vector<int64_t>& v) {
+    return std::make_pair(static_cast<int32_t>(v.at(0)), static_cast<int32_t>(v.size() > 1 ? v[1] : v[0]));
+  };
+  Layer& g = p.geometry;
+  std::tie(g.stride_h, g.stride_w) = pair(stride);
+  std::tie(g.pad_h, g.pad_w) = pair(padding);
+  std::tie(g.dilation_h, g.dilation_w) = pair(dilation);
+  g.k_h = static_cast<int32_t>(w.levels.size(2));
+  g.k_w = static_cast<int32_t>(w.levels.size(3));
+  auto out_major = std::make_shared<QuantizedWeight>(w);
+  out_major->levels = w.levels.transpose(0, 1).contiguous();
+  const int64_t out_c = out_major->levels.size(0);
+  if (w.axis < 0) out_major->scale.assign(out_c, w.scale.at(0));  // per tensor: one scale per output channel
+  p.weight = out_major;
+  p.kind = LayerKind::kConvTranspose2d;
+}
 
 void Lowerer::Impl::lower_weighted(const Op* n, const std::vector<c10::IValue>& in) {
   const bool linear = n->kind == sym("aten::linear");
@@ -41,16 +69,23 @@ void Lowerer::Impl::lower_weighted(const Op* n, const std::vector<c10::IValue>& 
     }
   }
   if (in[2].isTensor()) p->bias = in[2].toTensor();
+  const bool transposed = n->kind == sym("aten::conv_transpose2d") ||
+                          (n->kind == sym("aten::_convolution") && in[6].toBool());
+  if (w.weight->axis == (transposed ? 0 : 1)) {
+    fail(n, fmt::format("weights must be quantized per output channel (axis {}), but got axis {}", transposed ? 1 : 0,
+                        w.weight->axis));
+  }
   if (linear) {
     p->kind = LayerKind::kFullyConnected;
     if (graph_.tensors[input].numel() != w.weight->levels.size(1)) {
       fail(n, "expected a [N, in_features] input");
     }
+  } else if (transposed) {
+    lower_transposed(n, in, *p);
   } else {
     const bool convolution = n->kind == sym("aten::_convolution");
     const int64_t dims = w.weight->levels.dim() - 2;  // 1: Conv1d, run as a 1 x L Conv2d
     if (dims != 1 && dims != 2) fail(n, "only 1-d and 2-d convolutions are supported");
-    if (convolution && in[6].toBool()) fail(n, "transposed convolutions are not supported");
     if (in[4].isString()) fail(n, "string padding ('same'/'valid') is not supported; use integers");
     const auto stride = in[3].toIntVector(), padding = in[4].toIntVector(), dilation = in[5].toIntVector();
     const int64_t groups = convolution ? in[8].toInt() : in[6].toInt();
@@ -88,8 +123,12 @@ void Lowerer::Impl::finalize_weighted(const Op* n, const Pending& p, Layer& laye
   const int32_t* wl = levels.data_ptr<int32_t>();
   const at::Tensor bias = p.bias.defined() ? p.bias.to(at::kDouble).contiguous() : at::zeros({out_c}, at::kDouble);
   const double* b = bias.data_ptr<double>();
-  const int64_t in_abs = std::max(std::abs(static_cast<int64_t>(in.quant_min)),
-                                  std::abs(static_cast<int64_t>(in.quant_max)));
+  // A transposed convolution keeps the bias unfolded and multiplies (x - z_in).
+  const bool transposed = layer.kind == LayerKind::kConvTranspose2d;
+  const int64_t in_abs = transposed
+      ? std::max(std::abs(static_cast<int64_t>(in.quant_min) - in.zero_point),
+                 std::abs(static_cast<int64_t>(in.quant_max) - in.zero_point))
+      : std::max(std::abs(static_cast<int64_t>(in.quant_min)), std::abs(static_cast<int64_t>(in.quant_max)));
   const int64_t limit = graph_.int16() ? (int64_t{1} << 47) - 1 : int64_t{INT32_MAX};
   std::vector<double> real;
   int64_t worst = 0;
@@ -109,7 +148,7 @@ void Lowerer::Impl::finalize_weighted(const Op* n, const Pending& p, Layer& laye
     }
     const auto q_bias = static_cast<int64_t>(qb);
     layer.bias_raw.push_back(q_bias);
-    layer.bias.push_back(q_bias - static_cast<int64_t>(in.zero_point) * sum_w);
+    layer.bias.push_back(transposed ? q_bias : q_bias - static_cast<int64_t>(in.zero_point) * sum_w);
     // The accumulator starts at the folded bias and adds one product per
     // tap; no partial sum can exceed this bound, for any input.
     const int64_t bound = std::abs(layer.bias.back()) + sum_abs * in_abs;
@@ -124,11 +163,14 @@ void Lowerer::Impl::finalize_weighted(const Op* n, const Pending& p, Layer& laye
                         per_channel, levels.abs().max().item<int32_t>(), in_abs),
          layer.name);
   }
-  // 4-bit weight ranges with int8 activations: packed two per byte.
-  layer.weight_bits = !graph_.int16() && w.quant_min >= -8 && w.quant_max <= 7 ? 4 : 8;
+  // 4-bit weight ranges with int8 activations: packed two per byte (but in
+  // transposed convolutions, which have no _w4 kernel).
+  layer.weight_bits = !graph_.int16() && !transposed && w.quant_min >= -8 && w.quant_max <= 7 ? 4 : 8;
   layer.accumulator_bound = worst;
   layer.headroom_bits = std::log2(static_cast<double>(limit) / static_cast<double>(std::max<int64_t>(worst, 1)));
-  layer.macs = out.numel() * per_channel;
+  // A transposed convolution: each input element meets every weight of its
+  // input channel (those that land outside the output aside).
+  layer.macs = transposed ? in.numel() * per_channel / in.shape.at(0) * out_c : out.numel() * per_channel;
   layer.requant = requant_to(n, real, scale, zp, qmin, qmax, p.lo, p.hi, layer.name);
   for (int8_t shift : layer.requant.shift) {
     if (graph_.int16() && layer.requant.rounding != MCUQ_ROUND_SHIFT && shift > 7) {
@@ -148,6 +190,15 @@ at::Tensor reference_weighted(const Graph& g, const Layer& l, const at::Tensor& 
   at::Tensor acc;
   if (l.kind == LayerKind::kFullyConnected) {
     acc = at::linear(shifted.reshape({x.size(0), -1}), w.reshape({out_c, -1}));
+  } else if (l.kind == LayerKind::kConvTranspose2d) {
+    // PyTorch's op on PyTorch's layout [in_c][out_c][k_h][k_w]; the output
+    // padding is what the output's size says beyond the formula.
+    const auto& out = g.tensors[l.output].shape;
+    const int64_t base_h = (in.shape[1] - 1) * l.stride_h - 2 * l.pad_h + l.dilation_h * (l.k_h - 1) + 1;
+    const int64_t base_w = (in.shape[2] - 1) * l.stride_w - 2 * l.pad_w + l.dilation_w * (l.k_w - 1) + 1;
+    acc = at::conv_transpose2d(shifted, w.reshape({out_c, -1, l.k_h, l.k_w}).transpose(0, 1), {},
+                               {l.stride_h, l.stride_w}, {l.pad_h, l.pad_w}, {out[1] - base_h, out[2] - base_w}, 1,
+                               {l.dilation_h, l.dilation_w});
   } else {
     w = w.reshape({out_c, -1, l.k_h, l.k_w});
     const bool one_d = shifted.dim() == 3;  // a Conv1d's [N, C, L]: [N, C, 1, L]
