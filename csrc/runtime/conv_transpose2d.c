@@ -51,7 +51,7 @@ static int32_t source_index(int32_t out, int32_t tap, int32_t stride, int32_t pa
 #define MCUQ_CONV_TRANSPOSE2D(NAME, T, BIAS_T, ACC, READ_BIAS, REQUANTIZE, TYPE_MIN, TYPE_MAX, WIDE)                \
   mcuq_status NAME(const mcuq_conv2d_params *p, const T *input, const int8_t *weights, const BIAS_T *bias,          \
                    const mcuq_requant *requant, T *output) {                                                          \
-    MCUQ_TRANSPOSE_CHECKED(check_conv_transpose2d(p, input, weights, bias, requant, output, TYPE_MIN, TYPE_MAX,     \
+    MCUQ_RETURN_IF_INVALID(check_conv_transpose2d(p, input, weights, bias, requant, output, TYPE_MIN, TYPE_MAX,     \
                                                   WIDE));                                                            \
     for (int32_t o = 0; o < p->out_c; ++o) {                                                                        \
       const int32_t multiplier = mcuq_requant_multiplier(requant, o);                                                \
@@ -78,18 +78,6 @@ static int32_t source_index(int32_t out, int32_t tap, int32_t stride, int32_t pa
     }                                                                                                                \
     return MCUQ_OK;                                                                                                  \
   }
-
-#ifndef MCUQ_NO_CHECKS
-#define MCUQ_TRANSPOSE_CHECKED(check)         \
-  do {                                        \
-    const mcuq_status status_ = (check);      \
-    if (status_ != MCUQ_OK) return status_;   \
-  } while (0)
-#else
-#define MCUQ_TRANSPOSE_CHECKED(check) \
-  do {                                \
-  } while (0)
-#endif
 
 MCUQ_CONV_TRANSPOSE2D(mcuq_conv_transpose2d_s8, int8_t, int32_t, int32_t, MCUQ_READ_S32, mcuq_requantize_s32, INT8_MIN,
                       INT8_MAX, 0)

@@ -9,6 +9,13 @@
 #include "mcuq_runtime.h"
 
 #ifndef MCUQ_NO_CHECKS
+/* Zero points and the output clamp representable in the activation type. */
+static int valid_levels(int32_t a_zero_point, int32_t b_zero_point, int32_t out_zero_point, int32_t act_min,
+                        int32_t act_max, int32_t type_min, int32_t type_max) {
+  return mcuq_in_range(a_zero_point, type_min, type_max) && mcuq_in_range(b_zero_point, type_min, type_max) &&
+         mcuq_in_range(out_zero_point, type_min, type_max) && mcuq_valid_clamp(act_min, act_max, type_min, type_max);
+}
+
 static mcuq_status check_add(const mcuq_add_params *p, const void *a, const void *b, const void *output,
                              int32_t type_min, int32_t type_max) {
   if (p == 0 || a == 0 || b == 0 || output == 0) return MCUQ_ERROR_NULL;
@@ -20,11 +27,9 @@ static mcuq_status check_add(const mcuq_add_params *p, const void *a, const void
   if (!mcuq_valid_shift(p->a_shift, p->rounding, 0) || !mcuq_valid_shift(p->b_shift, p->rounding, 0) ||
       !mcuq_valid_shift(p->out_shift, p->rounding, 0))
     return MCUQ_ERROR_ARGUMENT;
-  if (!mcuq_in_range(p->a_zero_point, type_min, type_max) || !mcuq_in_range(p->b_zero_point, type_min, type_max) ||
-      !mcuq_in_range(p->out_zero_point, type_min, type_max))
-    return MCUQ_ERROR_ARGUMENT;
-  if (!mcuq_valid_clamp(p->act_min, p->act_max, type_min, type_max)) return MCUQ_ERROR_ARGUMENT;
-  return MCUQ_OK;
+  return valid_levels(p->a_zero_point, p->b_zero_point, p->out_zero_point, p->act_min, p->act_max, type_min, type_max)
+             ? MCUQ_OK
+             : MCUQ_ERROR_ARGUMENT;
 }
 #endif
 
@@ -45,41 +50,18 @@ static int32_t add_one(const mcuq_add_params *p, int32_t a, int32_t b, int subtr
                              p->act_max);
 }
 
-mcuq_status mcuq_add_s8(const mcuq_add_params *params, const int8_t *a, const int8_t *b, int8_t *output) {
-#ifndef MCUQ_NO_CHECKS
-  const mcuq_status status = check_add(params, a, b, output, INT8_MIN, INT8_MAX);
-  if (status != MCUQ_OK) return status;
-#endif
-  for (int32_t i = 0; i < params->size; ++i) output[i] = (int8_t)add_one(params, a[i], b[i], 0);
-  return MCUQ_OK;
-}
+/* add or sub for one activation type. */
+#define MCUQ_ADD_KERNEL(NAME, T, TYPE_MIN, TYPE_MAX, SUBTRACT)                                                     \
+  mcuq_status NAME(const mcuq_add_params *params, const T *a, const T *b, T *output) {                             \
+    MCUQ_RETURN_IF_INVALID(check_add(params, a, b, output, TYPE_MIN, TYPE_MAX));                                  \
+    for (int32_t i = 0; i < params->size; ++i) output[i] = (T)add_one(params, a[i], b[i], SUBTRACT);              \
+    return MCUQ_OK;                                                                                                \
+  }
 
-mcuq_status mcuq_add_s16(const mcuq_add_params *params, const int16_t *a, const int16_t *b, int16_t *output) {
-#ifndef MCUQ_NO_CHECKS
-  const mcuq_status status = check_add(params, a, b, output, INT16_MIN, INT16_MAX);
-  if (status != MCUQ_OK) return status;
-#endif
-  for (int32_t i = 0; i < params->size; ++i) output[i] = (int16_t)add_one(params, a[i], b[i], 0);
-  return MCUQ_OK;
-}
-
-mcuq_status mcuq_sub_s8(const mcuq_add_params *params, const int8_t *a, const int8_t *b, int8_t *output) {
-#ifndef MCUQ_NO_CHECKS
-  const mcuq_status status = check_add(params, a, b, output, INT8_MIN, INT8_MAX);
-  if (status != MCUQ_OK) return status;
-#endif
-  for (int32_t i = 0; i < params->size; ++i) output[i] = (int8_t)add_one(params, a[i], b[i], 1);
-  return MCUQ_OK;
-}
-
-mcuq_status mcuq_sub_s16(const mcuq_add_params *params, const int16_t *a, const int16_t *b, int16_t *output) {
-#ifndef MCUQ_NO_CHECKS
-  const mcuq_status status = check_add(params, a, b, output, INT16_MIN, INT16_MAX);
-  if (status != MCUQ_OK) return status;
-#endif
-  for (int32_t i = 0; i < params->size; ++i) output[i] = (int16_t)add_one(params, a[i], b[i], 1);
-  return MCUQ_OK;
-}
+MCUQ_ADD_KERNEL(mcuq_add_s8, int8_t, INT8_MIN, INT8_MAX, 0)
+MCUQ_ADD_KERNEL(mcuq_add_s16, int16_t, INT16_MIN, INT16_MAX, 0)
+MCUQ_ADD_KERNEL(mcuq_sub_s8, int8_t, INT8_MIN, INT8_MAX, 1)
+MCUQ_ADD_KERNEL(mcuq_sub_s16, int16_t, INT16_MIN, INT16_MAX, 1)
 
 /* ---- multiply ---------------------------------------------------------------- */
 
@@ -92,46 +74,28 @@ static mcuq_status check_mul(const mcuq_mul_params *p, const void *a, const void
       (p->b_outer_stride != 0 && p->b_outer_stride != 1 && p->b_outer_stride != p->inner))
     return MCUQ_ERROR_SHAPE;
   if (!mcuq_valid_rounding(p->rounding) || !mcuq_valid_shift(p->shift, p->rounding, wide)) return MCUQ_ERROR_ARGUMENT;
-  if (!mcuq_in_range(p->a_zero_point, type_min, type_max) || !mcuq_in_range(p->b_zero_point, type_min, type_max) ||
-      !mcuq_in_range(p->out_zero_point, type_min, type_max))
-    return MCUQ_ERROR_ARGUMENT;
-  if (!mcuq_valid_clamp(p->act_min, p->act_max, type_min, type_max)) return MCUQ_ERROR_ARGUMENT;
-  return MCUQ_OK;
+  return valid_levels(p->a_zero_point, p->b_zero_point, p->out_zero_point, p->act_min, p->act_max, type_min, type_max)
+             ? MCUQ_OK
+             : MCUQ_ERROR_ARGUMENT;
 }
 #endif
 
-/* The int8 product (a - z_a)(b - z_b) is at most 255^2 and fits int32, the
- * int16 one (up to 65535^2) takes int64 and the 16x8 layers' int64 rule. */
-mcuq_status mcuq_mul_s8(const mcuq_mul_params *params, const int8_t *a, const int8_t *b, int8_t *output) {
-  const mcuq_mul_params *p = params;
-#ifndef MCUQ_NO_CHECKS
-  const mcuq_status status = check_mul(params, a, b, output, INT8_MIN, INT8_MAX, 0);
-  if (status != MCUQ_OK) return status;
-#endif
-  for (int32_t o = 0; o < p->outer; ++o) {
-    const int8_t *b_at = b + o * p->b_outer_stride;
-    for (int32_t i = 0; i < p->inner; ++i, ++a, ++output, b_at += p->b_inner_stride) {
-      const int32_t product = (*a - p->a_zero_point) * (*b_at - p->b_zero_point);
-      *output = (int8_t)mcuq_requantize_s32(product, p->multiplier, (int)p->shift, p->rounding, p->out_zero_point,
-                                            p->act_min, p->act_max);
-    }
+/* The int8 product (a - z_a)(b - z_b) is at most 255^2 and fits int32
+ * (mcuq_requantize_s32), the int16 one (up to 65535^2) takes int64 and the
+ * 16x8 layers' int64 rule (mcuq_requantize_s64). */
+#define MCUQ_MUL_KERNEL(NAME, T, PRODUCT, REQUANTIZE, TYPE_MIN, TYPE_MAX, WIDE)                                   \
+  mcuq_status NAME(const mcuq_mul_params *p, const T *a, const T *b, T *output) {                                 \
+    MCUQ_RETURN_IF_INVALID(check_mul(p, a, b, output, TYPE_MIN, TYPE_MAX, WIDE));                                 \
+    for (int32_t o = 0; o < p->outer; ++o) {                                                                      \
+      const T *b_at = b + o * p->b_outer_stride;                                                                  \
+      for (int32_t i = 0; i < p->inner; ++i, ++a, ++output, b_at += p->b_inner_stride) {                          \
+        const PRODUCT product = (PRODUCT)(*a - p->a_zero_point) * (PRODUCT)(*b_at - p->b_zero_point);             \
+        *output = (T)REQUANTIZE(product, p->multiplier, (int)p->shift, p->rounding, p->out_zero_point, p->act_min, \
+                                p->act_max);                                                                      \
+      }                                                                                                           \
+    }                                                                                                             \
+    return MCUQ_OK;                                                                                               \
   }
-  return MCUQ_OK;
-}
 
-mcuq_status mcuq_mul_s16(const mcuq_mul_params *params, const int16_t *a, const int16_t *b, int16_t *output) {
-  const mcuq_mul_params *p = params;
-#ifndef MCUQ_NO_CHECKS
-  const mcuq_status status = check_mul(params, a, b, output, INT16_MIN, INT16_MAX, 1);
-  if (status != MCUQ_OK) return status;
-#endif
-  for (int32_t o = 0; o < p->outer; ++o) {
-    const int16_t *b_at = b + o * p->b_outer_stride;
-    for (int32_t i = 0; i < p->inner; ++i, ++a, ++output, b_at += p->b_inner_stride) {
-      const int64_t product = (int64_t)(*a - p->a_zero_point) * (int64_t)(*b_at - p->b_zero_point);
-      *output = (int16_t)mcuq_requantize_s64(product, p->multiplier, (int)p->shift, p->rounding, p->out_zero_point,
-                                             p->act_min, p->act_max);
-    }
-  }
-  return MCUQ_OK;
-}
+MCUQ_MUL_KERNEL(mcuq_mul_s8, int8_t, int32_t, mcuq_requantize_s32, INT8_MIN, INT8_MAX, 0)
+MCUQ_MUL_KERNEL(mcuq_mul_s16, int16_t, int64_t, mcuq_requantize_s64, INT16_MIN, INT16_MAX, 1)

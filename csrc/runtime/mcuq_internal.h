@@ -48,6 +48,20 @@ MCUQ_ALWAYS_INLINE int32_t mcuq_requantize_fast_s32(int32_t acc, int32_t multipl
                              requant->act_max);
 }
 
+/* Runs a kernel's argument check and returns its status unless it is
+ * MCUQ_OK; nothing under MCUQ_NO_CHECKS (the generated code is trusted). */
+#ifndef MCUQ_NO_CHECKS
+#define MCUQ_RETURN_IF_INVALID(check)        \
+  do {                                       \
+    const mcuq_status status_ = (check);     \
+    if (status_ != MCUQ_OK) return status_;  \
+  } while (0)
+#else
+#define MCUQ_RETURN_IF_INVALID(check) \
+  do {                                \
+  } while (0)
+#endif
+
 #ifndef MCUQ_NO_CHECKS
 
 MCUQ_INLINE int mcuq_valid_rounding(mcuq_rounding rounding) {

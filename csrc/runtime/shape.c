@@ -35,7 +35,7 @@ static mcuq_status check_upsample(const mcuq_upsample_params *p, const void *inp
 #define MCUQ_SHAPE_KERNELS(T, NAME, TYPE_MIN, TYPE_MAX)                                                         \
   mcuq_status mcuq_pad2d_##NAME(const mcuq_pad2d_params *p, const T *input, T *output) {                        \
     int32_t out_h, out_w;                                                                                       \
-    MCUQ_CHECKED(check_pad2d(p, input, output, TYPE_MIN, TYPE_MAX));                                            \
+    MCUQ_RETURN_IF_INVALID(check_pad2d(p, input, output, TYPE_MIN, TYPE_MAX));                                            \
     out_h = p->in_h + p->top + p->bottom;                                                                       \
     out_w = p->in_w + p->left + p->right;                                                                       \
     for (int32_t c = 0; c < p->channels; ++c) {                                                                 \
@@ -53,7 +53,7 @@ static mcuq_status check_upsample(const mcuq_upsample_params *p, const void *inp
   }                                                                                                             \
                                                                                                                 \
   mcuq_status mcuq_upsample_nearest_##NAME(const mcuq_upsample_params *p, const T *input, T *output) {          \
-    MCUQ_CHECKED(check_upsample(p, input, output));                                                             \
+    MCUQ_RETURN_IF_INVALID(check_upsample(p, input, output));                                                             \
     for (int32_t c = 0; c < p->channels; ++c) {                                                                 \
       for (int32_t y = 0; y < p->in_h; ++y) {                                                                   \
         const T *row = input + (c * p->in_h + y) * p->in_w;                                                     \
@@ -66,18 +66,6 @@ static mcuq_status check_upsample(const mcuq_upsample_params *p, const void *inp
     }                                                                                                           \
     return MCUQ_OK;                                                                                             \
   }
-
-#ifndef MCUQ_NO_CHECKS
-#define MCUQ_CHECKED(check)                     \
-  do {                                          \
-    const mcuq_status status_ = (check);        \
-    if (status_ != MCUQ_OK) return status_;     \
-  } while (0)
-#else
-#define MCUQ_CHECKED(check) \
-  do {                      \
-  } while (0)
-#endif
 
 MCUQ_SHAPE_KERNELS(int8_t, s8, INT8_MIN, INT8_MAX)
 MCUQ_SHAPE_KERNELS(int16_t, s16, INT16_MIN, INT16_MAX)

@@ -112,8 +112,8 @@ void Lowerer::Impl::lower_weighted(const Op* n, const std::vector<c10::IValue>& 
 // The output's qparams known: biases with the input zero point folded in,
 // the accumulator's bound (refused past int32, or 2^47 in 16x8), the
 // requantization multipliers.
-void Lowerer::Impl::finalize_weighted(const Op* n, const Pending& p, Layer& layer, float scale, int32_t zp, int64_t qmin,
-                              int64_t qmax) {
+void Lowerer::Impl::finalize_weighted(const Op* n, const Pending& p, Layer& layer, float scale, int32_t zp,
+                                      int64_t qmin, int64_t qmax) {
   [[maybe_unused]] const TensorInfo& in = graph_.tensors[p.inputs[0]];
   [[maybe_unused]] const TensorInfo& out = graph_.tensors[layer.output];
   const QuantizedWeight& w = *p.weight;

@@ -74,8 +74,8 @@ void Lowerer::Impl::lower_cat(const Op* n, const std::vector<c10::IValue>& in, c
   out.pending = p;
 }
 
-void Lowerer::Impl::finalize_join(const Op* n, const Pending& p, Layer& layer, float scale, int32_t zp, int64_t qmin,
-                              int64_t qmax) {
+void Lowerer::Impl::finalize_join(const Op* n, const Pending& p, Layer& layer, float scale, int32_t zp,
+                                  int64_t qmin, int64_t qmax) {
   [[maybe_unused]] const TensorInfo& in = graph_.tensors[p.inputs[0]];
   [[maybe_unused]] const TensorInfo& out = graph_.tensors[layer.output];
   switch (p.kind) {
