@@ -7,14 +7,14 @@
 # (replay it: build/fuzz/fuzz_FAMILY FILE).
 #
 #   scripts/fuzz_kernels.sh [SECONDS_PER_FAMILY (600)] [FAMILY ...]
-#   families: conv2d fully_connected pool2d add requantize lut (default: all)
+#   families: conv2d fully_connected pool2d add requantize lut mul shape softmax (default: all)
 #
 # Prints one line per family (runs, coverage, findings) and exits 1 on any finding.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${1:-600}
 shift || true
-all=(conv2d fully_connected pool2d add requantize lut)
+all=(conv2d fully_connected pool2d add requantize lut mul shape softmax)
 families=("$@")
 [ ${#families[@]} -eq 0 ] && families=("${all[@]}")
 work=${MCUQ_FUZZ_DIR:-$repo/build/fuzz}

@@ -212,7 +212,9 @@ mcuq_status mcuq_requantize_s16(const mcuq_requantize_params *params, const int1
  * 65535): exp_table[d] = round(2^15 exp(-s_in d)) for d = max(row) - x in
  * [0, 255] (the exporter's table, entries in [0, 2^15], entry 0 = 2^15);
  * p = round(exp_table[d] 2^16 / row sum), requantized by multiplier * 2^(shift
- * - 31) = 2^-16 / s_out, plus out_zero_point, clamped to [act_min, act_max]. */
+ * - 31) = 2^-16 / s_out, plus out_zero_point, clamped to [act_min, act_max].
+ * A row whose table entries sum to 0 or less (a table not the exporter's)
+ * returns MCUQ_ERROR_ARGUMENT, with the rows before it written. */
 typedef struct {
   int32_t rows, depth;
   int32_t multiplier, shift;

@@ -11,9 +11,12 @@
  *   conv2d          mcuq_conv2d_s8, _im2col_s8, depthwise_s8, the W4 pair, s16 pair
  *   fully_connected mcuq_fully_connected_s8, _s8_w4, _s16
  *   pool2d          max/avg pooling, s8 and s16
- *   add             mcuq_add_s8/_s16
+ *   add             mcuq_add_s8/_s16 and mcuq_sub_s8/_s16 (the same parameters)
  *   requantize      mcuq_requantize_s8/_s16
  *   lut             mcuq_lut_s8/_s16
+ *   mul             mcuq_mul_s8/_s16, b the same shape or broadcast by its strides
+ *   shape           mcuq_pad2d_s8/_s16, mcuq_upsample_nearest_s8/_s16
+ *   softmax         mcuq_softmax_s8
  *
  * With libFuzzer:  clang -fsanitize=fuzzer,address,undefined ... (scripts/fuzz_kernels.sh)
  * Without it (-DMCUQ_FUZZ_STANDALONE): main() runs N pseudo-random inputs,
@@ -34,6 +37,9 @@
 #define FAMILY_ADD 3
 #define FAMILY_REQUANTIZE 4
 #define FAMILY_LUT 5
+#define FAMILY_MUL 6
+#define FAMILY_SHAPE 7
+#define FAMILY_SOFTMAX 8
 
 #ifndef MCUQ_FUZZ_FAMILY
 #define MCUQ_FUZZ_FAMILY FAMILY_CONV2D
@@ -148,11 +154,29 @@ static void expect_equal(const char *kernel, const void *got, int wide, const in
   ++compared;
 }
 
+/* The outputs are filled with a pattern before a call of the newer
+ * families; the elements past the n the kernel was to write must keep it
+ * (the static buffers hide such writes from AddressSanitizer). */
+#define UNTOUCHED 0x5A
+
+static void expect_untouched(const char *kernel, const void *got, int wide, int32_t n, int32_t capacity) {
+  int32_t i;
+  for (i = n; i < capacity && i < n + 64; ++i) {
+    const int32_t value = wide ? ((const int16_t *)got)[i] : ((const int8_t *)got)[i];
+    if (value != (wide ? (int16_t)(UNTOUCHED * 0x101) : UNTOUCHED)) MCUQ_FUZZ_FAIL(kernel);
+  }
+}
+
 /* ---- the families ----------------------------------------------------------- */
 
 static int8_t in8[MAX_ELEMS], out8[MAX_ELEMS], b8[MAX_ELEMS], weights[MAX_ELEMS], packed[MAX_ELEMS / 2 + 1];
 static int16_t in16[MAX_ELEMS], out16[MAX_ELEMS], b16[MAX_ELEMS];
 static int32_t in32[MAX_ELEMS], other32[MAX_ELEMS], want[MAX_ELEMS];
+
+static void clear_outputs(void) {
+  memset(out8, UNTOUCHED, sizeof out8);
+  memset(out16, UNTOUCHED, sizeof out16);
+}
 
 /* Random activations of both widths, int32 copies for the references. */
 static void take_inputs(reader *r, int32_t n) {
@@ -368,7 +392,7 @@ static void fuzz_pool2d(reader *r) {
 
 static void fuzz_add(reader *r) {
   mcuq_add_params p;
-  int32_t i, wide;
+  int32_t i, wide, subtract;
   p.size = take(r, 1, MAX_ELEMS < 300 ? MAX_ELEMS : 300);
   take_inputs(r, p.size);
   for (i = 0; i < p.size; ++i) b8[i] = (int8_t)take(r, INT8_MIN, INT8_MAX);
@@ -379,8 +403,10 @@ static void fuzz_add(reader *r) {
     int8_t shift;
     p.rounding = take_rounding(r);
     /* TFLite's headroom is 20 bits for int8, 15 for int16; the input
-     * multipliers are below 1 so the sum cannot overflow. */
-    p.left_shift = take(r, 0, wide ? 15 : 20);
+     * multipliers are below 1 so the sum cannot overflow. Sometimes any
+     * headroom the kernels take (up to 31 bits: the shift saturates), and
+     * -1 or 32, outside it (refused). */
+    p.left_shift = take(r, 0, 7) ? take(r, 0, wide ? 15 : 20) : take(r, -1, 32);
     take_scaling(r, p.rounding, 0, &multiplier, &shift);
     p.a_multiplier = multiplier;
     p.a_shift = shift > 0 ? -shift : shift;
@@ -395,23 +421,27 @@ static void fuzz_add(reader *r) {
     p.out_zero_point = take(r, lo, hi);
     p.act_min = take(r, 0, 3) ? lo : take(r, lo, hi);
     p.act_max = take(r, 0, 3) ? hi : take(r, p.act_min, hi);
+    if (p.left_shift < 0 || p.left_shift > 31) {
+      expect((wide ? mcuq_add_s16(&p, in16, b16, out16) : mcuq_add_s8(&p, in8, b8, out8)) == MCUQ_ERROR_ARGUMENT,
+             "an add kernel accepted a left shift outside [0, 31]");
+      expect((wide ? mcuq_sub_s16(&p, in16, b16, out16) : mcuq_sub_s8(&p, in8, b8, out8)) == MCUQ_ERROR_ARGUMENT,
+             "a sub kernel accepted a left shift outside [0, 31]");
+      continue;
+    }
     if (wide) copy16(p.size); else copy8(p.size);
     for (i = 0; i < p.size; ++i) other32[i] = wide ? b16[i] : b8[i];
-    for (i = 0; i < p.size; ++i) {
-      /* The header's formula, step by step. */
-      const int32_t a = mcuq_scale_s32(mcuq_saturating_left_shift(in32[i] - p.a_zero_point, p.left_shift),
-                                       p.a_multiplier, p.a_shift, p.rounding);
-      const int32_t b = mcuq_scale_s32(mcuq_saturating_left_shift(other32[i] - p.b_zero_point, p.left_shift),
-                                       p.b_multiplier, p.b_shift, p.rounding);
-      want[i] = mcuq_requantize_s32(mcuq_saturate_s64_to_s32((int64_t)a + b), p.out_multiplier, p.out_shift,
-                                    p.rounding, p.out_zero_point, p.act_min, p.act_max);
-    }
-    if (wide) {
-      expect(mcuq_add_s16(&p, in16, b16, out16) == MCUQ_OK, "mcuq_add_s16 refused");
-      expect_equal("mcuq_add_s16", out16, 1, want, p.size);
-    } else {
-      expect(mcuq_add_s8(&p, in8, b8, out8) == MCUQ_OK, "mcuq_add_s8 refused");
-      expect_equal("mcuq_add_s8", out8, 0, want, p.size);
+    for (subtract = 0; subtract <= 1; ++subtract) {
+      const char *name =
+          wide ? (subtract ? "mcuq_sub_s16" : "mcuq_add_s16") : (subtract ? "mcuq_sub_s8" : "mcuq_add_s8");
+      void *out = wide ? (void *)out16 : (void *)out8;
+      mcuq_status status;
+      reference_add(&p, subtract, in32, other32, want);
+      clear_outputs();
+      status = wide ? (subtract ? mcuq_sub_s16(&p, in16, b16, out16) : mcuq_add_s16(&p, in16, b16, out16))
+                    : (subtract ? mcuq_sub_s8(&p, in8, b8, out8) : mcuq_add_s8(&p, in8, b8, out8));
+      expect(status == MCUQ_OK, name);
+      expect_equal(name, out, wide, want, p.size);
+      expect_untouched(name, out, wide, p.size, MAX_ELEMS);
     }
   }
 }
@@ -479,8 +509,339 @@ static void fuzz_lut(reader *r) {
   expect_equal("mcuq_lut_s16", out16, 1, want, size);
 }
 
+/* Elementwise product. b's layout by its strides: the same shape (inner,
+ * 1), a per-channel gate (1, 0), a per-pixel map (0, 1), one value (0, 0),
+ * and the two other pairs the contract allows, (1, 1) and (inner, 0); b
+ * sits at the end of its buffer, so a read past it leaves the array.
+ * Outside the contract: an outer stride of inner + 1, an inner stride of 2,
+ * no rows (refused as shapes); a shift one past the rule's range (31, or 8
+ * for the int16 product's int64 rule), a zero point past the type (refused
+ * as arguments). */
+#define INNER (-1)      /* p.inner */
+#define PAST_INNER (-2) /* p.inner + 1 */
+static const int32_t layouts[16][2] = {{INNER, 1}, {INNER, 1}, {INNER, 1},      {INNER, 1}, {1, 0}, {1, 0},
+                                       {1, 0},     {0, 1},     {0, 1},          {0, 1},     {0, 0}, {1, 1},
+                                       {INNER, 0}, {PAST_INNER, 1}, {INNER, 2}, {0, 1}};
+
+static void fuzz_mul(reader *r) {
+  mcuq_mul_params p;
+  int32_t i, n, b_n, wide, layout, bad_shape, mode;
+  const int8_t *b_s8;
+  const int16_t *b_s16;
+  p.inner = take(r, 0, 3) ? take(r, 1, 64) : take(r, 1, 400);
+  if (p.inner > MAX_ELEMS) p.inner = MAX_ELEMS;
+  p.outer = take(r, 1, 16);
+  if (p.outer * p.inner > MAX_ELEMS) p.outer = MAX_ELEMS / p.inner;
+  n = p.outer * p.inner;
+  /* (outer stride, inner stride) by layout, INNER for p.inner: 0-3 the same
+   * shape, 4-6 a gate, 7-9 a map, 10 one value, 11-12 the other pairs;
+   * 13-15 outside the contract */
+  layout = take(r, 0, 15);
+  p.b_outer_stride = layouts[layout][0] == INNER        ? p.inner
+                     : layouts[layout][0] == PAST_INNER ? p.inner + 1
+                                                        : layouts[layout][0];
+  p.b_inner_stride = layouts[layout][1];
+  if (layout == 15) p.outer = 0;
+  bad_shape = layout >= 13;
+  b_n = bad_shape ? 1 : (p.outer - 1) * p.b_outer_stride + (p.inner - 1) * p.b_inner_stride + 1;
+  take_inputs(r, n);
+  mode = take(r, 0, 4);
+  b_s8 = b8 + MAX_ELEMS - b_n;
+  b_s16 = b16 + MAX_ELEMS - b_n;
+  for (i = 0; i < b_n; ++i) b8[MAX_ELEMS - b_n + i] = (int8_t)take_activation(r, INT8_MIN, INT8_MAX, mode);
+  for (i = 0; i < b_n; ++i) b16[MAX_ELEMS - b_n + i] = (int16_t)take_activation(r, INT16_MIN, INT16_MAX, mode);
+  for (wide = 0; wide <= 1; ++wide) {
+    const int32_t lo = wide ? INT16_MIN : INT8_MIN, hi = wide ? INT16_MAX : INT8_MAX;
+    const char *name = wide ? "mcuq_mul_s16" : "mcuq_mul_s8";
+    void *out = wide ? (void *)out16 : (void *)out8;
+    int32_t multiplier, bad_argument;
+    int8_t shift;
+    mcuq_status status;
+    p.rounding = take_rounding(r);
+    take_scaling(r, p.rounding, wide, &multiplier, &shift);
+    p.multiplier = multiplier;
+    p.shift = shift;
+    /* int16 layers are mostly symmetric (zero points 0) */
+    p.a_zero_point = wide && take(r, 0, 1) ? 0 : take(r, lo, hi);
+    p.b_zero_point = wide && take(r, 0, 1) ? 0 : take(r, lo, hi);
+    p.out_zero_point = wide && take(r, 0, 1) ? 0 : take(r, lo, hi);
+    p.act_min = take(r, 0, 3) ? lo : take(r, lo, hi);
+    p.act_max = take(r, 0, 3) ? hi : take(r, p.act_min, hi);
+    bad_argument = take(r, 0, 15);
+    if (bad_argument == 0) p.shift = (wide && p.rounding != MCUQ_ROUND_SHIFT) ? 8 : 31;
+    if (bad_argument == 1) p.b_zero_point = hi + 1;
+    clear_outputs();
+    status = wide ? mcuq_mul_s16(&p, in16, b_s16, out16) : mcuq_mul_s8(&p, in8, b_s8, out8);
+    if (bad_shape) {
+      expect(status == MCUQ_ERROR_SHAPE, "a mul kernel accepted strides or rows outside its contract");
+      continue;
+    }
+    if (bad_argument <= 1) {
+      expect(status == MCUQ_ERROR_ARGUMENT, "a mul kernel accepted a shift or zero point outside its contract");
+      continue;
+    }
+    expect(status == MCUQ_OK, name);
+    if (wide) copy16(n); else copy8(n);
+    for (i = 0; i < b_n; ++i) other32[i] = wide ? b_s16[i] : b_s8[i];
+    reference_mul(&p, in32, other32, wide, want);
+    expect_equal(name, out, wide, want, n);
+    expect_untouched(name, out, wide, n, MAX_ELEMS);
+  }
+}
+
+/* Padding and upsampling, int8 and int16. Pads of 0 to 4 on each side
+ * (often equal; any of them 0, as a causal Conv1d's left-only pad), factors
+ * of 1 to 4 (mostly 2). Outside the contract: a negative pad or factor, a plane of
+ * no rows, a padded or upsampled size past int32, a pad value past the
+ * type: refused. */
+static void fuzz_shape(reader *r) {
+  mcuq_pad2d_params pad;
+  mcuq_upsample_params up;
+  int32_t n, out_n, plane, wide, bad;
+  /* padding */
+  pad.in_h = take(r, 1, 12);
+  pad.in_w = take(r, 1, 12);
+  pad.top = take(r, 0, 4);
+  pad.bottom = take(r, 0, 1) ? pad.top : take(r, 0, 4);
+  pad.left = take(r, 0, 1) ? pad.top : take(r, 0, 4);
+  pad.right = take(r, 0, 1) ? pad.left : take(r, 0, 4);
+  plane = (pad.in_h + pad.top + pad.bottom) * (pad.in_w + pad.left + pad.right);
+  pad.channels = take(r, 1, 5);
+  if (pad.channels * plane > MAX_ELEMS) pad.channels = MAX_ELEMS / plane;
+  bad = take(r, 0, 31);
+  if (bad == 0) pad.left = -1;
+  if (bad == 1) pad.bottom = -take(r, 1, 3);
+  if (bad == 2) pad.in_h = 0;
+  if (bad == 3) pad.top = pad.bottom = 1 << 30; /* past int32 */
+  if (bad == 4) pad.channels = 0;
+  n = pad.channels * pad.in_h * pad.in_w;
+  out_n = pad.channels * plane;
+  if (pad.channels > 0) {
+    take_inputs(r, n);
+    for (wide = 0; wide <= 1; ++wide) {
+      const int32_t lo = wide ? INT16_MIN : INT8_MIN, hi = wide ? INT16_MAX : INT8_MAX;
+      const char *name = wide ? "mcuq_pad2d_s16" : "mcuq_pad2d_s8";
+      void *out = wide ? (void *)out16 : (void *)out8;
+      const int32_t value_kind = take(r, 0, 15);
+      mcuq_status status;
+      pad.value = value_kind == 0 ? hi + 1 : value_kind == 1 ? lo - 1 : take(r, lo, hi);
+      clear_outputs();
+      status = wide ? mcuq_pad2d_s16(&pad, in16, out16) : mcuq_pad2d_s8(&pad, in8, out8);
+      if (bad <= 4) {
+        expect(status == MCUQ_ERROR_SHAPE, "a pad kernel accepted a shape outside its contract");
+        continue;
+      }
+      if (value_kind <= 1) {
+        expect(status == MCUQ_ERROR_ARGUMENT, "a pad kernel accepted a value outside its type");
+        continue;
+      }
+      expect(status == MCUQ_OK, name);
+      if (wide) copy16(n); else copy8(n);
+      reference_pad2d(&pad, in32, want);
+      expect_equal(name, out, wide, want, out_n);
+      expect_untouched(name, out, wide, out_n, MAX_ELEMS);
+    }
+  }
+
+  /* upsampling */
+  up.in_h = take(r, 1, 10);
+  up.in_w = take(r, 1, 10);
+  up.factor_h = take(r, 0, 1) ? 2 : take(r, 1, 4);
+  up.factor_w = take(r, 0, 1) ? up.factor_h : take(r, 1, 4);
+  plane = up.in_h * up.factor_h * up.in_w * up.factor_w;
+  up.channels = take(r, 1, 5);
+  if (up.channels * plane > MAX_ELEMS) up.channels = MAX_ELEMS / plane;
+  if (up.channels == 0) return;
+  bad = take(r, 0, 31);
+  if (bad == 0) up.factor_w = 0;
+  if (bad == 1) up.factor_h = -take(r, 1, 2);
+  if (bad == 2) up.in_w = 0;
+  if (bad == 3) up.factor_h = 1 << 16, up.factor_w = 1 << 15; /* past int32 */
+  n = up.channels * up.in_h * up.in_w;
+  out_n = up.channels * plane;
+  take_inputs(r, n > 0 ? n : 1);
+  for (wide = 0; wide <= 1; ++wide) {
+    const char *name = wide ? "mcuq_upsample_nearest_s16" : "mcuq_upsample_nearest_s8";
+    void *out = wide ? (void *)out16 : (void *)out8;
+    mcuq_status status;
+    clear_outputs();
+    status = wide ? mcuq_upsample_nearest_s16(&up, in16, out16) : mcuq_upsample_nearest_s8(&up, in8, out8);
+    if (bad <= 3) {
+      expect(status == MCUQ_ERROR_SHAPE, "an upsampling kernel accepted a shape outside its contract");
+      continue;
+    }
+    expect(status == MCUQ_OK, name);
+    if (wide) copy16(n); else copy8(n);
+    reference_upsample_nearest(&up, in32, want);
+    expect_equal(name, out, wide, want, out_n);
+    expect_untouched(name, out, wide, out_n, MAX_ELEMS);
+  }
+}
+
+/* An exp table: mostly the exporter's shape (2^15 at 0, decaying
+ * geometrically by a drawn ratio, often close to 1), sometimes any
+ * non-increasing table, sometimes arbitrary int32 entries (the kernel holds
+ * them to [0, 2^15]; a row whose entries are all 0 then has no sum and is
+ * refused), sometimes zeros but for a few entries. */
+static void take_exp_table(reader *r, int32_t *table) {
+  const int32_t kind = take(r, 0, 7);
+  int32_t d;
+  if (kind <= 4) {
+    const int64_t ratio = kind <= 2 ? take(r, 50000, 65535) : take(r, 0, 65535);
+    table[0] = 32768;
+    for (d = 1; d < 256; ++d) table[d] = (int32_t)((table[d - 1] * ratio + 32768) >> 16);
+  } else if (kind == 5) {
+    table[0] = take(r, 0, 1) ? 32768 : take(r, 1, 32768);
+    for (d = 1; d < 256; ++d) {
+      const int32_t step = take(r, 0, 1023);
+      table[d] = table[d - 1] > step ? table[d - 1] - step : 0;
+    }
+  } else if (kind == 6) {
+    for (d = 0; d < 256; ++d)
+      table[d] = take(r, 0, 1) ? take(r, INT32_MIN, INT32_MAX) : take(r, -2, 32770);
+  } else {
+    for (d = 0; d < 256; ++d) table[d] = 0;
+    int32_t k;
+    for (k = take(r, 0, 3); k > 0; --k) {
+      d = take(r, 0, 255); /* drawn before the entry: the order is the decoding's */
+      table[d] = take(r, -1, 40000);
+    }
+  }
+}
+
+/* Rows whose exp sum is 2^17 exactly: three maxima, entries 2^15 - j and j
+ * (j odd, drawn small), the rest 0 (the table is patched to match), in a
+ * shuffled order. p = j 2^16 / 2^17 is then half-way between two integers,
+ * where the rounding of the quotient shows. */
+static void take_tie_rows(reader *r, int32_t *table, mcuq_softmax_params *p) {
+  const int32_t j = 2 * take(r, 0, 255) + 1;
+  const int32_t d_rest = take(r, 1, 85), d_big = 85 + take(r, 1, 85), d_small = 170 + take(r, 1, 85);
+  const int32_t top = INT8_MAX; /* every d up to 255 in the row */
+  int32_t row, k;
+  table[0] = 32768;
+  table[d_big] = 32768 - j;
+  table[d_small] = j;
+  table[d_rest] = 0;
+  p->rows = take(r, 1, 4);
+  p->depth = take(r, 5, 16);
+  if (p->rows * p->depth > MAX_ELEMS) p->rows = MAX_ELEMS / p->depth;
+  for (row = 0; row < p->rows; ++row) {
+    int8_t *x = in8 + row * p->depth;
+    for (k = 0; k < p->depth; ++k)
+      x[k] = (int8_t)(k < 3 ? top : k == 3 ? top - d_big : k == 4 ? top - d_small : top - d_rest);
+    for (k = p->depth - 1; k > 0; --k) { /* Fisher-Yates */
+      const int32_t other = take(r, 0, k);
+      const int8_t swap = x[k];
+      x[k] = x[other];
+      x[other] = swap;
+    }
+  }
+}
+
+/* A softmax call and its reference; `refusal` the status an argument
+ * outside the contract must get (MCUQ_OK: none). */
+static void compare_softmax(const mcuq_softmax_params *p, const int32_t *table, const int8_t *input,
+                            const int32_t *input32, int8_t *output, int32_t *expected, int32_t capacity,
+                            mcuq_status refusal) {
+  mcuq_status status, want_status;
+  int32_t n;
+  memset(output, UNTOUCHED, (size_t)capacity);
+  status = mcuq_softmax_s8(p, table, input, output);
+  if (refusal != MCUQ_OK) {
+    expect(status == refusal, "mcuq_softmax_s8 accepted an argument outside its contract");
+    return;
+  }
+  n = p->rows * p->depth;
+  want_status = reference_softmax(p, table, input32, expected);
+  if (want_status != MCUQ_OK) {
+    expect(status == MCUQ_ERROR_ARGUMENT, "mcuq_softmax_s8 accepted a row whose exp sum is not positive");
+    return;
+  }
+  expect(status == MCUQ_OK, "mcuq_softmax_s8 refused");
+  expect_equal("mcuq_softmax_s8", output, 0, expected, n);
+  expect_untouched("mcuq_softmax_s8", output, 0, n, capacity);
+}
+
+/* Softmax: rows x depth, two output qparams per input (the same table and
+ * data). Outside the contract: no depth, a zero point past int8, a shift of
+ * 31 (refused); on the host also depths near the 65535 limit (the int32
+ * sum's bound: every entry 2^15), 65536 and rows whose product with the
+ * depth passes int32 (refused). */
+static void fuzz_softmax(reader *r) {
+  static int32_t table[256];
+  mcuq_softmax_params p;
+  int32_t call;
+  take_exp_table(r, table);
+  p.rows = take(r, 1, 8);
+  p.depth = take(r, 0, 3) ? take(r, 1, 40) : take(r, 1, 1000);
+  if (p.rows * p.depth > MAX_ELEMS) p.depth = MAX_ELEMS / p.rows;
+#ifdef MCUQ_FUZZ_HOST
+  if (take(r, 0, 31) == 0) {
+    static int8_t big_in[65536], big_out[65536];
+    static int32_t big_in32[65536], big_want[65536];
+    const int32_t mode = take(r, 0, 3);
+    int32_t i, top;
+    p.rows = 1;
+    p.depth = take(r, 0, 3) ? take(r, 65000, 65535) : take(r, 65536, 65540);
+    top = take(r, INT8_MIN, INT8_MAX);
+    /* mostly the row's maximum (table[0] each), as the worst-case sum */
+    for (i = 0; i < 65536; ++i)
+      big_in32[i] = big_in[i] = (int8_t)(mode == 0 ? top : mode == 1 && take(r, 0, 15) ? top : take(r, INT8_MIN, top));
+    p.rounding = take_rounding(r);
+    {
+      int32_t multiplier;
+      int8_t shift;
+      take_scaling(r, p.rounding, 0, &multiplier, &shift);
+      p.multiplier = multiplier;
+      p.shift = shift;
+    }
+    p.out_zero_point = take(r, INT8_MIN, INT8_MAX);
+    p.act_min = INT8_MIN;
+    p.act_max = INT8_MAX;
+    compare_softmax(&p, table, big_in, big_in32, big_out, big_want, 65536,
+                    p.depth > 65535 ? MCUQ_ERROR_SHAPE : MCUQ_OK);
+    p.depth = take(r, 2, 65535); /* rows up to 2^30 + 1 */
+    p.rows = INT32_MAX / p.depth + 1;
+    compare_softmax(&p, table, big_in, big_in32, big_out, big_want, 0, MCUQ_ERROR_SHAPE);
+    return;
+  }
+#endif
+  if (take(r, 0, 7) == 0) {
+    take_tie_rows(r, table, &p);
+  } else {
+    take_inputs(r, p.rows * p.depth);
+  }
+  copy8(p.rows * p.depth);
+  for (call = 0; call < 2; ++call) {
+    int32_t multiplier;
+    int8_t shift;
+    const int32_t bad = take(r, 0, 15);
+    mcuq_status refusal = MCUQ_OK;
+    p.rounding = take_rounding(r);
+    take_scaling(r, p.rounding, 0, &multiplier, &shift);
+    p.multiplier = multiplier;
+    /* sometimes an output scale near 2^-16, where each step of p shows */
+    p.shift = take(r, 0, 3) ? shift : take(r, 0, 1);
+    /* the usual output: scale 1/256, zero point -128 */
+    p.out_zero_point = take(r, 0, 1) ? INT8_MIN : take(r, INT8_MIN, INT8_MAX);
+    p.act_min = take(r, 0, 3) ? INT8_MIN : take(r, INT8_MIN, INT8_MAX);
+    p.act_max = take(r, 0, 3) ? INT8_MAX : take(r, p.act_min, INT8_MAX);
+    if (bad == 0) p.out_zero_point = INT8_MAX + 1, refusal = MCUQ_ERROR_ARGUMENT;
+    if (bad == 1) p.shift = 31, refusal = MCUQ_ERROR_ARGUMENT;
+    if (bad == 2) {
+      const int32_t depth = p.depth;
+      p.depth = 0;
+      compare_softmax(&p, table, in8, in32, out8, want, MAX_ELEMS, MCUQ_ERROR_SHAPE);
+      p.depth = depth;
+      continue;
+    }
+    compare_softmax(&p, table, in8, in32, out8, want, MAX_ELEMS, refusal);
+  }
+}
+
 static const char *family_name(void) {
-  static const char *const names[] = {"conv2d", "fully_connected", "pool2d", "add", "requantize", "lut"};
+  static const char *const names[] = {"conv2d", "fully_connected", "pool2d", "add",    "requantize",
+                                      "lut",    "mul",             "shape",  "softmax"};
   return names[MCUQ_FUZZ_FAMILY];
 }
 
@@ -499,7 +860,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     case FAMILY_POOL2D: fuzz_pool2d(&r); break;
     case FAMILY_ADD: fuzz_add(&r); break;
     case FAMILY_REQUANTIZE: fuzz_requantize(&r); break;
-    default: fuzz_lut(&r); break;
+    case FAMILY_LUT: fuzz_lut(&r); break;
+    case FAMILY_MUL: fuzz_mul(&r); break;
+    case FAMILY_SHAPE: fuzz_shape(&r); break;
+    default: fuzz_softmax(&r); break;
   }
   return 0;
 }

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "examples" / "mcu"))
 from mcu import TARGETS, build_program, run_firmware  # noqa: E402
 
-FAMILIES = ["conv2d", "fully_connected", "pool2d", "add", "requantize", "lut"]
+FAMILIES = ["conv2d", "fully_connected", "pool2d", "add", "requantize", "lut", "mul", "shape", "softmax"]
 # (inputs, reference buffer elements) per target: the M0 has 16 KB of RAM.
 SETTINGS = {"cortex-m4": (2000, 4096), "cortex-m0": (500, 256)}
 

@@ -56,7 +56,7 @@ run(${WORK_DIR}/test_arith ${test_dir}/requantize_vectors.txt)
 # The fuzzers expect refusals of out-of-contract calls, which MCUQ_NO_CHECKS removes.
 if(NOT FLAGS MATCHES "MCUQ_NO_CHECKS")
   set(family 0)
-  foreach(name conv2d fully_connected pool2d add requantize lut)
+  foreach(name conv2d fully_connected pool2d add requantize lut mul shape softmax)
     run(${COMPILER} ${cflags} -I${test_dir} -DMCUQ_FUZZ_STANDALONE -DMCUQ_FUZZ_FAMILY=${family}
         ${SOURCE_DIR}/tests/fuzz/fuzz_kernels.c ${runtime_objects} -o ${WORK_DIR}/fuzz_${name})
     run(${WORK_DIR}/fuzz_${name} 2000)

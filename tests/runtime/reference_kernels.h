@@ -123,4 +123,95 @@ static inline int32_t reference_lut_s16(const int16_t *table, int32_t start, int
   }
 }
 
+/* Residual add or subtract (subtract: a' - b'), TFLite's scheme as the
+ * header writes it: each input's offset value shifted left by left_shift
+ * (saturated), scaled to the common scale, the two combined in 64 bits and
+ * saturated to int32, then requantized to the output. */
+static inline void reference_add(const mcuq_add_params *p, int subtract, const int32_t *a, const int32_t *b,
+                                 int32_t *output) {
+  int32_t i;
+  for (i = p->size - 1; i >= 0; --i) {
+    const int32_t a_ = mcuq_scale_s32(mcuq_saturating_left_shift(a[i] - p->a_zero_point, p->left_shift),
+                                      p->a_multiplier, p->a_shift, p->rounding);
+    const int32_t b_ = mcuq_scale_s32(mcuq_saturating_left_shift(b[i] - p->b_zero_point, p->left_shift),
+                                      p->b_multiplier, p->b_shift, p->rounding);
+    const int64_t combined = subtract ? (int64_t)a_ - (int64_t)b_ : (int64_t)a_ + (int64_t)b_;
+    output[i] = mcuq_requantize_s32(mcuq_saturate_s64_to_s32(combined), p->out_multiplier, p->out_shift,
+                                    p->rounding, p->out_zero_point, p->act_min, p->act_max);
+  }
+}
+
+/* Elementwise product with b broadcast by its strides: flat output index e
+ * is (o, i) = (e / inner, e % inner) and reads b[o * b_outer_stride + i *
+ * b_inner_stride]; the product of the offset values in int64, requantized
+ * by the int32 rule (8-bit, where it fits int32) or the int64 rule (wide). */
+static inline void reference_mul(const mcuq_mul_params *p, const int32_t *a, const int32_t *b, int wide,
+                                 int32_t *output) {
+  const int32_t n = p->outer * p->inner;
+  int32_t e;
+  for (e = 0; e < n; ++e) {
+    const int32_t o = e / p->inner, i = e % p->inner;
+    const int64_t b_value = b[o * p->b_outer_stride + i * p->b_inner_stride];
+    const int64_t product = ((int64_t)a[e] - p->a_zero_point) * (b_value - p->b_zero_point);
+    output[e] = wide ? mcuq_requantize_s64(product, p->multiplier, p->shift, p->rounding, p->out_zero_point,
+                                           p->act_min, p->act_max)
+                     : mcuq_requantize_s32((int32_t)product, p->multiplier, p->shift, p->rounding,
+                                           p->out_zero_point, p->act_min, p->act_max);
+  }
+}
+
+/* Constant padding: the whole output filled with the value first, then
+ * every input element copied to its place, shifted by (top, left). */
+static inline void reference_pad2d(const mcuq_pad2d_params *p, const int32_t *input, int32_t *output) {
+  const int32_t out_h = p->in_h + p->top + p->bottom, out_w = p->in_w + p->left + p->right;
+  int32_t e, c, y, x;
+  for (e = 0; e < p->channels * out_h * out_w; ++e) output[e] = p->value;
+  for (c = 0; c < p->channels; ++c)
+    for (x = 0; x < p->in_w; ++x)
+      for (y = 0; y < p->in_h; ++y)
+        output[(c * out_h + y + p->top) * out_w + x + p->left] = input[(c * p->in_h + y) * p->in_w + x];
+}
+
+/* Nearest upsampling: each output element reads its source by division. */
+static inline void reference_upsample_nearest(const mcuq_upsample_params *p, const int32_t *input,
+                                              int32_t *output) {
+  const int32_t out_h = p->in_h * p->factor_h, out_w = p->in_w * p->factor_w;
+  int32_t e;
+  for (e = 0; e < p->channels * out_h * out_w; ++e) {
+    const int32_t c = e / (out_h * out_w), y = e / out_w % out_h, x = e % out_w;
+    output[e] = input[(c * p->in_h + y / p->factor_h) * p->in_w + x / p->factor_w];
+  }
+}
+
+/* Softmax rows as the header defines them: d = max(row) - x, e = the table
+ * entry at d held to [0, 2^15], p = e 2^16 / sum rounded to nearest (ties
+ * up: a remainder of at least half the divisor rounds up), requantized.
+ * Returns MCUQ_ERROR_ARGUMENT for a row whose sum is not positive (rows
+ * before it are written), else MCUQ_OK. */
+static inline mcuq_status reference_softmax(const mcuq_softmax_params *p, const int32_t *exp_table,
+                                            const int32_t *input, int32_t *output) {
+  int32_t row, k;
+  for (row = 0; row < p->rows; ++row) {
+    const int32_t *x = input + row * p->depth;
+    int32_t max = x[0];
+    int64_t sum = 0;
+    for (k = 1; k < p->depth; ++k)
+      if (x[k] > max) max = x[k];
+    for (k = p->depth - 1; k >= 0; --k) {
+      const int32_t t = exp_table[max - x[k]];
+      sum += t < 0 ? 0 : t > 32768 ? 32768 : t;
+    }
+    if (sum <= 0) return MCUQ_ERROR_ARGUMENT;
+    for (k = 0; k < p->depth; ++k) {
+      const int32_t t = exp_table[max - x[k]];
+      const int64_t numerator = (int64_t)(t < 0 ? 0 : t > 32768 ? 32768 : t) * 65536;
+      const int64_t quotient = numerator / sum, remainder = numerator % sum;
+      const int32_t probability = (int32_t)(quotient + (2 * remainder >= sum ? 1 : 0));
+      output[row * p->depth + k] = mcuq_requantize_s32(probability, p->multiplier, p->shift, p->rounding,
+                                                       p->out_zero_point, p->act_min, p->act_max);
+    }
+  }
+  return MCUQ_OK;
+}
+
 #endif /* MCUQ_REFERENCE_KERNELS_H */
