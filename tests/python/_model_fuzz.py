@@ -367,9 +367,10 @@ def _layer_by_layer_agreement(frozen: nn.Module, exported, x: torch.Tensor) -> L
         # A global mean traced into the graph (x.mean((2, 3))) has no module
         # to hook: its rounding is checked where its output enters a layer.
         x, j = inputs[0], cursor[0]
-        # No rounding there: max pools, reshapes, and clamps that keep the
-        # qparams (a ReLU on a quantized tensor, which has no quantizer).
-        while j < len(infos) and (infos[j]["kind"] in ("max_pool2d", "reshape") or (
+        # No rounding there: max pools, reshapes, padding, upsampling, and
+        # clamps that keep the qparams (a ReLU on a quantized tensor, which
+        # has no quantizer).
+        while j < len(infos) and (infos[j]["kind"] in ("max_pool2d", "reshape", "pad2d", "upsample_nearest") or (
                 infos[j]["kind"] == "requantize" and infos[j]["scale"] == infos[j]["input_scale"])):
             j += 1
         if j < len(infos) and infos[j]["kind"] == "avg_pool2d" and x[0].numel() == math.prod(infos[j]["shape"]):

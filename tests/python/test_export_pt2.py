@@ -42,7 +42,7 @@ def test_exported_program_gives_the_traced_models_c(model: ZooModel):
     inputs = torch.randn(64, *model.input_shape[1:]) * 2
     _assert_same_export(traced, program, inputs)
     # Its own ops, not TorchScript's, were lowered.
-    assert any(layer["source"].startswith("aten::conv2d") or layer["source"].startswith("aten::linear")
+    assert any(layer["source"].startswith(("aten::conv2d", "aten::conv_transpose2d", "aten::linear"))
                for layer in program.report()["layers"])
 
 
