@@ -352,13 +352,14 @@ void Lowerer::Impl::node(const Op* n) {
     return;
   }
   const std::vector<c10::IValue> outs = concrete_outputs(n, in);
-  if (is_pooling(n, in) && outs.size() == 2 && outs[0].isTensor()) {
+  const bool pooling = is_pooling(n, in);
+  if (pooling && outs.size() == 2 && outs[0].isTensor()) {
     lower_pool(n, in, outs[0].toTensor());  // adaptive_max_pool2d, torch.max(x, 1): the values; the indices stay unused
     return;
   }
   if (outs.size() != 1 || !outs[0].isTensor()) fail(n, "this operation is not supported by the exporter");
   const at::Tensor result = outs[0].toTensor();
-  if (is_pooling(n, in)) {
+  if (pooling) {
     lower_pool(n, in, result);
   } else if (one_of(k, {"aten::softmax", "aten::_softmax"})) {
     lower_softmax(n, in, result);

@@ -15,9 +15,9 @@ using namespace lowering;
 // Elementwise add, sub and mul of two quantized activations: pending until
 // the quantizer after them gives the output's qparams.
 void Lowerer::Impl::lower_binary(const Op* n, const std::vector<c10::IValue>& in) {
-  const std::string op = n->kind.toUnqualString();
-  const bool mul = op.rfind("mul", 0) == 0;
-  const std::string verb = mul ? "multipl" : op.rfind("add", 0) == 0 ? "add" : "subtract";
+  const std::string op = n->kind.toUnqualString();  // add, add_, sub, sub_, mul, mul_
+  const bool mul = op.rfind("mul", 0) == 0, add = op.rfind("add", 0) == 0;
+  const char* verb = mul ? "multiply" : add ? "add" : "subtract";
   if (!mul && n->inputs.size() > 2 && scalar_of(in[2]) != 1.0) {
     fail(n, fmt::format("{} with alpha != 1 is not supported", op.substr(0, 3)));
   }
@@ -25,11 +25,11 @@ void Lowerer::Impl::lower_binary(const Op* n, const std::vector<c10::IValue>& in
     if (at(n->inputs[i]).kind == Sym::Kind::kConst) {
       fail(n, fmt::format("{} an activation and a constant is not supported (only two activations); fold the "
                           "constant into the layer before, or make it a layer's output",
-                          mul ? "multiplying" : verb == "add" ? "adding" : "subtracting"));
+                          mul ? "multiplying" : add ? "adding" : "subtracting"));
     }
   }
   auto p = std::make_shared<Pending>();
-  p->kind = mul ? LayerKind::kMul : verb == "add" ? LayerKind::kAdd : LayerKind::kSub;
+  p->kind = mul ? LayerKind::kMul : add ? LayerKind::kAdd : LayerKind::kSub;
   p->node = n;
   p->inputs = {activation(n, n->inputs[0]), activation(n, n->inputs[1])};
   const auto& a = graph_.tensors[p->inputs[0]].shape;
@@ -41,12 +41,11 @@ void Lowerer::Impl::lower_binary(const Op* n, const std::vector<c10::IValue>& in
     const bool spatial_ones = std::all_of(small.begin() + 1, small.end(), [](int64_t d) { return d == 1; });
     return spatial_ones || std::equal(small.begin() + 1, small.end(), big.begin() + 1);
   };
-  if (a != b) {
-    if (mul && broadcasts_into(b, a)) {
-    } else if (mul && broadcasts_into(a, b)) {
+  if (a != b && !(mul && broadcasts_into(b, a))) {
+    if (mul && broadcasts_into(a, b)) {
       std::swap(p->inputs[0], p->inputs[1]);  // the full-size operand first
     } else {
-      fail(n, fmt::format("cannot {} activations of shapes [{}] and [{}]: {}", mul ? "multiply" : verb,
+      fail(n, fmt::format("cannot {} activations of shapes [{}] and [{}]: {}", verb,
                           fmt::join(a, ", "), fmt::join(b, ", "),
                           mul ? "both must have one shape, or one must be [C, 1, 1] (one value per channel), "
                                 "[1, H, W] (one per pixel) or [1, 1, 1]"

@@ -47,39 +47,14 @@ void Lowerer::Impl::lower_pool(const Op* n, const std::vector<c10::IValue>& in, 
   const int input = activation(n, n->inputs[0]);
   const TensorInfo t = graph_.tensors[input];
   const bool one_d = n->kind == sym("aten::max_pool1d") || n->kind == sym("aten::avg_pool1d");  // [N, C, L]: H = 1
-  if (reduced_dims(n, in) == std::vector<int64_t>{1}) {
-    // A mean or max over channels ([N, C, ...] -> [N, 1, ...] or [N, ...]):
-    // one plane of C rows by H * W columns, pooled by a C x 1 window.
-    const bool max = n->kind != sym("aten::mean");
-    if (t.shape.empty()) fail(n, "expected an input with channels");
-    const int64_t channels = t.shape[0], pixels = t.numel() / channels;
-    Layer layer;
-    layer.kind = max ? LayerKind::kMaxPool2d : LayerKind::kAvgPool2d;
-    layer.source = where(n);
-    layer.inputs = {input};
-    layer.pool_view = {1, channels, pixels};
-    layer.k_h = static_cast<int32_t>(channels);
-    layer.stride_h = static_cast<int32_t>(channels);
-    if (!max && channels * (static_cast<int64_t>(t.quant_max) - t.quant_min) + channels / 2 > INT32_MAX) {
-      fail(n, fmt::format("its {}-channel sum can overflow the int32 accumulator of the average", channels));
-    }
-    layer.name = layer_name(layer.kind, n);
-    layer.requant.zero_point = t.zero_point;
-    layer.requant.act_min = t.quant_min;
-    layer.requant.act_max = t.quant_max;
-    layer.output = new_tensor(n, result, t.scale, t.zero_point, t.quant_min, t.quant_max);
-    layer.macs = t.numel();
-    Sym& out = at(n->outputs[0]);
-    out.kind = Sym::Kind::kAct;
-    out.value = result;
-    out.tensor = add_layer(std::move(layer), result);
-    return;
+  const bool over_channels = reduced_dims(n, in) == std::vector<int64_t>{1};
+  if (over_channels ? t.shape.empty() : t.shape.size() != (one_d ? 2u : 3u)) {
+    fail(n, over_channels ? "expected an input with channels"
+                          : one_d ? "expected a [N, C, L] input" : "expected a [N, C, H, W] input");
   }
-  if (t.shape.size() != (one_d ? 2u : 3u)) fail(n, one_d ? "expected a [N, C, L] input" : "expected a [N, C, H, W] input");
   Layer layer;
   layer.source = where(n);
   layer.inputs = {input};
-  const int64_t h = one_d ? 1 : t.shape[1], w = t.shape.back();
   auto pair = [&](const c10::IValue& v, int64_t fallback_h, int64_t fallback_w) {
     auto list = v.toIntVector();
     if (list.empty()) return std::make_pair(fallback_h, fallback_w);
@@ -87,7 +62,15 @@ void Lowerer::Impl::lower_pool(const Op* n, const std::vector<c10::IValue>& in, 
     return list.size() == 1 ? std::make_pair(list[0], list[0]) : std::make_pair(list[0], list[1]);
   };
   std::pair<int64_t, int64_t> kernel, stride, padding{0, 0};
-  if (one_d) {
+  if (over_channels) {
+    // A mean or max over channels ([N, C, ...] -> [N, 1, ...] or [N, ...]):
+    // one plane of C rows by H * W columns, pooled by a C x 1 window.
+    const int64_t channels = t.shape[0];
+    layer.kind = n->kind == sym("aten::mean") ? LayerKind::kAvgPool2d : LayerKind::kMaxPool2d;
+    layer.pool_view = {1, channels, t.numel() / channels};
+    kernel = {channels, 1};
+    stride = kernel;
+  } else if (one_d) {
     kernel = pair(in[1], 1, 0);
     stride = pair(in[2], 1, kernel.second);
     padding = pair(in[3], 0, 0);
@@ -117,6 +100,7 @@ void Lowerer::Impl::lower_pool(const Op* n, const std::vector<c10::IValue>& in, 
     layer.count_include_pad = in[5].toBool() ? 1 : 0;
     if (!in[6].isNone()) fail(n, "divisor_override is not supported");
   } else {  // adaptive pooling; mean or amax over H and W: equal windows
+    const int64_t h = t.shape[1], w = t.shape[2];
     const bool max = n->kind == sym("aten::adaptive_max_pool2d") || n->kind == sym("aten::amax");
     layer.kind = max ? LayerKind::kMaxPool2d : LayerKind::kAvgPool2d;
     int64_t oh = 1, ow = 1;

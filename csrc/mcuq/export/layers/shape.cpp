@@ -64,8 +64,7 @@ void Lowerer::Impl::lower_resize(const Op* n, const std::vector<c10::IValue>& in
     if (oh % ih == 0 && ow % iw == 0) {
       layer.factor_h = static_cast<int32_t>(oh / ih);
       layer.factor_w = static_cast<int32_t>(ow / iw);
-      repeated = x.repeat_interleave(layer.factor_w, x.dim() - 1);
-      if (!one_d) repeated = repeated.repeat_interleave(layer.factor_h, 2);
+      repeated = reference_shape(layer, t, x);  // the reference's rule, on the float sample
     }
     if (!repeated.defined() || !at::equal(repeated, result)) {
       fail(n, fmt::format("nearest upsampling from {}x{} to {}x{} is not by integer factors", ih, iw, oh, ow));
