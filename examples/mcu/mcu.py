@@ -1,7 +1,12 @@
 """Build an exported model into firmware for an emulated MCU, run it, and
 check it against the host integer reference (tests and ./scripts/demo.sh).
 
-    from mcu import TARGETS, run_on_target
+    from mcu import TARGETS, evaluate_on_target, run_on_target
+    # A whole test set streamed through one emulator (host in the loop):
+    result = evaluate_on_target("cortex-m4", exported, export_dir, "net", images, labels)
+    assert result.matches == result.inputs        # every output level = host's
+    print(result.accuracy, result.count_median, result.stack_bytes)
+    # A few inputs compiled into the firmware with their golden outputs:
     result = run_on_target("cortex-m4", exported, export_dir, "net", inputs)
     assert result.bit_exact == result.vectors
 
@@ -10,17 +15,23 @@ Targets: Cortex-M0 (QEMU micro:bit), M3 (mps2-an385), M4 (mps2-an386), M7
 counting executed instructions exactly (cortex_m/icount_plugin.c);
 ATmega328P under simavr with our runner (exact cycles); RISC-V RV32IMAC
 under ``qemu-system-riscv32 -M virt`` with the same plugin. The
-firmware (common/mcu_main.c) compares every output level with the golden
-outputs compiled into it and exits with the number of mismatching inputs.
+firmware of run_on_target (common/mcu_main.c) compares every output level
+with the golden outputs compiled into it and exits with the number of
+mismatching inputs; that of evaluate_on_target (common/stream_main.c) reads
+its inputs from the host and writes its outputs back (semihosting files on
+QEMU, an I/O register of our simavr runner on the AVR), and the host
+compares. Both measure the stack's peak (painted stack) on every target.
 
 As a script: ``python examples/mcu/mcu.py --sizes`` prints the runtime's code
 size per target.
 """
 
+import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -104,7 +115,7 @@ class RunResult:
     output: str
     exit_code: int
     sections: Dict[str, int] = field(default_factory=dict)
-    stack_bytes: Optional[int] = None  # measured peak (AVR: painted stack), where known
+    stack_bytes: Optional[int] = None  # measured peak (painted stack)
     stack_overflow: bool = False
 
     @property
@@ -204,7 +215,9 @@ def _markers(elf: Path, nm: str) -> str:
     return f"start={start},stop={stop}"
 
 
-def run_firmware(target: Target, elf: Path, work: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+def firmware_command(target: Target, elf: Path, work: Path, stream: Sequence[Path] = ()) -> List[str]:
+    """The emulator's command line; ``stream``: the AVR runner's input and
+    output files (QEMU's firmware opens them in its working folder)."""
     if target.family == "cortex_m":
         markers = _markers(elf, "arm-none-eabi-nm")
         command = ["qemu-system-arm", "-M", target.machine, "-nographic", "-monitor", "none", "-serial", "none",
@@ -218,7 +231,13 @@ def run_firmware(target: Target, elf: Path, work: Path, timeout: float = 300) ->
                    "-plugin", f"{icount_plugin(work.parent)},{markers}", "-kernel", elf]
     else:
         command = [simavr_runner(work.parent), elf, target.machine, str(target.clock_hz)]
-    return _run(command, timeout=timeout)
+        if stream:
+            command += [str(2 ** 63), *stream]  # no cycle limit: the host's timeout bounds it
+    return [str(c) for c in command]
+
+
+def run_firmware(target: Target, elf: Path, work: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return _run(firmware_command(target, elf, work), timeout=timeout)
 
 
 def run_on_target(target_name: str, exported, export_dir: Path, name: str, inputs: torch.Tensor,
@@ -248,6 +267,155 @@ def run_on_target(target_name: str, exported, export_dir: Path, name: str, input
     return RunResult(target.name, levels.shape[0], bit_exact, classes, counts, unit, flash, ram,
                      text + result.stderr, result.returncode, sections, int(stack.group(1)) if stack else None,
                      bool(re.search(r"^stack: overflow$", text, flags=re.M)))
+
+
+@dataclass
+class Evaluation:
+    """What evaluate_on_target measured over a streamed set of inputs."""
+    target: str
+    inputs: int
+    outputs: torch.Tensor  # the device's output levels, [N, ...] int32
+    statuses: List[int]  # mcuq_status per input (0: MCUQ_OK)
+    counts: List[int]  # instructions (QEMU plugin) or cycles (AVR Timer1) per inference
+    unit: str
+    matches: int  # inputs whose every output level equals the expected (host integer reference's)
+    mismatched: List[int]  # indices of the others
+    predictions: List[int]  # argmax of each output
+    accuracy: Optional[float]  # % of predictions equal to the labels, when given
+    flash_bytes: int  # the streaming firmware: model + runtime + harness (no test data)
+    ram_bytes: int  # static: .data + .bss
+    stack_bytes: Optional[int]  # measured peak (painted stack), the deepest of the shards
+    stack_overflow: bool
+    exit_code: int
+    output: str  # what the firmware printed (every shard's)
+    seconds: float
+    sections: Dict[str, int] = field(default_factory=dict)
+
+    @property
+    def count_min(self) -> int:
+        return min(self.counts)
+
+    @property
+    def count_median(self) -> int:
+        return sorted(self.counts)[(len(self.counts) - 1) // 2]
+
+    @property
+    def count_max(self) -> int:
+        return max(self.counts)
+
+    @property
+    def passed(self) -> bool:
+        """Every input ran (MCUQ_OK, counted) and equals the expected outputs; no overflow."""
+        return (self.exit_code == 0 and self.matches == self.inputs and len(self.counts) == self.inputs
+                and all(s == 0 for s in self.statuses) and not self.stack_overflow)
+
+
+def build_stream_firmware(target: Target, export_dir: Path, name: str, work: Path, optimize: str = "-Os") -> Path:
+    """NAME.c + the runtime + the streaming harness (common/stream_main.c)."""
+    flags = [f"-DMCUQ_MODEL={name}", f"-DMCUQ_MODEL_UPPER={name.upper()}", f'-DMCUQ_MODEL_HEADER="{name}.h"',
+             "-I", export_dir]
+    sources = [export_dir / f"{name}.c", *sorted(RUNTIME.glob("*.c")), HERE / "common" / "stream_main.c"]
+    return build_program(target, sources, flags, work / f"{name}-{target.name}-stream.elf", optimize)
+
+
+def evaluate_on_target(target_name: str, exported, export_dir: Path, name: str, inputs: torch.Tensor,
+                       labels: Optional[torch.Tensor] = None, expected: Optional[torch.Tensor] = None,
+                       work: Optional[Path] = None, optimize: str = "-Os", jobs: int = 1, progress: bool = True,
+                       timeout: float = 3600) -> Evaluation:
+    """Streams ``inputs`` (float, [N, ...]) through ``exported`` (written in
+    export_dir as NAME) on the emulated target, host in the loop: one
+    firmware build, one emulator process per shard (``jobs`` shards run in
+    parallel; the counts do not depend on it), inputs read from the host and
+    outputs written back. Compares every output level with ``expected``
+    (default: the host integer reference's) and, given ``labels``, scores
+    the device's predictions. A progress bar follows the outputs as they come."""
+    from tqdm import tqdm
+
+    target = TARGETS[target_name]
+    work = Path(work or export_dir) / target.name
+    work.mkdir(parents=True, exist_ok=True)
+    export_dir = Path(export_dir)
+    levels = exported.quantize_input(inputs)
+    if expected is None:
+        expected = exported.integer_reference(levels)
+    if expected.shape[0] != levels.shape[0]:
+        raise ValueError(f"mcu.evaluate_on_target: expected {levels.shape[0]} golden outputs, got {expected.shape[0]}")
+    elf = build_stream_firmware(target, export_dir, name, work, optimize)
+    sections = _sizes(PREFIX[target.family] + "size", elf)
+    flash = sum(v for k, v in sections.items() if k in (".text", ".data", ".ARM.exidx", ".rodata", ".vectors"))
+    ram = sum(v for k, v in sections.items() if k in (".data", ".bss"))
+
+    import numpy as np
+
+    level = np.dtype("<i2" if exported.activation_dtype == torch.int16 else "<i1")
+    output_size = int(np.prod(expected.shape[1:]))
+    record = np.dtype([("count", "<u4"), ("status", "<i4"), ("levels", level, (output_size,))])
+    n = levels.shape[0]
+    jobs = max(1, min(jobs, n))
+    bounds = [n * j // jobs for j in range(jobs + 1)]
+    shards = []
+    start = time.perf_counter()
+    for j in range(jobs):
+        folder = work / f"stream-{j}"
+        folder.mkdir(exist_ok=True)
+        chunk = levels[bounds[j]:bounds[j + 1]].reshape(bounds[j + 1] - bounds[j], -1).numpy().astype(level)
+        (folder / "mcuq_inputs.bin").write_bytes(np.uint32(chunk.shape[0]).astype("<u4").tobytes() + chunk.tobytes())
+        outputs = folder / "mcuq_outputs.bin"
+        outputs.unlink(missing_ok=True)
+        files = (folder / "mcuq_inputs.bin", outputs) if target.family == "avr" else ()
+        stdout, stderr = open(folder / "stdout.txt", "w"), open(folder / "stderr.txt", "w")
+        process = subprocess.Popen(firmware_command(target, elf, work, files), cwd=folder, stdout=stdout,
+                                   stderr=stderr)
+        shards.append((folder, outputs, process, stdout, stderr))
+    bar = tqdm(total=n, desc=f"{name} on {target.name}", unit="input", disable=not progress, leave=False)
+    try:
+        while any(shard[2].poll() is None for shard in shards):
+            if time.perf_counter() - start > timeout:
+                raise subprocess.TimeoutExpired(firmware_command(target, elf, work), timeout)
+            done = sum(out.stat().st_size // record.itemsize for _, out, *_ in shards if out.exists())
+            bar.update(done - bar.n)
+            time.sleep(0.2)
+    finally:
+        for _, _, process, stdout, stderr in shards:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            stdout.close()
+            stderr.close()
+        bar.close()
+    seconds = time.perf_counter() - start
+
+    records, counts, text, stacks, exit_code = [], [], "", [], 0
+    for folder, outputs, process, *_ in shards:
+        shard_text = (folder / "stdout.txt").read_text(errors="replace")
+        shard_err = (folder / "stderr.txt").read_text(errors="replace")
+        text += shard_text + shard_err
+        exit_code = exit_code or process.returncode
+        data = outputs.read_bytes() if outputs.exists() else b""
+        records.append(np.frombuffer(data[:len(data) - len(data) % record.itemsize], dtype=record))
+        if target.family == "avr":
+            counts += records[-1]["count"].tolist()
+        else:  # the QEMU plugin's count, one line per inference
+            counts += [int(c) for c in re.findall(r"^mcuq-icount: (\d+)$", shard_err, flags=re.M)]
+        stack = re.search(r"^stack: (\d+) bytes$", shard_text, flags=re.M)
+        stacks.append(int(stack.group(1)) if stack else None)
+    got = np.concatenate(records)
+    received = got.shape[0]
+    device = torch.zeros((n, output_size), dtype=torch.int32)
+    device[:received] = torch.from_numpy(got["levels"].astype(np.int32))
+    statuses = got["status"].tolist() + [-1] * (n - received)  # -1: no output came back
+    same = (device == expected.reshape(n, -1).to(torch.int32)).all(dim=1)
+    same[received:] = False
+    mismatched = (~same).nonzero().flatten().tolist()
+    predictions = device.argmax(dim=1).tolist()
+    accuracy = None
+    if labels is not None:
+        accuracy = 100.0 * sum(int(p == t) for p, t in zip(predictions, labels.tolist())) / max(n, 1)
+    overflow = any(re.search(r"^stack: overflow$", (f / "stdout.txt").read_text(), flags=re.M) for f, *_ in shards)
+    return Evaluation(target.name, n, device.reshape(n, *expected.shape[1:]), statuses, counts,
+                      "cycles" if target.family == "avr" else "instructions", n - len(mismatched), mismatched,
+                      predictions, accuracy, flash, ram, max(stacks) if None not in stacks else None, overflow,
+                      exit_code, text, seconds, sections)
 
 
 def runtime_code_size(target_name: str, work: Path) -> Dict[str, int]:

@@ -1,7 +1,9 @@
 /* AVR (ATmega328P) under simavr, with examples/mcu/avr/simavr_runner.c as
  * the host: console characters go to GPIOR0 (and the stack's high-water
  * mark is printed at exit), the exit code to GPIOR1
- * (then sleep with interrupts off, which stops the simulation), and Timer1
+ * (then sleep with interrupts off, which stops the simulation), the host
+ * stream's bytes come from reads of GPIOR2 and go out as writes to it (the
+ * runner's input and output files), and Timer1
  * at the CPU clock counts cycles exactly (an overflow interrupt extends it
  * past 16 bits; its few cycles per 65536 are part of the count, as they
  * would be on the chip). */
@@ -66,6 +68,23 @@ void platform_puts(const char *text) {
 void platform_puts_text(const char *flash_text) {
   char c;
   while ((c = (char)pgm_read_byte(flash_text++)) != '\0') GPIOR0 = (uint8_t)c;
+}
+
+/* The runner always offers a stream: without an input file its bytes read
+ * as 0 (an empty stream of 0 inputs). */
+int platform_stream_open(void) { return 0; }
+
+uint32_t platform_read(void *dst, uint32_t bytes) {
+  uint8_t *p = (uint8_t *)dst;
+  uint32_t i;
+  for (i = 0; i < bytes; ++i) p[i] = GPIOR2;
+  return bytes;
+}
+
+void platform_write(const void *src, uint32_t bytes) {
+  const uint8_t *p = (const uint8_t *)src;
+  uint32_t i;
+  for (i = 0; i < bytes; ++i) GPIOR2 = p[i];
 }
 
 void platform_count_start(void) {
