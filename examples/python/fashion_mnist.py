@@ -31,14 +31,15 @@ from mcuq.data import fashion_mnist, normalized
 
 
 class SmallCnn(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, channels=(8, 16)) -> None:
         super().__init__()
+        c1, c2 = channels
         self.quant = nn.Identity()  # torch_ao_ptq puts torch.ao's stubs here
-        self.conv1, self.bn1, self.relu1 = nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU()
-        self.conv2, self.bn2, self.relu2 = nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU()
+        self.conv1, self.bn1, self.relu1 = nn.Conv2d(1, c1, 3, padding=1), nn.BatchNorm2d(c1), nn.ReLU()
+        self.conv2, self.bn2, self.relu2 = nn.Conv2d(c1, c2, 3, padding=1), nn.BatchNorm2d(c2), nn.ReLU()
         self.pool = nn.MaxPool2d(2)
         self.flatten = nn.Flatten()
-        self.fc = nn.Linear(16 * 7 * 7, 10)
+        self.fc = nn.Linear(c2 * 7 * 7, 10)
         self.dequant = nn.Identity()
 
     def forward(self, x):

@@ -48,13 +48,17 @@ def test_fashion_mnist_integer_accuracy_within_a_tenth_of_fake_quant(fashion_mni
 
 def test_demo_runs_the_whole_journey(tmp_path):
     """examples/python/demo.py (./scripts/demo.sh's main job), quick: every
-    preset exported, run on the emulated MCUs, bit-exact with the host."""
+    preset exported, test images streamed through the emulated MCUs, every
+    output level equal to the host's, stack peaks measured everywhere."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        status = _load("demo").main(["--quick", "--images", "4", "--out", str(tmp_path)])
+        status = _load("demo").main(["--quick", "--images", "12", "--core-images", "6", "--jobs", "2",
+                                     "--out", str(tmp_path)])
     text = out.getvalue()
     assert status == 0, text
     for row in ("PTQ int8", "QAT int8", "QAT W4A8", "QAT pow2", "MLP QAT int8 (AVR)", "Cortex-M0", "ATmega328P"):
         assert row in text, text
-    assert "| NO |" not in text and text.count("| yes |") == 5, text
-    assert (tmp_path / "report.md").is_file() and (tmp_path / "accuracy.png").is_file()
+    assert "| NO" not in text and text.count("| yes: 12/12 |") == 7 and text.count("| yes: 6/6 |") == 4, text
+    assert len(re.findall(r"\| \d+ \+ \d+ \|", text)) == 6, text  # static + stack peak on every target
+    for name in ("report.md", "accuracy.png", "confusion.png"):
+        assert (tmp_path / name).is_file(), name

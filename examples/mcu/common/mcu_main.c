@@ -10,15 +10,7 @@
 
 #include "platform.h"
 #include "vectors.h"
-#include MCUQ_MODEL_HEADER
-
-#define MCUQ_CAT_(a, b) a##b
-#define MCUQ_CAT(a, b) MCUQ_CAT_(a, b)
-#define ACTIVATION_T MCUQ_CAT(MCUQ_MODEL, _activation_t)
-#define INVOKE MCUQ_CAT(MCUQ_MODEL, _invoke)
-#define INPUT_SIZE MCUQ_CAT(MCUQ_MODEL_UPPER, _INPUT_SIZE)
-#define OUTPUT_SIZE MCUQ_CAT(MCUQ_MODEL_UPPER, _OUTPUT_SIZE)
-#define ARENA_SIZE MCUQ_CAT(MCUQ_MODEL_UPPER, _ARENA_SIZE)
+#include "model_symbols.h"
 
 static ACTIVATION_T input[INPUT_SIZE];
 static ACTIVATION_T output[OUTPUT_SIZE];
