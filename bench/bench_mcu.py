@@ -13,10 +13,11 @@ its outputs against the host integer reference (bit-exact or the run
 fails). The CMSIS-NN column is the figure issue 12 quotes (CMSIS-NN's s8
 kernels, GCC 12.2 -O2, the same QEMU machines and instruction counter):
 this repository neither contains nor builds CMSIS-NN. ``--models`` adds the
-demo's Fashion-MNIST CNN and the exporter zoo's depthwise and residual CNNs
-(instructions per inference; AVR: cycles), and the zoo's MLPs, which fit the
-AVR's 2 KB of RAM (of the five layers only the fully connected one does). Figures are exact and repeatable; this is a
-benchmark, not a test.
+exporter zoo's Fashion-MNIST CNN (fashion_mnist.py's, 8-16 channels; the
+demo trains a wider one), its depthwise and residual CNNs (instructions per
+inference; AVR: cycles), and the zoo's MLPs, which fit the AVR's 2 KB of RAM
+(of the five layers only the fully connected one does). Figures are exact and
+repeatable; this is a benchmark, not a test.
 """
 
 import argparse
@@ -77,7 +78,7 @@ def main() -> int:
     parser.add_argument("--targets", default="cortex-m0,cortex-m3,cortex-m4,cortex-m7,rv32,atmega328p")
     parser.add_argument("--optimize", default="-O2", help="firmware optimization flag (default -O2, as CMSIS-NN's)")
     parser.add_argument("--preset", default="int8")
-    parser.add_argument("--models", action="store_true", help="also the demo CNN and the zoo's depthwise/residual CNNs")
+    parser.add_argument("--models", action="store_true", help="also the zoo's Fashion-MNIST, depthwise and residual CNNs")
     args = parser.parse_args()
     targets = [t for t in args.targets.split(",") if t]
     for t in targets:
