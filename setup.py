@@ -76,7 +76,7 @@ setup(
     description="Quantization for microcontrollers as PyTorch dispatcher ops",
     package_dir={"": "ops"},
     packages=["mcuq"],
-    package_data={"mcuq": ["harness/*.c"]},
+    package_data={"mcuq": ["harness/*.c", "harness/*.h"]},
     # A placeholder that makes setuptools run build_ext; the real library is
     # plain libmcuq.so (no Python C API), loaded with torch.ops.load_library.
     ext_modules=[Extension("mcuq._library_placeholder", sources=[])],

@@ -41,6 +41,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 RUNTIME = REPO / "csrc" / "runtime"
+HARNESS = REPO / "ops" / "mcuq" / "harness"  # model_symbols.h, shared with the host harness
 WARNINGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 
 
@@ -151,7 +152,7 @@ def build_program(target: Target, sources: Sequence[Path], flags: Sequence, elf:
     the target with its startup code and console; returns the ELF."""
     check_tools(target)
     common = [*WARNINGS, optimize, "-ffunction-sections", "-fdata-sections", "-DMCUQ_NO_FLOAT", *flags,
-              "-I", RUNTIME, "-I", HERE / "common"]
+              "-I", RUNTIME, "-I", HERE / "common", "-I", HARNESS]
     if target.family == "cortex_m":
         command = ["arm-none-eabi-gcc", f"-mcpu={target.cpu}", "-mthumb", "-mfloat-abi=soft", *common,
                    *sources, HERE / "cortex_m" / "startup.c",

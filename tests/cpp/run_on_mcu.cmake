@@ -16,6 +16,7 @@ execute_process(
   COMMAND ${ARM_GCC} -mcpu=cortex-m4 -mthumb -mfloat-abi=soft -std=c99 -Wall -Wextra -Werror -pedantic -Os
           -ffunction-sections -fdata-sections -DMCUQ_NO_FLOAT -DMCUQ_MODEL=${NAME} -DMCUQ_MODEL_UPPER=${upper}
           "-DMCUQ_MODEL_HEADER=\"${NAME}.h\"" -I ${DIR} -I ${SOURCE_DIR}/csrc/runtime -I ${mcu}/common
+          -I ${SOURCE_DIR}/ops/mcuq/harness
           ${DIR}/${NAME}.c ${runtime_sources} ${mcu}/common/mcu_main.c ${mcu}/cortex_m/startup.c
           ${mcu}/cortex_m/semihost.c ${mcu}/common/semihosting.c -nostartfiles --specs=nano.specs --specs=nosys.specs -T ${mcu}/cortex_m/cortex_m.ld
           -Wl,--gc-sections,--defsym=FLASH_SIZE=4194304,--defsym=RAM_SIZE=4194304 -o ${DIR}/${NAME}-cortex-m4.elf

@@ -12,16 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define MCUQ_CAT_(a, b) a##b
-#define MCUQ_CAT(a, b) MCUQ_CAT_(a, b)
-
-#include MCUQ_MODEL_HEADER
-
-#define ACTIVATION_T MCUQ_CAT(MCUQ_MODEL, _activation_t)
-#define INVOKE MCUQ_CAT(MCUQ_MODEL, _invoke)
-#define INPUT_SIZE MCUQ_CAT(MCUQ_MODEL_UPPER, _INPUT_SIZE)
-#define OUTPUT_SIZE MCUQ_CAT(MCUQ_MODEL_UPPER, _OUTPUT_SIZE)
-#define ARENA_SIZE MCUQ_CAT(MCUQ_MODEL_UPPER, _ARENA_SIZE)
+#include "model_symbols.h"
 
 /* The header's float macros must be valid C (host-side use only). */
 static const double qparams[2] = {MCUQ_CAT(MCUQ_MODEL_UPPER, _INPUT_SCALE), MCUQ_CAT(MCUQ_MODEL_UPPER, _OUTPUT_SCALE)};

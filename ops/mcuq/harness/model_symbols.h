@@ -1,7 +1,7 @@
 /* The exported model's names, from the build's -DMCUQ_MODEL=name
  * -DMCUQ_MODEL_UPPER=NAME '-DMCUQ_MODEL_HEADER="name.h"': its activation
- * type, invoke function and sizes, for the firmware harnesses
- * (mcu_main.c, stream_main.c). */
+ * type, invoke function and sizes, for the host harness (run_model.c) and
+ * the firmware harnesses (examples/mcu/common/mcu_main.c, stream_main.c). */
 #ifndef MCUQ_MCU_MODEL_SYMBOLS_H
 #define MCUQ_MCU_MODEL_SYMBOLS_H
 
