@@ -141,7 +141,71 @@ at::Tensor fake_quantize_dynamic(
   return op.call(input, quant_min, quant_max, symmetric, axis);
 }
 
+at::Tensor fake_quantize_levels(
+    const at::Tensor& input,
+    const at::Tensor& levels,
+    const c10::optional<at::Tensor>& thresholds,
+    int64_t axis,
+    int64_t group_size) {
+  static const auto op = op_handle<decltype(fake_quantize_levels)>("mcuq::fake_quantize_levels");
+  return op.call(input, levels, thresholds, axis, group_size);
+}
+
+at::Tensor quantize_levels(
+    const at::Tensor& input,
+    const at::Tensor& levels,
+    const c10::optional<at::Tensor>& thresholds,
+    int64_t axis,
+    int64_t group_size,
+    c10::optional<at::ScalarType> dtype) {
+  static const auto op = op_handle<decltype(quantize_levels)>("mcuq::quantize_levels");
+  return op.call(input, levels, thresholds, axis, group_size, dtype);
+}
+
+at::Tensor dequantize_levels(
+    const at::Tensor& input,
+    const at::Tensor& levels,
+    int64_t axis,
+    int64_t group_size,
+    c10::optional<at::ScalarType> dtype) {
+  static const auto op = op_handle<decltype(dequantize_levels)>("mcuq::dequantize_levels");
+  return op.call(input, levels, axis, group_size, dtype);
+}
+
+std::tuple<at::Tensor, at::Tensor> uniform_levels(
+    const at::Tensor& scale,
+    const at::Tensor& zero_point,
+    int64_t quant_min,
+    int64_t quant_max) {
+  static const auto op = op_handle<decltype(uniform_levels)>("mcuq::uniform_levels");
+  return op.call(scale, zero_point, quant_min, quant_max);
+}
+
+std::tuple<at::Tensor, at::Tensor> fit_levels(
+    const at::Tensor& input,
+    int64_t bits,
+    c10::string_view method,
+    c10::optional<int64_t> axis,
+    int64_t group_size,
+    int64_t iterations) {
+  static const auto op = op_handle<decltype(fit_levels)>("mcuq::fit_levels");
+  return op.call(input, bits, method, axis, group_size, iterations);
+}
+
 namespace detail {
+std::tuple<at::Tensor, at::Tensor> fake_quantize_levels_backward(
+    const at::Tensor& grad,
+    const at::Tensor& input,
+    const at::Tensor& levels,
+    const c10::optional<at::Tensor>& thresholds,
+    int64_t axis,
+    int64_t group_size,
+    bool need_levels_grad) {
+  static const auto op =
+      op_handle<decltype(fake_quantize_levels_backward)>("mcuq::_fake_quantize_levels_backward");
+  return op.call(grad, input, levels, thresholds, axis, group_size, need_levels_grad);
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> finite_aminmax(
     const at::Tensor& input,
     c10::optional<int64_t> axis,

@@ -49,6 +49,62 @@ at::Tensor dequantize(
     int64_t group_size = 1,
     c10::optional<at::ScalarType> dtype = c10::nullopt);
 
+// Non-uniform fake quantization (eq. 3): each value becomes one of n sorted
+// float32 `levels` ([n] per tensor, or [groups, n]: one row per group of
+// `group_size` channels along `axis`), the one whose interval
+// [thresholds[i-1], thresholds[i]) holds it; `thresholds` ([n - 1] or
+// [groups, n - 1]) default to the midpoints, and a value on one goes up.
+// NaN stays NaN. Straight-through gradient to `input` inside [first level,
+// last level]; `levels` that require grad get the sum of the gradients of
+// the values they took (a learnable codebook).
+at::Tensor fake_quantize_levels(
+    const at::Tensor& input,
+    const at::Tensor& levels,
+    const c10::optional<at::Tensor>& thresholds = c10::nullopt,
+    int64_t axis = 0,
+    int64_t group_size = 1);
+
+// The indices of fake_quantize_levels (uint8 for up to 256 levels, else
+// int16 or int32, or `dtype`); NaN takes the level nearest 0.
+at::Tensor quantize_levels(
+    const at::Tensor& input,
+    const at::Tensor& levels,
+    const c10::optional<at::Tensor>& thresholds = c10::nullopt,
+    int64_t axis = 0,
+    int64_t group_size = 1,
+    c10::optional<at::ScalarType> dtype = c10::nullopt);
+
+// levels[index] (float32 unless `dtype`): dequantize_levels(quantize_levels(x))
+// equals fake_quantize_levels(x) bit for bit for non-NaN x.
+at::Tensor dequantize_levels(
+    const at::Tensor& input,
+    const at::Tensor& levels,
+    int64_t axis = 0,
+    int64_t group_size = 1,
+    c10::optional<at::ScalarType> dtype = c10::nullopt);
+
+// The uniform grid as a codebook: levels (q - z) * s for q in [quant_min,
+// quant_max] and the thresholds with which fake_quantize_levels equals
+// fake_quantize bit for bit on float32, float16 and bfloat16 inputs. [n] for
+// one-element qparams, else [channels, n].
+std::tuple<at::Tensor, at::Tensor> uniform_levels(
+    const at::Tensor& scale,
+    const at::Tensor& zero_point,
+    int64_t quant_min,
+    int64_t quant_max);
+
+// A codebook of at most 2^bits levels fitted to `input` (per tensor, or per
+// group of channels along `axis`) by `method`: "kmeans", "quantile",
+// "lloyd_max_gaussian", "lloyd_max_laplace", "pow2", "apot" (docs/OPS.md:
+// what each minimizes). Returns (levels, thresholds).
+std::tuple<at::Tensor, at::Tensor> fit_levels(
+    const at::Tensor& input,
+    int64_t bits,
+    c10::string_view method,
+    c10::optional<int64_t> axis = c10::nullopt,
+    int64_t group_size = 1,
+    int64_t iterations = 100);
+
 // Quantization parameters for ranges [min_val, max_val] (0-d or 1-d; the
 // range is widened to include 0), as torch.ao's observers compute them:
 // (scale float32, zero_point int32), one per entry (a 0-d range gives one).
@@ -176,6 +232,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quantize_backward(
     int64_t group_size,
     bool need_scale_grad,
     bool need_zero_point_grad);
+
+// The gradient of fake_quantize_levels: (grad_input, grad_levels).
+std::tuple<at::Tensor, at::Tensor> fake_quantize_levels_backward(
+    const at::Tensor& grad,
+    const at::Tensor& input,
+    const at::Tensor& levels,
+    const c10::optional<at::Tensor>& thresholds,
+    int64_t axis,
+    int64_t group_size,
+    bool need_levels_grad);
 }  // namespace detail
 
 }  // namespace mcuq

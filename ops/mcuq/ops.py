@@ -78,6 +78,89 @@ def dequantize(
     )
 
 
+def fake_quantize_levels(
+    input: Tensor,
+    levels: Tensor,
+    thresholds: Optional[Tensor] = None,
+    axis: int = 0,
+    group_size: int = 1,
+) -> Tensor:
+    """Non-uniform fake quantization (eq. 3 of the method review):
+    ``Q(x) = levels[i]`` for ``x`` in ``[thresholds[i-1], thresholds[i])``.
+
+    ``levels``: sorted float32, ``[n]`` per tensor or ``[groups, n]`` (one
+    row per group of ``group_size`` channels along ``axis``).
+    ``thresholds`` (``[n - 1]`` or ``[groups, n - 1]``) default to the
+    midpoints (the nearest level); a value on a threshold goes to the upper
+    level. NaN stays NaN, +-inf take the end levels. Gradients:
+    straight-through to ``input`` inside ``[levels[0], levels[-1]]``; levels
+    that require grad receive the sum of the gradients of the values that
+    took them (a codebook learned in QAT).
+    """
+    return torch.ops.mcuq.fake_quantize_levels(input, levels, thresholds, axis, group_size)
+
+
+def quantize_levels(
+    input: Tensor,
+    levels: Tensor,
+    thresholds: Optional[Tensor] = None,
+    axis: int = 0,
+    group_size: int = 1,
+    dtype: Optional[torch.dtype] = None,
+) -> Tensor:
+    """The indices of :func:`fake_quantize_levels` (uint8 for up to 256
+    levels, else int16 or int32, unless ``dtype``). NaN takes the level
+    nearest 0 (the uniform ops map it to the zero point)."""
+    return torch.ops.mcuq.quantize_levels(input, levels, thresholds, axis, group_size, dtype)
+
+
+def dequantize_levels(
+    input: Tensor,
+    levels: Tensor,
+    axis: int = 0,
+    group_size: int = 1,
+    dtype: Optional[torch.dtype] = None,
+) -> Tensor:
+    """``levels[index]`` (float32 unless ``dtype``); with
+    :func:`quantize_levels` it equals :func:`fake_quantize_levels` bit for
+    bit on non-NaN values."""
+    return torch.ops.mcuq.dequantize_levels(input, levels, axis, group_size, dtype)
+
+
+def uniform_levels(scale: Tensor, zero_point: Tensor, quant_min: int, quant_max: int) -> Tuple[Tensor, Tensor]:
+    """The uniform grid ``(q - z) * s`` as a codebook ``(levels,
+    thresholds)``: with these thresholds :func:`fake_quantize_levels` equals
+    :func:`fake_quantize` bit for bit on float32, float16 and bfloat16
+    inputs. ``[n]`` for one-element qparams, else ``[channels, n]``."""
+    return torch.ops.mcuq.uniform_levels(scale, zero_point, quant_min, quant_max)
+
+
+def fit_levels(
+    input: Tensor,
+    bits: int,
+    method: str,
+    axis: Optional[int] = None,
+    group_size: int = 1,
+    iterations: int = 100,
+) -> Tuple[Tensor, Tensor]:
+    """A codebook ``(levels, thresholds)`` fitted to the finite values of
+    ``input``, per tensor or per group of channels along ``axis``:
+
+    - ``"kmeans"``: Lloyd's algorithm on the data (weight clustering), a
+      local minimum of its mean squared error, from the equal-mass levels;
+    - ``"quantile"``: equal mass, levels at the ``(i + 1/2) / n`` quantiles,
+      thresholds at the ``i / n`` quantiles (minimizes nothing);
+    - ``"lloyd_max_gaussian"`` / ``"lloyd_max_laplace"``: the MSE-optimal
+      levels of a normal (Laplace) law with the data's mean and standard
+      deviation (median and mean absolute deviation);
+    - ``"pow2"``: 0 and ``+-alpha 2^-j`` (2^bits - 1 levels), ``alpha``
+      minimizing the data's MSE;
+    - ``"apot"``: 0 and ``+-alpha`` times sums of two powers of two (additive
+      powers-of-two), ``alpha`` as for ``"pow2"``.
+    """
+    return torch.ops.mcuq.fit_levels(input, bits, method, axis, group_size, iterations)
+
+
 def choose_qparams(
     min_val: Tensor,
     max_val: Tensor,

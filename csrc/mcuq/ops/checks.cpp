@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <string>
+#include <vector>
 
 namespace mcuq::ops {
 namespace {
@@ -540,6 +542,141 @@ mcuq_rounding rounding_of(c10::string_view rounding) {
   if (rounding == "single") return MCUQ_ROUND_SINGLE;
   if (rounding == "shift") return MCUQ_ROUND_SHIFT;
   return MCUQ_ROUND_DOUBLE;
+}
+
+namespace {
+std::string shape_text(const at::Tensor& t) {
+  std::vector<int64_t> sizes;
+  for (int64_t d = 0; d < t.dim(); ++d) sizes.push_back(concrete(t.sym_size(d)));
+  return fmt::format("[{}]", fmt::join(sizes, ", "));
+}
+}  // namespace
+
+QParamLayout check_levels_args(
+    const char* op,
+    const at::Tensor& input,
+    const at::Tensor& levels,
+    const c10::optional<at::Tensor>& thresholds,
+    int64_t axis,
+    int64_t group_size,
+    int64_t* n) {
+  check_tensor(op, "levels", levels, at::kFloat, input);
+  TORCH_CHECK_VALUE(
+      levels.dim() == 1 || levels.dim() == 2,
+      fmt::format(
+          "mcuq::{}: expected levels of shape [n] (per tensor) or [groups, n] (per group of "
+          "channels), but got {}-d levels of shape {}",
+          op, levels.dim(), shape_text(levels)));
+  *n = concrete(levels.sym_size(-1));
+  TORCH_CHECK_VALUE(
+      *n >= 1 && *n <= 65536,
+      fmt::format("mcuq::{}: expected between 1 and 65536 levels, but got {}", op, *n));
+  const int64_t rows = levels.dim() == 2 ? concrete(levels.sym_size(0)) : 1;
+  const QParamLayout layout = channel_layout(op, input, rows, axis, group_size, "levels (rows)");
+  if (thresholds.has_value()) {
+    check_tensor(op, "thresholds", *thresholds, at::kFloat, input);
+    TORCH_CHECK_VALUE(
+        thresholds->dim() == levels.dim() && concrete(thresholds->sym_size(-1)) == *n - 1 &&
+            (levels.dim() == 1 || concrete(thresholds->sym_size(0)) == rows),
+        fmt::format(
+            "mcuq::{}: expected thresholds of shape {} (one fewer than the levels per row), but "
+            "got {}",
+            op, levels.dim() == 1 ? fmt::format("[{}]", *n - 1) : fmt::format("[{}, {}]", rows, *n - 1),
+            shape_text(*thresholds)));
+  }
+  return layout;
+}
+
+at::ScalarType index_dtype(const char* op, c10::optional<at::ScalarType> dtype, int64_t n) {
+  if (!dtype.has_value()) {
+    return n <= 256 ? at::kByte : n <= 32768 ? at::kShort : at::kInt;
+  }
+  return quantized_dtype(op, dtype, 0, n - 1);
+}
+
+namespace {
+void check_sorted_rows(const char* op, const char* name, const at::Tensor& t, bool finite) {
+  const at::Tensor c = t.detach().contiguous();
+  const float* v = c.data_ptr<float>();
+  const int64_t n = c.dim() == 0 ? 1 : c.size(-1), rows = n == 0 ? 0 : c.numel() / n;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < n; ++i) {
+      const float x = v[r * n + i];
+      TORCH_CHECK_VALUE(
+          finite ? std::isfinite(x) : !std::isnan(x),
+          fmt::format(
+              "mcuq::{}: expected {} {}, but got {} at [{}{}]", op, name, finite ? "to be finite" : "not NaN", x,
+              rows > 1 ? fmt::format("{}, ", r) : "", i));
+      TORCH_CHECK_VALUE(
+          i == 0 || v[r * n + i - 1] <= x,
+          fmt::format(
+              "mcuq::{}: expected {} sorted in ascending order{}, but got {} before {} at index {}{}", op, name,
+              rows > 1 ? " in each row" : "", v[r * n + i - 1], x, i, rows > 1 ? fmt::format(" of row {}", r) : ""));
+    }
+  }
+}
+}  // namespace
+
+void check_codebook_values(const char* op, const at::Tensor& levels, const c10::optional<at::Tensor>& thresholds) {
+  check_sorted_rows(op, "levels", levels, /*finite=*/true);
+  if (thresholds.has_value()) check_sorted_rows(op, "thresholds", *thresholds, /*finite=*/false);
+}
+
+void check_uniform_levels_args(
+    const char* op, const at::Tensor& scale, const at::Tensor& zero_point, int64_t quant_min, int64_t quant_max) {
+  check_quant_range(op, quant_min, quant_max);
+  TORCH_CHECK_VALUE(
+      quant_max - quant_min < 65536,
+      fmt::format("mcuq::{}: expected at most 65536 levels, but got [{}, {}]", op, quant_min, quant_max));
+  const int64_t scales = concrete(scale.sym_numel()), zero_points = concrete(zero_point.sym_numel());
+  TORCH_CHECK_VALUE(
+      scales >= 1 && scales == zero_points,
+      fmt::format(
+          "mcuq::{}: expected scale and zero_point with the same number (>= 1) of elements, but got {} and {}",
+          op, scales, zero_points));
+}
+
+FitLayout check_fit_levels_args(
+    const char* op,
+    const at::Tensor& input,
+    int64_t bits,
+    c10::string_view method,
+    c10::optional<int64_t> axis,
+    int64_t group_size,
+    int64_t iterations) {
+  check_float_input(op, input);
+  const bool symmetric_law = method == "pow2" || method == "apot";
+  TORCH_CHECK_VALUE(
+      symmetric_law || method == "kmeans" || method == "quantile" || method == "lloyd_max_gaussian" ||
+          method == "lloyd_max_laplace",
+      fmt::format(
+          "mcuq::{}: expected method to be one of kmeans, quantile, lloyd_max_gaussian, "
+          "lloyd_max_laplace, pow2, apot, but got \"{}\"",
+          op, std::string(method.data(), method.size())));
+  const int64_t lowest = symmetric_law ? 2 : 1;
+  TORCH_CHECK_VALUE(
+      bits >= lowest && bits <= 8,
+      fmt::format(
+          "mcuq::{}: expected bits in [{}, 8] for \"{}\", but got {}", op, lowest,
+          std::string(method.data(), method.size()), bits));
+  TORCH_CHECK_VALUE(iterations >= 1, fmt::format("mcuq::{}: expected iterations >= 1, but got {}", op, iterations));
+  FitLayout fit;
+  fit.levels = symmetric_law ? (int64_t{1} << bits) - 1 : int64_t{1} << bits;
+  if (axis.has_value()) {
+    const int64_t dim = input.dim();
+    TORCH_CHECK_VALUE(
+        dim >= 1 && *axis >= -dim && *axis < dim,
+        fmt::format("mcuq::{}: expected axis in [{}, {}) for a {}-d input, but got {}", op, -dim, dim, dim, *axis));
+    fit.axis = *axis < 0 ? *axis + dim : *axis;
+    const int64_t channels = concrete(input.sym_size(fit.axis));
+    TORCH_CHECK_VALUE(
+        group_size >= 1 && channels % group_size == 0,
+        fmt::format(
+            "mcuq::{}: expected group_size to divide the {} channels along axis {}, but got group_size={}", op,
+            channels, *axis, group_size));
+    fit.rows = channels / group_size;
+  }
+  return fit;
 }
 
 }  // namespace mcuq::ops

@@ -192,3 +192,48 @@ void check_requantize_values(const char* op, int64_t n, const int32_t* multiplie
 mcuq_rounding rounding_of(c10::string_view rounding);
 
 }  // namespace mcuq::ops
+
+namespace mcuq::ops {
+
+// The non-uniform ops' codebook: float32 `levels` of shape [n] (per tensor)
+// or [groups, n] (one row per group of `group_size` channels along `axis`),
+// and optional float32 `thresholds` of shape [n - 1] or [groups, n - 1].
+// Reads no tensor data (the Meta kernels call it); returns the layout and
+// sets `n`.
+QParamLayout check_levels_args(
+    const char* op,
+    const at::Tensor& input,
+    const at::Tensor& levels,
+    const c10::optional<at::Tensor>& thresholds,
+    int64_t axis,
+    int64_t group_size,
+    int64_t* n);
+
+// The codebook's values (reads them; CPU tensors): levels finite and sorted
+// in each row, thresholds not NaN and sorted.
+void check_codebook_values(const char* op, const at::Tensor& levels, const c10::optional<at::Tensor>& thresholds);
+
+// uniform_levels: a range of at most 65536 levels, and scale / zero_point
+// with the same number (>= 1) of elements.
+void check_uniform_levels_args(
+    const char* op, const at::Tensor& scale, const at::Tensor& zero_point, int64_t quant_min, int64_t quant_max);
+
+// fit_levels: the method, bits and iterations, and the rows (groups of
+// channels along `axis`, or 1); `levels` is how many each row gets.
+struct FitLayout {
+  int64_t levels = 0, rows = 1, axis = 0;
+};
+FitLayout check_fit_levels_args(
+    const char* op,
+    const at::Tensor& input,
+    int64_t bits,
+    c10::string_view method,
+    c10::optional<int64_t> axis,
+    int64_t group_size,
+    int64_t iterations);
+
+// The narrowest of uint8, int16, int32 that holds indices [0, n), or the
+// checked `dtype`.
+at::ScalarType index_dtype(const char* op, c10::optional<at::ScalarType> dtype, int64_t n);
+
+}  // namespace mcuq::ops

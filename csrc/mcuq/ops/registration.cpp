@@ -13,6 +13,28 @@ TORCH_LIBRARY(mcuq, m) {
       "dequantize(Tensor input, Tensor scale, Tensor zero_point, int quant_min, int quant_max, "
       "int axis=0, int group_size=1, ScalarType? dtype=None) -> Tensor");
 
+  // Non-uniform quantization (eq. 3 of the method review): each value maps
+  // to one of n sorted float32 levels, per tensor ([n]) or per group of
+  // channels along axis ([groups, n]); thresholds default to the midpoints.
+  m.def(
+      "fake_quantize_levels(Tensor input, Tensor levels, Tensor? thresholds=None, int axis=0, "
+      "int group_size=1) -> Tensor");
+  m.def(
+      "quantize_levels(Tensor input, Tensor levels, Tensor? thresholds=None, int axis=0, "
+      "int group_size=1, ScalarType? dtype=None) -> Tensor");
+  m.def(
+      "dequantize_levels(Tensor input, Tensor levels, int axis=0, int group_size=1, "
+      "ScalarType? dtype=None) -> Tensor");
+  // Codebooks: the uniform grid of (scale, zero_point) with the thresholds
+  // that make fake_quantize_levels equal fake_quantize bit for bit, and the
+  // non-uniform generators fitted to data (docs/OPS.md).
+  m.def(
+      "uniform_levels(Tensor scale, Tensor zero_point, int quant_min, int quant_max) -> "
+      "(Tensor levels, Tensor thresholds)");
+  m.def(
+      "fit_levels(Tensor input, int bits, str method, int? axis=None, int group_size=1, "
+      "int iterations=100) -> (Tensor levels, Tensor thresholds)");
+
   // Ranges and qparams. State ops update observer buffers in place, so that
   // observers are plain tensors: scriptable, serializable, usable from C++.
   m.def(
@@ -67,6 +89,9 @@ TORCH_LIBRARY(mcuq, m) {
 
   // Private: the gradient of fake_quantize. Returns (grad_input, grad_scale, grad_zero_point);
   // the last two are zeros unless asked for.
+  m.def(
+      "_fake_quantize_levels_backward(Tensor grad, Tensor input, Tensor levels, Tensor? thresholds, "
+      "int axis, int group_size, bool need_levels_grad) -> (Tensor, Tensor)");
   m.def(
       "_fake_quantize_backward(Tensor grad, Tensor input, Tensor scale, Tensor zero_point, "
       "int quant_min, int quant_max, int axis, int group_size, bool need_scale_grad, "
