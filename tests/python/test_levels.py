@@ -228,6 +228,11 @@ def test_kmeans_never_does_worse_than_its_equal_mass_start(gen):
         assert mse(fitted) < mse(start)
 
 
+def _laplace(n, g):
+    u = torch.rand(n, generator=g, dtype=torch.float64) - 0.5
+    return (-torch.sign(u) * torch.log1p(-2 * u.abs())).float()
+
+
 def _best_uniform_mse(x, bits):
     """Symmetric uniform quantization with its MSE-best clipping (a grid of
     2^(1/32) steps down from max |x|), the fair uniform baseline."""
@@ -240,12 +245,23 @@ def _best_uniform_mse(x, bits):
     return best
 
 
+def test_kmeans_never_does_worse_than_uniform_with_the_best_clipping(gen):
+    """One of its starts is the MSE-best symmetric uniform grid, and Lloyd's
+    iterations never raise the error."""
+    for bits in (2, 3, 4):
+        for rows in (torch.randn(20, 72, generator=gen), torch.randn(3, 500, generator=gen).pow(3)):
+            levels = mcuq.fit_levels(rows, bits, "kmeans", axis=0)[0]
+            for r in range(rows.shape[0]):
+                kmeans = (mcuq.fake_quantize_levels(rows[r], levels[r]) - rows[r]).pow(2).mean().item()
+                assert kmeans <= _best_uniform_mse(rows[r], bits) * 1.01, (bits, r)
+
+
 @pytest.mark.parametrize("law", ["gaussian", "laplace"])
 @pytest.mark.parametrize("bits", [3, 4])
 def test_the_best_non_uniform_codebook_beats_uniform_quantization(law, bits):
     g = torch.Generator().manual_seed(11)
     x = torch.randn(20000, generator=g) if law == "gaussian" else \
-        torch.distributions.Laplace(0.0, 1.0).sample((20000,))
+        _laplace(20000, g)
     uniform = _best_uniform_mse(x, bits)
     errors = {m: (mcuq.fake_quantize_levels(x, mcuq.fit_levels(x, bits, m)[0]) - x).pow(2).mean().item()
               for m in METHODS}

@@ -4,7 +4,8 @@
 //   fit_levels: levels fitted to data, per tensor or per group of channels:
 //     "kmeans"              Lloyd's algorithm on the data (weight clustering,
 //                           Han et al. 2016): a local minimum of the data's MSE,
-//                           started from the equal-mass levels;
+//                           the better of two starts (equal-mass levels, the
+//                           MSE-best symmetric uniform grid);
 //     "quantile"            equal mass: n levels at the (i + 1/2)/n quantiles,
 //                           thresholds at the i/n quantiles; minimizes nothing;
 //     "lloyd_max_gaussian"  the MSE-optimal levels of a normal law (Max 1960,
@@ -126,6 +127,44 @@ std::vector<double> midpoints(const std::vector<double>& levels) {
 
 using Codebook = std::pair<std::vector<double>, std::vector<double>>;  // levels, thresholds
 
+// alpha * unit (sorted, largest magnitude 1), alpha minimizing the sample's
+// squared error over a grid from max|x| down to max|x| / 2^6 in steps of
+// 2^(1/32).
+Codebook best_scaled(const Sample& s, const std::vector<double>& unit) {
+  const double max_abs = std::max(std::fabs(s.v.front()), std::fabs(s.v.back()));
+  Codebook best;
+  double best_error = std::numeric_limits<double>::infinity();
+  for (int k = 0; k < 192; ++k) {
+    const double alpha = max_abs * std::exp2(-k / 32.0);
+    std::vector<double> levels(unit.size());
+    for (size_t i = 0; i < unit.size(); ++i) levels[i] = alpha * unit[i];
+    const std::vector<double> t = midpoints(levels);
+    const double error = s.squared_error(levels, t);
+    if (error < best_error) {
+      best_error = error;
+      best = {levels, t};
+    }
+  }
+  return best;
+}
+
+// 0 and +-magnitudes.
+std::vector<double> symmetric_unit(const std::vector<double>& magnitudes) {
+  std::vector<double> unit;
+  for (auto it = magnitudes.rbegin(); it != magnitudes.rend(); ++it) unit.push_back(-*it);
+  unit.push_back(0.0);
+  unit.insert(unit.end(), magnitudes.begin(), magnitudes.end());
+  return unit;
+}
+
+// The signed uniform grid of n levels: (i - n/2) / (n/2), [-1, 1 - 2/n].
+std::vector<double> uniform_unit(int64_t n) {
+  std::vector<double> unit(n);
+  const double half = n > 1 ? static_cast<double>(n / 2) : 1.0;
+  for (int64_t i = 0; i < n; ++i) unit[i] = (static_cast<double>(i) - static_cast<double>(n / 2)) / half;
+  return unit;
+}
+
 Codebook quantile_levels(const Sample& s, int64_t n) {
   std::vector<double> levels(n), thresholds(n - 1);
   for (int64_t i = 0; i < n; ++i) levels[i] = s.quantile((i + 0.5) / static_cast<double>(n));
@@ -133,8 +172,9 @@ Codebook quantile_levels(const Sample& s, int64_t n) {
   return {levels, thresholds};
 }
 
-Codebook kmeans_levels(const Sample& s, int64_t n, int64_t iterations) {
-  std::vector<double> levels = quantile_levels(s, n).first;
+// Lloyd's iterations from `levels`: each never raises the squared error.
+std::vector<double> lloyd(const Sample& s, std::vector<double> levels, int64_t iterations) {
+  const int64_t n = static_cast<int64_t>(levels.size());
   for (int64_t it = 0; it < iterations; ++it) {
     const std::vector<double> t = midpoints(levels);
     bool moved = false;
@@ -151,6 +191,18 @@ Codebook kmeans_levels(const Sample& s, int64_t n, int64_t iterations) {
     std::sort(levels.begin(), levels.end());
     if (!moved) break;
   }
+  return levels;
+}
+
+// The better of two starts: the equal-mass levels, and the symmetric uniform
+// grid with its MSE-best clipping (so that the result is never worse than
+// uniform quantization with the best clipping).
+Codebook kmeans_levels(const Sample& s, int64_t n, int64_t iterations) {
+  const std::vector<double> from_quantiles = lloyd(s, quantile_levels(s, n).first, iterations);
+  const std::vector<double> from_uniform = lloyd(s, best_scaled(s, uniform_unit(n)).first, iterations);
+  const bool uniform_wins =
+      s.squared_error(from_uniform, midpoints(from_uniform)) < s.squared_error(from_quantiles, midpoints(from_quantiles));
+  const std::vector<double>& levels = uniform_wins ? from_uniform : from_quantiles;
   return {levels, midpoints(levels)};
 }
 
@@ -206,30 +258,6 @@ Codebook lloyd_max_levels(const Sample& s, int64_t n, bool laplace) {
     for (double& l : levels) l = mean + std::sqrt(variance) * l;
   }
   return {levels, midpoints(levels)};
-}
-
-// +-alpha * magnitudes (and 0), alpha minimizing the sample's squared error
-// over a grid from max|x| down to max|x| / 8 in steps of 2^(1/32).
-Codebook scaled_symmetric_levels(const Sample& s, const std::vector<double>& unit_magnitudes) {
-  const double max_abs = std::max(std::fabs(s.v.front()), std::fabs(s.v.back()));
-  std::vector<double> unit;
-  for (auto it = unit_magnitudes.rbegin(); it != unit_magnitudes.rend(); ++it) unit.push_back(-*it);
-  unit.push_back(0.0);
-  unit.insert(unit.end(), unit_magnitudes.begin(), unit_magnitudes.end());
-  Codebook best;
-  double best_error = std::numeric_limits<double>::infinity();
-  for (int k = 0; k < 96; ++k) {
-    const double alpha = max_abs * std::exp2(-k / 32.0);
-    std::vector<double> levels(unit.size());
-    for (size_t i = 0; i < unit.size(); ++i) levels[i] = alpha * unit[i];
-    const std::vector<double> t = midpoints(levels);
-    const double error = s.squared_error(levels, t);
-    if (error < best_error) {
-      best_error = error;
-      best = {levels, t};
-    }
-  }
-  return best;
 }
 
 // Sorted positive magnitudes with max 1.
@@ -291,8 +319,8 @@ std::tuple<at::Tensor, at::Tensor> fit_levels_cpu(
     if (method == "quantile") cb = quantile_levels(s, n);
     if (method == "lloyd_max_gaussian") cb = lloyd_max_levels(s, n, false);
     if (method == "lloyd_max_laplace") cb = lloyd_max_levels(s, n, true);
-    if (method == "pow2") cb = scaled_symmetric_levels(s, pow2_magnitudes(bits));
-    if (method == "apot") cb = scaled_symmetric_levels(s, apot_magnitudes(bits));
+    if (method == "pow2") cb = best_scaled(s, symmetric_unit(pow2_magnitudes(bits)));
+    if (method == "apot") cb = best_scaled(s, symmetric_unit(apot_magnitudes(bits)));
     for (int64_t i = 0; i < n; ++i) levels.data_ptr<float>()[r * n + i] = static_cast<float>(cb.first[i]);
     for (int64_t i = 0; i + 1 < n; ++i) {
       thresholds.data_ptr<float>()[r * (n - 1) + i] = static_cast<float>(cb.second[i]);
