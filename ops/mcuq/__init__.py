@@ -18,6 +18,7 @@ from ._export import ExportedModel, export, runtime_dir  # noqa: E402
 from .freeze import FixedFakeQuantize, freeze  # noqa: E402
 from .lsq import LearnableFakeQuantize  # noqa: E402
 from .prepare import prepare  # noqa: E402
+from .codebook import CodebookFakeQuantize, FixedLevelsFakeQuantize  # noqa: E402
 from .observers import (  # noqa: E402
     FakeQuantize,
     HistogramObserver,
@@ -84,6 +85,8 @@ __all__ = [
     "freeze_bn_stats",
     "update_bn_stats",
     "FixedFakeQuantize",
+    "CodebookFakeQuantize",
+    "FixedLevelsFakeQuantize",
     "LearnableFakeQuantize",
     "__version__",
 ]

@@ -1,5 +1,6 @@
 """Freezing a calibrated or trained model: every mcuq observer and
-fake-quantizer becomes a fixed fake-quantizer with the qparams it settled on,
+fake-quantizer becomes a fixed fake-quantizer with the qparams it settled on
+(a codebook weight quantizer: a fixed codebook, ``FixedLevelsFakeQuantize``),
 so the model stops observing and its TorchScript graph calls
 ``mcuq::fake_quantize`` with constant qparams (after ``torch.jit.freeze``),
 ready for the exporter."""
@@ -10,6 +11,7 @@ from typing import Tuple
 import torch
 from torch import Tensor, nn
 
+from .codebook import CodebookFakeQuantize, fixed_levels
 from .lsq import LearnableFakeQuantize
 from .observers import FakeQuantize, HistogramObserver, _MinMaxObserverBase
 
@@ -45,8 +47,11 @@ class FixedFakeQuantize(nn.Module):
                 f"group_size={self.group_size}, scale={self.scale}, zero_point={self.zero_point}")
 
 
-def fixed_fake_quantize(module: nn.Module, name: str) -> FixedFakeQuantize:
-    """The FixedFakeQuantize with the qparams an observer or fake-quantizer settled on."""
+def fixed_fake_quantize(module: nn.Module, name: str) -> nn.Module:
+    """The FixedFakeQuantize with the qparams an observer or fake-quantizer
+    settled on (a codebook quantizer: the FixedLevelsFakeQuantize of its codebook)."""
+    if isinstance(module, CodebookFakeQuantize):
+        return fixed_levels(module, name)
     if isinstance(module, FakeQuantize) and not bool((module.min_val <= module.max_val).all()):
         raise ValueError(f"mcuq.freeze: {name} ({type(module).__name__}) saw no data; run data through the model first")
     scale, zero_point = module.calculate_qparams()  # raises, naming the observer, if it saw nothing
@@ -64,7 +69,7 @@ def freeze(model: nn.Module) -> nn.Module:
     return frozen.eval()
 
 
-_QUANTIZERS = (FakeQuantize, LearnableFakeQuantize, _MinMaxObserverBase, HistogramObserver)
+_QUANTIZERS = (FakeQuantize, LearnableFakeQuantize, _MinMaxObserverBase, HistogramObserver, CodebookFakeQuantize)
 
 
 def _freeze_children(module: nn.Module, prefix: str) -> None:

@@ -13,6 +13,10 @@ Presets:
   [-32767, 32767] (zero point 0), TFLite's 16x8 mode.
 - ``w4a8``: weights int4 symmetric per channel [-7, 7]; activations int8.
 - ``pow2``: int8 with every scale a power of two, for shift-only MCU kernels.
+- ``nu4`` / ``nu3``: non-uniform weights, a 16- (8-) level k-means codebook
+  per output channel (``mcuq.fit_levels``), refitted as the weights train;
+  activations int8. ``.with_weight(codebook_learned=True)`` learns the
+  codebook by gradient descent instead. Not exportable yet (issue 14).
 """
 
 from dataclasses import dataclass, replace
@@ -20,6 +24,7 @@ from typing import Tuple
 
 from ._ao import QConfig
 
+from .codebook import METHODS as CODEBOOK_METHODS, CodebookFakeQuantize
 from .lsq import LearnableFakeQuantize
 from .observers import FakeQuantize, HistogramObserver, MinMaxObserver, MovingAverageMinMaxObserver
 
@@ -41,6 +46,8 @@ class QuantSpec:
     averaging_constant: float = 0.01
     percentile: float = 99.99
     lsq: bool = False  # QAT: learned scale (and affine zero point) instead of the EMA
+    codebook: str = ""  # weights: non-uniform levels fitted by this mcuq.fit_levels method ("": uniform)
+    codebook_learned: bool = False  # QAT: the codebook is a trained parameter instead of refitted
 
     def __post_init__(self) -> None:
         if not 2 <= self.bits <= 16:
@@ -51,6 +58,11 @@ class QuantSpec:
             raise ValueError("mcuq.presets: lsq with power_of_two is not supported (a learned scale is not a power of two)")
         if self.group_size < 1:
             raise ValueError(f"mcuq.presets: expected group_size >= 1, but got {self.group_size}")
+        if self.codebook and self.codebook not in CODEBOOK_METHODS:
+            raise ValueError(f"mcuq.presets: expected codebook in {CODEBOOK_METHODS} (or \"\"), but got "
+                             f"{self.codebook!r}")
+        if self.codebook and self.bits > 8:
+            raise ValueError(f"mcuq.presets: expected bits <= 8 for a codebook, but got {self.bits}")
 
     @property
     def quant_range(self) -> Tuple[int, int]:
@@ -73,6 +85,9 @@ class QuantSpec:
     def fake_quant(self):
         """The QAT module: EMA observer + fake-quantize, or LSQ's learned qparams."""
         common = self._common()
+        if self.codebook:
+            return CodebookFakeQuantize(self.bits, self.codebook, per_channel=self.per_channel,
+                                        group_size=self.group_size, learn=self.codebook_learned)
         if self.lsq:
             common.pop("power_of_two")
             return LearnableFakeQuantize(**common)
@@ -141,7 +156,15 @@ def pow2() -> Preset:
     return Preset("pow2", replace(_INT8_WEIGHT, power_of_two=True), replace(_INT8_ACTIVATION, power_of_two=True))
 
 
-PRESETS = {"int8": int8, "int16x8": int16x8, "w4a8": w4a8, "pow2": pow2}
+def nu4() -> Preset:
+    return Preset("nu4", replace(_INT8_WEIGHT, bits=4, codebook="kmeans"), _INT8_ACTIVATION)
+
+
+def nu3() -> Preset:
+    return Preset("nu3", replace(_INT8_WEIGHT, bits=3, codebook="kmeans"), _INT8_ACTIVATION)
+
+
+PRESETS = {"int8": int8, "int16x8": int16x8, "w4a8": w4a8, "pow2": pow2, "nu4": nu4, "nu3": nu3}
 
 
 def get(name: str) -> Preset:

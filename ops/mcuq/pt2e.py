@@ -199,6 +199,9 @@ class Quantizer(_AoQuantizer):
         if not isinstance(preset, Preset):
             raise TypeError(f"mcuq.pt2e.Quantizer: expected preset to be an mcuq.presets.Preset, "
                             f"but got {type(preset).__name__}")
+        if preset.weight.codebook:
+            raise ValueError(f"mcuq.pt2e.Quantizer: the preset {preset.name!r} has codebook (non-uniform) weights, "
+                             "which torchao's PT2E flow cannot represent; use mcuq.prepare")
         self.preset = preset
         self.qat = bool(qat)
 
