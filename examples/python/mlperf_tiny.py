@@ -220,15 +220,16 @@ def main(argv=None) -> int:
             report = exported.report(name)
             runs = {t: run_on_target(t, exported, out, name, sample[:1]) for t in targets}
             rows.append((name, params, macs(model, shape), report, runs))
-    print("| model | parameters | MACs | arena (B) | " + " | ".join(f"{t}: flash / static RAM (B)" for t in targets) +
+    print("| model | parameters | MACs | arena (B) | " +
+          " | ".join(f"{t}: flash / RAM: static + stack peak (B)" for t in targets) +
           " | " + " | ".join(f"{t}: instructions / inference" for t in targets) + " | bit-exact | fits |")
     print("|---" * (6 + 2 * len(targets)) + "|")
     for name, params, mac, report, runs in rows:
-        sizes = [f"{runs[t].flash_bytes:,} / {runs[t].ram_bytes:,}" for t in targets]
+        sizes = [f"{runs[t].flash_bytes:,} / {runs[t].ram_bytes:,} + {runs[t].stack_bytes}" for t in targets]
         counts = [f"{runs[t].count_per_inference:,}" for t in targets]
         exact = all(r.exit_code == 0 and r.bit_exact == r.vectors for r in runs.values())
         fits = [board for board, (t, flash, ram) in BOARDS.items()
-                if t in runs and runs[t].flash_bytes <= flash and runs[t].ram_bytes < ram]
+                if t in runs and runs[t].flash_bytes <= flash and runs[t].ram_bytes + (runs[t].stack_bytes or 0) <= ram]
         print(f"| {name} | {params:,} | {mac:,} | {report['arena_bytes']:,} | " + " | ".join(sizes) + " | " + " | ".join(counts) +
               f" | {'yes' if exact else 'NO'} | {', '.join(fits) if fits else 'neither'} |")
     return 0

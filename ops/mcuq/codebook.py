@@ -22,8 +22,9 @@ class CodebookFakeQuantize(FakeQuantizeBase):
     per output channel (``per_channel``, along ``axis``) or per tensor.
 
     Without ``learn``, the codebook is refitted by ``method`` to the weight
-    on every training forward while the observer is enabled (as a uniform
-    fake-quantizer's range follows its weight), and kept in eval mode. With
+    on every ``refit_every``-th training forward while the observer is
+    enabled (as a uniform fake-quantizer's range follows its weight), and
+    kept in eval mode. With
     ``learn``, it is fitted on the first forward and then is a parameter
     that the optimizer trains: each level receives the gradients of the
     weights that took it (run one forward before building the optimizer;
@@ -33,15 +34,20 @@ class CodebookFakeQuantize(FakeQuantizeBase):
     levels: Tensor
 
     def __init__(self, bits: int = 4, method: str = "kmeans", per_channel: bool = True, axis: int = 0,
-                 group_size: int = 1, learn: bool = False, iterations: int = 100, **_torch_ao_kwargs) -> None:
+                 group_size: int = 1, learn: bool = False, iterations: int = 100, refit_every: int = 1,
+                 **_torch_ao_kwargs) -> None:
         super().__init__()
         if method not in METHODS:
             raise ValueError(f"mcuq.CodebookFakeQuantize: expected method in {METHODS}, but got {method!r}")
+        if refit_every < 1:
+            raise ValueError(f"mcuq.CodebookFakeQuantize: expected refit_every >= 1, but got {refit_every}")
+        self.refit_every = int(refit_every)
         self.bits, self.method, self.iterations = int(bits), method, int(iterations)
         self.per_channel, self.group_size, self.learn = bool(per_channel), int(group_size), bool(learn)
         self.axis = self.ch_axis = int(axis)
         self.levels = nn.Parameter(torch.zeros(0), requires_grad=self.learn)
         self.register_buffer("initialized", torch.zeros(1, dtype=torch.uint8))
+        self.register_buffer("steps", torch.zeros(1, dtype=torch.int64))  # training forwards seen
 
     def fit(self, weight: Tensor) -> None:
         """Fits the codebook to ``weight`` now."""
@@ -61,7 +67,10 @@ class CodebookFakeQuantize(FakeQuantizeBase):
         return torch.sort(self.levels, dim=-1).values if self.learn else self.levels
 
     def forward(self, weight: Tensor) -> Tensor:
-        refit = self.training and bool(self.observer_enabled[0]) and not self.learn
+        refit = False
+        if self.training and bool(self.observer_enabled[0]) and not self.learn:
+            refit = int(self.steps[0]) % self.refit_every == 0
+            self.steps += 1
         if not bool(self.initialized[0]) or refit:
             self.fit(weight)
         if not bool(self.fake_quant_enabled[0]):
@@ -76,7 +85,8 @@ class CodebookFakeQuantize(FakeQuantizeBase):
 
     def extra_repr(self) -> str:
         return (f"bits={self.bits}, method={self.method!r}, axis={self.axis if self.per_channel else None}, "
-                f"group_size={self.group_size}, learn={self.learn}, levels={tuple(self.levels.shape)}")
+                f"group_size={self.group_size}, learn={self.learn}, refit_every={self.refit_every}, "
+                f"levels={tuple(self.levels.shape)}")
 
 
 class FixedLevelsFakeQuantize(nn.Module):

@@ -48,6 +48,7 @@ class QuantSpec:
     lsq: bool = False  # QAT: learned scale (and affine zero point) instead of the EMA
     codebook: str = ""  # weights: non-uniform levels fitted by this mcuq.fit_levels method ("": uniform)
     codebook_learned: bool = False  # QAT: the codebook is a trained parameter instead of refitted
+    codebook_refit_every: int = 1  # QAT without codebook_learned: refit on every n-th training step
 
     def __post_init__(self) -> None:
         if not 2 <= self.bits <= 16:
@@ -61,6 +62,8 @@ class QuantSpec:
         if self.codebook and self.codebook not in CODEBOOK_METHODS:
             raise ValueError(f"mcuq.presets: expected codebook in {CODEBOOK_METHODS} (or \"\"), but got "
                              f"{self.codebook!r}")
+        if self.codebook_refit_every < 1:
+            raise ValueError(f"mcuq.presets: expected codebook_refit_every >= 1, but got {self.codebook_refit_every}")
         if self.codebook and self.bits > 8:
             raise ValueError(f"mcuq.presets: expected bits <= 8 for a codebook, but got {self.bits}")
 
@@ -87,7 +90,8 @@ class QuantSpec:
         common = self._common()
         if self.codebook:
             return CodebookFakeQuantize(self.bits, self.codebook, per_channel=self.per_channel,
-                                        group_size=self.group_size, learn=self.codebook_learned)
+                                        group_size=self.group_size, learn=self.codebook_learned,
+                                        refit_every=self.codebook_refit_every)
         if self.lsq:
             common.pop("power_of_two")
             return LearnableFakeQuantize(**common)

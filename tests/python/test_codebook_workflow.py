@@ -74,6 +74,19 @@ def test_a_learned_codebook_is_a_parameter_the_optimizer_moves(gen):
         assert torch.all(q.levels[:, 1:] >= q.levels[:, :-1])  # frozen sorted
 
 
+def test_refit_every_n_training_steps(gen):
+    q = mcuq.CodebookFakeQuantize(bits=2, refit_every=3)
+    w = torch.randn(4, 20, generator=gen)
+    seen = []
+    for step in range(7):
+        q(w + step)  # the weight moves every step
+        seen.append(q.levels.clone())
+    changed = [step for step in range(1, 7) if not torch.equal(seen[step], seen[step - 1])]
+    assert changed == [3, 6]  # fitted at steps 0, 3 and 6
+    with pytest.raises(ValueError, match="expected codebook_refit_every >= 1, but got 0"):
+        mcuq.presets.get("nu4").with_weight(codebook_refit_every=0)
+
+
 def test_ptq_fits_the_codebook_once_and_calibrates_activations(gen):
     prepared = mcuq.prepare(SmallCnn().eval(), mcuq.presets.get("nu4"), qat=False)
     x, _ = _data(gen, 64)
