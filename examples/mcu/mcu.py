@@ -201,6 +201,19 @@ def icount_plugin(work: Path) -> Path:
     return plugin
 
 
+def _memory(target: Target, elf: Path):
+    """(sections, flash bytes, static RAM bytes) of a firmware."""
+    sections = _sizes(PREFIX[target.family] + "size", elf)
+    flash = sum(v for k, v in sections.items() if k in (".text", ".data", ".ARM.exidx", ".rodata", ".vectors"))
+    return sections, flash, sum(v for k, v in sections.items() if k in (".data", ".bss"))
+
+
+def _stack(console: str):
+    """(the stack peak the harness printed or None, whether it overflowed)."""
+    peak = re.search(r"^stack: (\d+) bytes$", console, flags=re.M)
+    return (int(peak.group(1)) if peak else None), bool(re.search(r"^stack: overflow$", console, flags=re.M))
+
+
 def _symbol(elf: Path, name: str, nm: str = "arm-none-eabi-nm") -> str:
     for line in _run([nm, elf]).stdout.splitlines():
         parts = line.split()
@@ -252,9 +265,7 @@ def run_on_target(target_name: str, exported, export_dir: Path, name: str, input
     levels = exported.quantize_input(inputs)
     (work / "vectors.h").write_text(exported.c_test_vectors(levels, name))
     elf = build_firmware(target, Path(export_dir), name, work, optimize)
-    sections = _sizes(PREFIX[target.family] + "size", elf)
-    flash = sum(v for k, v in sections.items() if k in (".text", ".data", ".ARM.exidx", ".rodata", ".vectors"))
-    ram = sum(v for k, v in sections.items() if k in (".data", ".bss"))
+    sections, flash, ram = _memory(target, elf)
     result = run_firmware(target, elf, work)
     text = result.stdout
     counts = [int(c) for c in re.findall(r"^input \d+: \w+.*?, (\d+) \w+$", text, flags=re.M)]
@@ -264,10 +275,8 @@ def run_on_target(target_name: str, exported, export_dir: Path, name: str, input
     unit = "cycles" if target.family == "avr" else "instructions"
     # Distinct inputs reported ok (a firmware that restarts and repeats does not count twice).
     bit_exact = len(set(re.findall(r"^input (\d+): ok", text, flags=re.M)))
-    stack = re.search(r"^stack: (\d+) bytes$", text, flags=re.M)
     return RunResult(target.name, levels.shape[0], bit_exact, classes, counts, unit, flash, ram,
-                     text + result.stderr, result.returncode, sections, int(stack.group(1)) if stack else None,
-                     bool(re.search(r"^stack: overflow$", text, flags=re.M)))
+                     text + result.stderr, result.returncode, sections, *_stack(text))
 
 
 @dataclass
@@ -342,9 +351,7 @@ def evaluate_on_target(target_name: str, exported, export_dir: Path, name: str, 
     if expected.shape[0] != levels.shape[0]:
         raise ValueError(f"mcu.evaluate_on_target: expected {levels.shape[0]} golden outputs, got {expected.shape[0]}")
     elf = build_stream_firmware(target, export_dir, name, work, optimize)
-    sections = _sizes(PREFIX[target.family] + "size", elf)
-    flash = sum(v for k, v in sections.items() if k in (".text", ".data", ".ARM.exidx", ".rodata", ".vectors"))
-    ram = sum(v for k, v in sections.items() if k in (".data", ".bss"))
+    sections, flash, ram = _memory(target, elf)
 
     import numpy as np
 
@@ -386,7 +393,7 @@ def evaluate_on_target(target_name: str, exported, export_dir: Path, name: str, 
         bar.close()
     seconds = time.perf_counter() - start
 
-    records, counts, text, stacks, exit_code = [], [], "", [], 0
+    records, counts, text, stacks, exit_code, overflow = [], [], "", [], 0, False
     for folder, outputs, process, *_ in shards:
         shard_text = (folder / "stdout.txt").read_text(errors="replace")
         shard_err = (folder / "stderr.txt").read_text(errors="replace")
@@ -398,8 +405,9 @@ def evaluate_on_target(target_name: str, exported, export_dir: Path, name: str, 
             counts += records[-1]["count"].tolist()
         else:  # the QEMU plugin's count, one line per inference
             counts += [int(c) for c in re.findall(r"^mcuq-icount: (\d+)$", shard_err, flags=re.M)]
-        stack = re.search(r"^stack: (\d+) bytes$", shard_text, flags=re.M)
-        stacks.append(int(stack.group(1)) if stack else None)
+        peak, shard_overflow = _stack(shard_text)
+        stacks.append(peak)
+        overflow = overflow or shard_overflow
     got = np.concatenate(records)
     received = got.shape[0]
     device = torch.zeros((n, output_size), dtype=torch.int32)
@@ -412,7 +420,6 @@ def evaluate_on_target(target_name: str, exported, export_dir: Path, name: str, 
     accuracy = None
     if labels is not None:
         accuracy = 100.0 * sum(int(p == t) for p, t in zip(predictions, labels.tolist())) / max(n, 1)
-    overflow = any(re.search(r"^stack: overflow$", (f / "stdout.txt").read_text(), flags=re.M) for f, *_ in shards)
     return Evaluation(target.name, n, device.reshape(n, *expected.shape[1:]), statuses, counts,
                       "cycles" if target.family == "avr" else "instructions", n - len(mismatched), mismatched,
                       predictions, accuracy, flash, ram, max(stacks) if None not in stacks else None, overflow,
