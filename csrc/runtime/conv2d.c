@@ -130,6 +130,25 @@ static int32_t depthwise_3x3_pairs_s8(const int8_t *r0, int32_t in_w, int32_t co
 #define MCUQ_DEPTHWISE_CONV2D mcuq_depthwise_conv2d_s8_w4
 #include "conv2d_impl.h"
 
+#if defined(__AVR__)
+/* int8, weights in RAM: decoded codebook weights (codebook.c). */
+#define MCUQ_ACT int8_t
+#define MCUQ_ACC int32_t
+#define MCUQ_ACT_MIN INT8_MIN
+#define MCUQ_ACT_MAX INT8_MAX
+#define MCUQ_WIDE 0
+#define MCUQ_READ_BIAS MCUQ_READ_S32
+#define MCUQ_WEIGHT(w, i) ((w)[i])
+#define MCUQ_PACKED_WEIGHTS 0
+#define MCUQ_REQUANTIZE mcuq_requantize_s32
+#define MCUQ_REQUANTIZE_FAST(acc, multiplier, shift) mcuq_requantize_fast_s32(acc, multiplier, shift, local_requant)
+#define MCUQ_WINDOW_SUM conv_window_sum_s8_ram
+#define MCUQ_DEPTHWISE_3X3_PAIRS MCUQ_DEPTHWISE_3X3_PAIRS_S8
+#define MCUQ_CONV2D mcuq_conv2d_s8_ram
+#define MCUQ_DEPTHWISE_CONV2D mcuq_depthwise_conv2d_s8_ram
+#include "conv2d_impl.h"
+#endif
+
 #define MCUQ_ACT int16_t
 #define MCUQ_ACC int64_t
 #define MCUQ_ACT_MIN INT16_MIN

@@ -13,6 +13,10 @@
  * are unpacked the same way, so the pairs line up. The sums are the same
  * integers as the portable loops' (no intermediate can overflow: |w x| <
  * 2^14 and the exporter proves every partial sum fits int32).
+ *
+ * MCUQ_DOT_WEIGHT(p) reads one weight; a file whose weights are in RAM
+ * (decoded codebook weights, on the AVR) defines it as *(p) before
+ * including this header.
  */
 #ifndef MCUQ_DOT_S8_H
 #define MCUQ_DOT_S8_H
@@ -21,6 +25,10 @@
 
 #include "mcuq_internal.h"
 #include "mcuq_runtime.h"
+
+#ifndef MCUQ_DOT_WEIGHT
+#define MCUQ_DOT_WEIGHT(p) MCUQ_READ_S8(p)
+#endif
 
 #if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32) && !defined(MCUQ_PORTABLE_KERNELS)
 #include <arm_acle.h>
@@ -63,7 +71,7 @@ MCUQ_ALWAYS_INLINE void mcuq_dot_2x2_s8(const int8_t *w, const int8_t *x, int32_
   }
 #endif
   for (int32_t i = 0; i < n; ++i) {
-    const int32_t wa = MCUQ_READ_S8(&w[i]), wb = MCUQ_READ_S8(&w[i + stride]);
+    const int32_t wa = MCUQ_DOT_WEIGHT(&w[i]), wb = MCUQ_DOT_WEIGHT(&w[i + stride]);
     const int32_t xa = x[i], xb = x[i + stride];
     a00 += wa * xa;
     a01 += wa * xb;
@@ -89,8 +97,8 @@ MCUQ_ALWAYS_INLINE void mcuq_dot_2x1_s8(const int8_t *w0, const int8_t *w1, cons
 #endif
   for (int32_t i = 0; i < n; ++i) {
     const int32_t xv = x[i];
-    a0 += MCUQ_READ_S8(&w0[i]) * xv;
-    a1 += MCUQ_READ_S8(&w1[i]) * xv;
+    a0 += MCUQ_DOT_WEIGHT(&w0[i]) * xv;
+    a1 += MCUQ_DOT_WEIGHT(&w1[i]) * xv;
   }
   acc[0] = a0;
   acc[1] = a1;
@@ -104,7 +112,7 @@ MCUQ_ALWAYS_INLINE int32_t mcuq_dot_1x1_s8(const int8_t *w, const int8_t *x, int
     acc = __smlad(__sxtb16(wv), __sxtb16(xv), __smlad(__sxtb16(mcuq_odd_bytes(wv)), __sxtb16(mcuq_odd_bytes(xv)), acc));
   }
 #endif
-  for (int32_t i = 0; i < n; ++i) acc += MCUQ_READ_S8(&w[i]) * x[i];
+  for (int32_t i = 0; i < n; ++i) acc += MCUQ_DOT_WEIGHT(&w[i]) * x[i];
   return acc;
 }
 

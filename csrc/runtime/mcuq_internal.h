@@ -107,4 +107,15 @@ mcuq_status mcuq_check_conv2d(const mcuq_conv2d_params *p, const void *input, co
 
 #endif /* MCUQ_NO_CHECKS */
 
+#if defined(__AVR__)
+/* The generic int8 convolutions with weights in RAM (conv2d.c): codebook
+ * layers (codebook.c) decode their weights into RAM, where the int8
+ * kernels' MCUQ_READ_S8 would read flash. */
+mcuq_status mcuq_conv2d_s8_ram(const mcuq_conv2d_params *params, const int8_t *input, const int8_t *weights,
+                               const int32_t *bias, const mcuq_requant *requant, int8_t *output);
+mcuq_status mcuq_depthwise_conv2d_s8_ram(const mcuq_conv2d_params *params, const int8_t *input,
+                                         const int8_t *weights, const int32_t *bias, const mcuq_requant *requant,
+                                         int8_t *output);
+#endif
+
 #endif /* MCUQ_INTERNAL_H */

@@ -40,6 +40,7 @@ typedef enum {
 #include <avr/pgmspace.h>
 #define MCUQ_TABLE PROGMEM
 #define MCUQ_READ_S8(p) ((int8_t)pgm_read_byte(p))
+#define MCUQ_READ_U8(p) ((uint8_t)pgm_read_byte(p))
 #define MCUQ_READ_S16(p) ((int16_t)pgm_read_word(p))
 #define MCUQ_READ_S32(p) ((int32_t)pgm_read_dword(p))
 #define MCUQ_READ_S64(p) \
@@ -47,6 +48,7 @@ typedef enum {
 #else
 #define MCUQ_TABLE
 #define MCUQ_READ_S8(p) (*(p))
+#define MCUQ_READ_U8(p) (*(p))
 #define MCUQ_READ_S16(p) (*(p))
 #define MCUQ_READ_S32(p) (*(p))
 #define MCUQ_READ_S64(p) (*(p))
@@ -58,6 +60,23 @@ MCUQ_INLINE int32_t mcuq_nibble_s4(int32_t byte, int32_t high) {
   return ((((high ? byte >> 4 : byte) & 0x0F) ^ 8) - 8);
 }
 #define MCUQ_READ_S4(p, i) mcuq_nibble_s4(MCUQ_READ_S8(&(p)[(i) >> 1]), (i) & 1)
+
+/* Codebook weights (non-uniform, eq. 3): weight i is codebook[row * (1 <<
+ * bits) + index_i], row = i / row_weights (the weights that share one
+ * codebook row: an output channel's filter, or several channels'), index_i
+ * the bits-wide field at bit i * bits of `indices`, least significant bit
+ * first (a field may straddle two bytes). Levels are int8 on the layer's
+ * per-channel grid, so the layer's arithmetic is int8's: a kernel decodes a
+ * weight and multiply-accumulates it as an int8 one. */
+typedef struct {
+  const uint8_t *indices;
+  const int8_t *codebook;
+  int32_t bits; /* 1 to 4 */
+  int32_t row_weights;
+} mcuq_codebook_weights;
+
+/* Writes weights [first, first + count) as int8 to out (RAM). */
+mcuq_status mcuq_decode_codebook(const mcuq_codebook_weights *weights, int32_t first, int32_t count, int8_t *out);
 
 /* Output scaling of a layer: per output channel multiplier and shift
  * (tables of length out_c, or of length 1 when per_channel is 0), the
@@ -104,6 +123,19 @@ mcuq_status mcuq_conv2d_s8_w4(const mcuq_conv2d_params *params, const int8_t *in
 mcuq_status mcuq_depthwise_conv2d_s8_w4(const mcuq_conv2d_params *params, const int8_t *input,
                                         const int8_t *weights, const int32_t *bias, const mcuq_requant *requant,
                                         int8_t *output);
+/* Codebook weights (mcuq_codebook_weights): the layer's weights are decoded
+ * once per call into `scratch` (out_c filter rows), then run through the
+ * int8 kernels; the decode is amortized over every output pixel. Scratch
+ * sizes in bytes below; the scratch must not overlap the other arrays. */
+#define MCUQ_CONV2D_CB_SCRATCH(out_c, in_c, groups, k_h, k_w) \
+  ((out_c) * ((in_c) / (groups)) * (k_h) * (k_w) + MCUQ_CONV2D_IM2COL_SCRATCH(in_c, groups, k_h, k_w))
+#define MCUQ_DEPTHWISE_CONV2D_CB_SCRATCH(out_c, k_h, k_w) ((out_c) * (k_h) * (k_w))
+mcuq_status mcuq_conv2d_s8_cb(const mcuq_conv2d_params *params, const int8_t *input,
+                              const mcuq_codebook_weights *weights, const int32_t *bias, const mcuq_requant *requant,
+                              int8_t *scratch, int8_t *output);
+mcuq_status mcuq_depthwise_conv2d_s8_cb(const mcuq_conv2d_params *params, const int8_t *input,
+                                        const mcuq_codebook_weights *weights, const int32_t *bias,
+                                        const mcuq_requant *requant, int8_t *scratch, int8_t *output);
 /* Depthwise: groups == in_c, out_c a multiple of in_c (channel multiplier);
  * output channel o reads input channel o / (out_c / in_c). */
 mcuq_status mcuq_depthwise_conv2d_s8(const mcuq_conv2d_params *params, const int8_t *input,
@@ -131,6 +163,12 @@ mcuq_status mcuq_fully_connected_s8(int32_t in_features, int32_t out_features, c
 mcuq_status mcuq_fully_connected_s8_w4(int32_t in_features, int32_t out_features, const int8_t *input,
                                        const int8_t *weights, const int32_t *bias, const mcuq_requant *requant,
                                        int8_t *output);
+/* Codebook weights: each weight is used once, so two rows are decoded a
+ * chunk at a time into a small stack buffer (no scratch) and multiplied as
+ * int8 ones. */
+mcuq_status mcuq_fully_connected_s8_cb(int32_t in_features, int32_t out_features, const int8_t *input,
+                                       const mcuq_codebook_weights *weights, const int32_t *bias,
+                                       const mcuq_requant *requant, int8_t *output);
 mcuq_status mcuq_fully_connected_s16(int32_t in_features, int32_t out_features, const int16_t *input,
                                      const int8_t *weights, const int64_t *bias, const mcuq_requant *requant,
                                      int16_t *output);

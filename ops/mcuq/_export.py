@@ -134,19 +134,6 @@ def _export_program(program: Any, shape: List[int], sample: Optional[Tensor], ro
         return ExportedModel(torch.classes.mcuq.ExportedModel.load_program(path, shape, rounding, sample, source))
 
 
-def _refuse_codebook_weights(model) -> None:
-    """Non-uniform (codebook) weights have no integer kernels yet: say so
-    instead of failing on the weight the lowering cannot read."""
-    if not isinstance(model, nn.Module):
-        return
-    for name, module in model.named_modules():
-        kind = getattr(module, "original_name", type(module).__name__)
-        if kind == "FixedLevelsFakeQuantize":
-            raise ValueError(f"mcuq.export: {name} quantizes a weight onto a codebook (non-uniform, "
-                             "mcuq.fake_quantize_levels): its integer export is not built yet (issue 14); "
-                             "evaluate such models with their fake-quant forward")
-
-
 def export(model: Union[str, os.PathLike, nn.Module, torch.jit.ScriptModule, "torch.export.ExportedProgram"],
            input_shape: Sequence[int],
            sample: Optional[Tensor] = None,
@@ -166,7 +153,6 @@ def export(model: Union[str, os.PathLike, nn.Module, torch.jit.ScriptModule, "to
     lowering rules: the same frozen model gives the same C from either."""
     shape = [int(d) for d in input_shape]
     program_type = _exported_program_type()
-    _refuse_codebook_weights(model)
     if isinstance(model, (str, os.PathLike)):
         if not Path(model).is_file():
             raise FileNotFoundError(f"mcuq.export: no such model file: {model}")

@@ -108,8 +108,24 @@ class FixedLevelsFakeQuantize(nn.Module):
         return f"axis={self.axis}, group_size={self.group_size}, levels={tuple(self.levels.shape)}"
 
 
+def snap_levels(levels: Tensor) -> Tensor:
+    """Each row of a codebook moved onto the int8 grid of its own scale,
+    ``max |level| / 127``: ``round(level / scale) * scale``. The exported
+    layer then multiplies int8 weights exactly as a uniform one does
+    (``mcuq.export`` requires it); a level moves by at most ``scale / 2``,
+    1/254 of the row's range. Levels that meet keep their places (sorted,
+    possibly equal)."""
+    rows = levels.detach().float().reshape(-1, levels.shape[-1] if levels.dim() else 1)
+    scale = rows.abs().amax(dim=1, keepdim=True) / 127
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return (torch.round(rows / scale).clamp(-127, 127) * scale).reshape(levels.shape)
+
+
 def fixed_levels(module: CodebookFakeQuantize, name: str) -> FixedLevelsFakeQuantize:
+    """The frozen quantizer: the module's codebook snapped onto the int8 grid
+    (``snap_levels``), so that the fake-quant model is the integer one."""
     if not bool(module.initialized[0]):
         raise ValueError(f"mcuq.freeze: {name} (CodebookFakeQuantize) saw no weight; run data through the model first")
-    return FixedLevelsFakeQuantize(module.codebook(), module.axis if module.per_channel else 0, module.group_size)
+    return FixedLevelsFakeQuantize(snap_levels(module.codebook()), module.axis if module.per_channel else 0,
+                                   module.group_size)
 

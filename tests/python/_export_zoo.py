@@ -369,7 +369,22 @@ ZOO = [
     ZooModel("softmax_classifier", SoftmaxClassifier, "int8", [1, 1, 8, 8], agreement=(0.99, 2)),
     ZooModel("conv_transpose_decoder", ConvTransposeDecoder, "int8", [1, 4, 4, 4], agreement=(0.99, 1)),
     ZooModel("conv_transpose_decoder_16x8", ConvTransposeDecoder, "int16x8", [1, 4, 4, 4], rounding="single"),
+    # Codebook (non-uniform) weights: 4-bit indices into a codebook per
+    # output channel (conv2 and the linear layers; conv1's 9 weights per
+    # channel stay int8, which is smaller), and 3-bit indices (fields that
+    # straddle bytes) into one codebook per layer, which gives every kind of
+    # layer, depthwise too, a codebook.
+    ZooModel("fashion_cnn_nu4", FashionCnn, "nu4", [1, 1, 28, 28]),
+    ZooModel("mlp_nu4", Mlp, "nu4", [1, 64]),
+    ZooModel("depthwise_cnn_nu3_per_tensor", DepthwiseCnn, "nu3/per_tensor", [1, 3, 16, 16]),
 ]
+
+
+def preset(name: str) -> mcuq.presets.Preset:
+    """A preset by name; "NAME/per_tensor": its weights per tensor."""
+    base, _, variant = name.partition("/")
+    found = mcuq.presets.get(base)
+    return found.with_weight(per_channel=False) if variant == "per_tensor" else found
 
 
 def frozen(model: ZooModel, seed: int = 0) -> nn.Module:
@@ -381,7 +396,7 @@ def frozen(model: ZooModel, seed: int = 0) -> nn.Module:
             module.running_mean.uniform_(-0.5, 0.5)
             module.running_var.uniform_(0.5, 2.0)
             module.weight.data.uniform_(0.5, 1.5)
-    prepared = mcuq.prepare(float_model, mcuq.presets.get(model.preset), qat=False)
+    prepared = mcuq.prepare(float_model, preset(model.preset), qat=False)
     shape = model.input_shape[1:]
     mcuq.calibrate(prepared, [torch.randn(32, *shape) for _ in range(4)], progress=False)
     return mcuq.freeze(prepared)

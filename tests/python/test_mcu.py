@@ -41,6 +41,9 @@ CASES = [
     ("cortex-m4", "softmax_classifier"), ("cortex-m0", "softmax_classifier"), ("atmega328p", "softmax_classifier"),
     ("cortex-m4", "conv_transpose_decoder"), ("atmega328p", "conv_transpose_decoder"),
     ("cortex-m0", "conv_transpose_decoder_16x8"),
+    ("cortex-m0", "fashion_cnn_nu4"), ("cortex-m4", "fashion_cnn_nu4"), ("atmega328p", "mlp_nu4"),
+    ("cortex-m4", "depthwise_cnn_nu3_per_tensor"), ("cortex-m0", "depthwise_cnn_nu3_per_tensor"),
+    ("atmega328p", "depthwise_cnn_nu3_per_tensor"), ("rv32", "mlp_nu4"),
 ]
 
 

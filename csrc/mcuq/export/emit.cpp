@@ -45,9 +45,17 @@ const char* layer_kind_name(LayerKind kind) {
 }
 
 int64_t scratch_bytes(const Graph& g, const Layer& l) {
+  // The runtime's own formulas.
+  const int64_t in_c = l.inputs.empty() ? 0 : g.tensors[l.inputs[0]].shape[0];
+  const int64_t out_c = l.output < 0 ? 0 : g.tensors[l.output].shape[0];
+  if (!l.codebook.empty() && l.kind == LayerKind::kConv2d) {
+    return MCUQ_CONV2D_CB_SCRATCH(out_c, in_c, l.groups, l.k_h, l.k_w);
+  }
+  if (!l.codebook.empty() && l.kind == LayerKind::kDepthwiseConv2d) {
+    return MCUQ_DEPTHWISE_CONV2D_CB_SCRATCH(out_c, l.k_h, l.k_w);
+  }
   if (l.kind != LayerKind::kConv2d || g.int16() || l.weight_bits != 8) return 0;
-  const int64_t in_c = g.tensors[l.inputs[0]].shape[0];
-  return MCUQ_CONV2D_IM2COL_SCRATCH(in_c, l.groups, l.k_h, l.k_w);  // the runtime's own formula
+  return MCUQ_CONV2D_IM2COL_SCRATCH(in_c, l.groups, l.k_h, l.k_w);
 }
 
 ArenaPlan plan_arena(const Graph& g) {
@@ -213,10 +221,30 @@ std::string json_string(const std::string& s) {
   return out + "\"";
 }
 
+// Codebook weights: weight i's index in its codebook row, weight_bits wide
+// at bit i * weight_bits, least significant bit first (mcuq_codebook_weights).
+std::vector<uint8_t> index_table(const Layer& l) {
+  const int64_t bits = l.weight_bits, levels = int64_t{1} << bits;
+  const int64_t per_channel = static_cast<int64_t>(l.weights.size()) / static_cast<int64_t>(l.bias.size());
+  std::vector<uint8_t> packed((l.weights.size() * bits + 7) / 8, 0);
+  for (size_t i = 0; i < l.weights.size(); ++i) {
+    const int64_t row = static_cast<int64_t>(i) / per_channel / l.codebook_channels;
+    const auto first = l.codebook.begin() + row * levels;
+    const int64_t index = std::find(first, first + levels, l.weights[i]) - first;
+    TORCH_CHECK(index < levels, "mcuq.export: internal error: a weight of ", l.name, " is not in its codebook");
+    const int64_t bit = static_cast<int64_t>(i) * bits;
+    const uint32_t field = static_cast<uint32_t>(index) << (bit % 8);
+    packed[bit / 8] = static_cast<uint8_t>(packed[bit / 8] | (field & 0xFF));
+    if (field > 0xFF) packed[bit / 8 + 1] = static_cast<uint8_t>(packed[bit / 8 + 1] | (field >> 8));
+  }
+  return packed;
+}
+
 // Weights as the C table stores them: int8, or 4-bit packed two per byte
 // (weight i in nibble i & 1 of byte i >> 1, low first; MCUQ_READ_S4).
+// Codebook layers store index_table and their codebook instead.
 std::vector<int8_t> weight_table(const Layer& l) {
-  if (l.weight_bits != 4) return l.weights;
+  if (l.weight_bits != 4 || !l.codebook.empty()) return l.weights;
   std::vector<int8_t> packed((l.weights.size() + 1) / 2, 0);
   for (size_t i = 0; i < l.weights.size(); ++i) {
     const auto nibble = static_cast<uint8_t>(static_cast<uint8_t>(l.weights[i]) & 0x0F);
@@ -225,8 +253,14 @@ std::vector<int8_t> weight_table(const Layer& l) {
   return packed;
 }
 
+// Bytes of the weight tables: int8 or packed weights, or indices + codebook.
+int64_t weight_bytes(const Layer& l) {
+  if (!l.codebook.empty()) return static_cast<int64_t>(index_table(l).size() + l.codebook.size());
+  return static_cast<int64_t>(weight_table(l).size());
+}
+
 int64_t layer_flash_bytes(const Graph& g, const Layer& l) {
-  int64_t bytes = static_cast<int64_t>(weight_table(l).size()) + static_cast<int64_t>(l.table.size()) * g.element_bytes() +
+  int64_t bytes = weight_bytes(l) + static_cast<int64_t>(l.table.size()) * g.element_bytes() +
                   static_cast<int64_t>(l.exp_table.size()) * 4;
   if (weighted(l)) bytes += static_cast<int64_t>(l.bias.size()) * (g.int16() ? 8 : 4) + l.requant.multiplier.size() * 5;
   return bytes;
@@ -309,13 +343,27 @@ std::string emit_source(const Graph& g, const ArenaPlan& arena, const std::strin
     body += fmt::format("  /* {}: {} {} -> {} */\n  {{\n", comment_text(l.name), layer_kind_name(l.kind),
                         shape_text(in.shape), shape_text(out.shape));
     if (weighted(l)) {
-      tables += table("int8_t", sym + "_weights", weight_table(l), c_int);
+      const bool codebook = !l.codebook.empty();
+      if (codebook) {
+        tables += table("uint8_t", sym + "_indices", index_table(l), c_int);
+        tables += table("int8_t", sym + "_codebook", l.codebook, c_int);
+      } else {
+        tables += table("int8_t", sym + "_weights", weight_table(l), c_int);
+      }
       tables += g.int16() ? table("int64_t", sym + "_bias", l.bias, c_int64) : table("int32_t", sym + "_bias", l.bias, c_int);
       tables += table("int32_t", sym + "_multiplier", l.requant.multiplier, c_int);
       tables += table("int8_t", sym + "_shift", l.requant.shift, c_int);
       body += requant(l, sym);
       const std::string weighted_suffix = l.weight_bits == 4 ? suffix + "_w4" : suffix;
-      if (l.kind == LayerKind::kFullyConnected) {
+      if (codebook) {
+        const int64_t per_channel = static_cast<int64_t>(l.weights.size()) / static_cast<int64_t>(l.bias.size());
+        body += fmt::format("    const mcuq_codebook_weights weights = {{{0}_indices, {0}_codebook, {1}, {2}}};\n", sym,
+                            l.weight_bits, per_channel * l.codebook_channels);
+      }
+      if (codebook && l.kind == LayerKind::kFullyConnected) {
+        body += fmt::format("    const mcuq_status status = mcuq_fully_connected_s8_cb({}, {}, {}, &weights, {}_bias, &requant, {});\n",
+                            in.numel(), out.numel(), pointer(l.inputs[0], false), sym, out_at(l.output, 0));
+      } else if (l.kind == LayerKind::kFullyConnected) {
         body += fmt::format("    const mcuq_status status = mcuq_fully_connected_{}({}, {}, {}, {}_weights, {}_bias, &requant, {});\n",
                             weighted_suffix, in.numel(), out.numel(), pointer(l.inputs[0], false), sym, sym,
                             out_at(l.output, 0));
@@ -327,7 +375,13 @@ std::string emit_source(const Graph& g, const ArenaPlan& arena, const std::strin
             "    const mcuq_conv2d_params params = {{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}}};\n",
             in.shape[0], ih, iw, out.shape[0], oh, ow, l.k_h, l.k_w, l.stride_h, l.stride_w, l.pad_h,
             l.pad_w, l.dilation_h, l.dilation_w, l.groups, c_int(in.zero_point));
-        if (l.kind == LayerKind::kConvTranspose2d) {
+        if (codebook) {
+          body += fmt::format(
+              "    const mcuq_status status = mcuq_{}conv2d_s8_cb(&params, {}, &weights, {}_bias, &requant, "
+              "(int8_t *)(base + {}), {});\n",
+              l.kind == LayerKind::kDepthwiseConv2d ? "depthwise_" : "", pointer(l.inputs[0], false), sym,
+              arena.buffers[arena.scratch[i]].offset, out_at(l.output, 0));
+        } else if (l.kind == LayerKind::kConvTranspose2d) {
           body += fmt::format("    const mcuq_status status = mcuq_conv_transpose2d_{}(&params, {}, {}_weights, {}_bias, &requant, {});\n",
                               suffix, pointer(l.inputs[0], false), sym, sym, out_at(l.output, 0));
         } else if (arena.scratch[i] >= 0) {
@@ -466,8 +520,14 @@ std::string emit_report(const Graph& g, const ArenaPlan& arena, const std::strin
         : buffer.place == ArenaPlan::Place::kOutput ? "\"output\"" : fmt::format("{}", buffer.offset);
     std::string extra;
     if (weighted(l)) {
-      extra += fmt::format(", \"weight_bits\": {}, \"weight_scales\": [{}], \"accumulator_bound\": {}, \"headroom_bits\": {:.2f}",
-                           l.weight_bits, fmt::join(l.weight_scale, ", "), l.accumulator_bound, l.headroom_bits);
+      extra += fmt::format(", \"weight_bits\": {}, \"bits_per_weight\": {:.3f}, \"weight_scales\": [{}], \"accumulator_bound\": {}, \"headroom_bits\": {:.2f}",
+                           l.weight_bits, 8.0 * static_cast<double>(weight_bytes(l)) / static_cast<double>(l.weights.size()),
+                           fmt::join(l.weight_scale, ", "), l.accumulator_bound, l.headroom_bits);
+      if (!l.codebook.empty()) {
+        extra += fmt::format(", \"codebook\": {{\"levels\": {}, \"rows\": {}, \"channels_per_row\": {}, \"index_bytes\": {}, \"codebook_bytes\": {}}}",
+                             l.codebook_levels, l.codebook.size() >> l.weight_bits, l.codebook_channels,
+                             index_table(l).size(), l.codebook.size());
+      }
     }
     if (l.kind == LayerKind::kLut && g.int16()) {
       extra += fmt::format(", \"lut_start\": {}, \"lut_step\": {}, \"lut_max_error_levels\": {}", l.lut_start,
@@ -484,7 +544,7 @@ std::string emit_report(const Graph& g, const ArenaPlan& arena, const std::strin
         "{}    {{\"index\": {}, \"name\": {}, \"kind\": \"{}\", \"source\": {}, \"inputs\": [{}], \"output\": {}, "
         "\"macs\": {}, \"weight_bytes\": {}, \"flash_bytes\": {}, \"arena_offset\": {}, \"sqnr_db\": {}{}}}",
         i == 0 ? "" : ",\n", i, json_string(l.name), layer_kind_name(l.kind), json_string(l.source),
-        fmt::join(inputs, ", "), tensor_json(l.output), l.macs, weight_table(l).size(), layer_flash_bytes(g, l), place,
+        fmt::join(inputs, ", "), tensor_json(l.output), l.macs, weight_bytes(l), layer_flash_bytes(g, l), place,
         l.has_sqnr ? fmt::format("{:.2f}", l.sqnr_db) : std::string("null"), extra);
   }
   return fmt::format(

@@ -73,6 +73,13 @@ struct Layer {
   int32_t groups = 1, k_h = 1, k_w = 1;
   std::vector<int8_t> weights;       // levels, PyTorch layout ([out][in/groups][kh][kw] or [out][in])
   int32_t weight_bits = 8;           // 4: the C tables pack two weights per byte (W4A8)
+  // Codebook weights (non-uniform): when not empty, the C tables store each
+  // weight as a weight_bits-wide index into its row of `codebook` (int8
+  // levels, 2^weight_bits per row, one row per codebook_channels output
+  // channels); `weights` holds the decoded levels all the same.
+  std::vector<int8_t> codebook;
+  int32_t codebook_channels = 1;
+  int32_t codebook_levels = 0;       // distinct levels per row the model uses (<= 2^weight_bits)
   std::vector<int64_t> bias;         // q_bias with the input zero point folded in
   std::vector<int64_t> bias_raw;     // q_bias before folding (the reference uses it)
   std::vector<float> weight_scale;   // per output channel

@@ -179,6 +179,63 @@ std::shared_ptr<QuantizedWeight> Lowerer::Impl::quantized_weight(const Op* n, co
   return q;
 }
 
+// A codebook quantizer's weight: each row's levels must be integers of one
+// scale, max |level| / 127, so that the layer multiplies int8 weights as a
+// uniform one does; mcuq.freeze snaps codebooks onto that grid.
+std::shared_ptr<QuantizedWeight> Lowerer::Impl::codebook_weight(const Op* n, const std::vector<c10::IValue>& in,
+                                                                const at::Tensor& quantized) {
+  const at::Tensor w = in[0].toTensor();
+  const at::Tensor levels = in[1].toTensor().to(at::kDouble).contiguous();
+  const int64_t axis = in[3].toInt(), group = in[4].toInt();
+  const bool per_tensor = levels.dim() <= 1;
+  const int64_t count = levels.dim() == 0 ? 1 : levels.size(-1);
+  const int64_t rows = per_tensor ? 1 : levels.size(0);
+  const int64_t channel_axis = axis < 0 ? axis + w.dim() : axis;
+  if (!per_tensor && channel_axis != 0 && !(channel_axis == 1 && w.dim() == 4)) {
+    fail(n, fmt::format("codebooks must be per output channel (axis 0; axis 1 for ConvTranspose2d), but got axis {}",
+                        axis));
+  }
+  if (count == 0) fail(n, "its codebook is empty");
+  const int64_t out_channels = w.size(per_tensor ? 0 : channel_axis);
+  const double* level = levels.data_ptr<double>();
+  at::Tensor codebook = at::empty({rows, count}, at::kInt);
+  int32_t* integer = codebook.data_ptr<int32_t>();
+  std::vector<double> row_scale;
+  for (int64_t r = 0; r < rows; ++r) {
+    double max_abs = 0.0;
+    for (int64_t i = 0; i < count; ++i) max_abs = std::max(max_abs, std::abs(level[r * count + i]));
+    const double scale = max_abs > 0.0 ? max_abs / 127.0 : 1.0;
+    for (int64_t i = 0; i < count; ++i) {
+      const double k = level[r * count + i] / scale;
+      if (std::abs(k - std::nearbyint(k)) > 1e-3) {
+        fail(n, fmt::format("its codebook is not on an int8 grid: level {} of row {} is {:g} = {:.4f} x (max |level| "
+                            "/ 127); mcuq.freeze snaps codebooks onto that grid, so export the frozen model",
+                            i, r, level[r * count + i], k));
+      }
+      integer[r * count + i] = static_cast<int32_t>(std::nearbyint(k));
+    }
+    row_scale.push_back(scale);
+  }
+  auto q = std::make_shared<QuantizedWeight>();
+  q->axis = per_tensor ? -1 : channel_axis;
+  q->quant_min = -127;
+  q->quant_max = 127;
+  std::vector<double> channel_scale;
+  for (int64_t c = 0; c < out_channels; ++c) channel_scale.push_back(row_scale[per_tensor ? 0 : c / group]);
+  std::vector<int64_t> shape(w.dim(), 1);
+  shape[per_tensor ? 0 : channel_axis] = out_channels;
+  const at::Tensor scale = at::tensor(channel_scale, at::kDouble).reshape(shape);
+  const at::Tensor k = quantized.to(at::kDouble) / scale;
+  if ((k - k.round()).abs().gt(1e-3).any().item<bool>()) {
+    fail(n, "its output is not on its codebook's int8 grid (mcuq.export: internal error)");
+  }
+  q->levels = k.round().to(at::kInt);
+  for (double s : channel_scale) q->scale.push_back(static_cast<float>(s));
+  q->codebook = codebook;
+  q->codebook_channels = per_tensor ? out_channels : group;
+  return q;
+}
+
 Requant Lowerer::Impl::requant_to(const Op* n, const std::vector<double>& real, float out_scale, int32_t out_zp,
                             int64_t qmin, int64_t qmax, double lo, double hi, const std::string& name) {
   Requant r;
@@ -307,6 +364,25 @@ void Lowerer::Impl::node(const Op* n) {
       if (at(n->inputs[i]).kind != Sym::Kind::kConst) fail(n, "expected constant qparams (a frozen model)");
     }
     fake_quantize(n, in, concrete_outputs(n, in)[0], at(n->inputs[1]).path);
+    return;
+  }
+  if (k == sym("mcuq::fake_quantize_levels")) {
+    for (int i = 1; i < 5; ++i) {
+      if (at(n->inputs[i]).kind != Sym::Kind::kConst) fail(n, "expected a constant codebook (a frozen model)");
+    }
+    const Sym& x = at(n->inputs[0]);
+    if (x.kind != Sym::Kind::kConst || !in[0].isTensor()) {
+      fail(n, "codebooks (mcuq.fake_quantize_levels) quantize weights; activations are quantized uniformly "
+              "(mcuq.fake_quantize), as mcuq's presets do");
+    }
+    const c10::IValue result = concrete_outputs(n, in)[0];
+    const std::string path = !x.path.empty() ? x.path : at(n->inputs[1]).path;
+    auto weight = codebook_weight(n, in, result.toTensor());
+    Sym& out = at(n->outputs[0]);
+    out.kind = Sym::Kind::kWeight;
+    out.path = path;
+    out.weight = weight;
+    out.value = result;
     return;
   }
   if (k == sym("mcuq::observe_fake_quantize")) {

@@ -65,6 +65,11 @@ struct QuantizedWeight {
   int64_t quant_min = -128, quant_max = 127;
   std::vector<float> scale;   // per output channel (expanded from groups / per-tensor)
   int64_t axis = -1;          // the axis of a per-channel scale (1: a ConvTranspose2d's); -1: per tensor
+  // A codebook quantizer's (mcuq::fake_quantize_levels): its levels as
+  // integers of the grid `scale` [rows][n], sorted; a row serves
+  // codebook_channels output channels. Undefined for uniform weights.
+  at::Tensor codebook;
+  int64_t codebook_channels = 1;
 };
 
 // A float result waiting for the quantizer that defines its output qparams.
@@ -103,6 +108,10 @@ struct Lowerer::Impl {
                  int buffer = -1);
   void check_activation_range(const Op* n, int64_t qmin, int64_t qmax, int32_t zp);
   std::shared_ptr<QuantizedWeight> quantized_weight(const Op* n, const std::vector<c10::IValue>& in);
+  // `in`: fake_quantize_levels' arguments (input, levels, thresholds, axis,
+  // group_size); `quantized`: its output.
+  std::shared_ptr<QuantizedWeight> codebook_weight(const Op* n, const std::vector<c10::IValue>& in,
+                                                   const at::Tensor& quantized);
   // `in`: fake_quantize's arguments (input, scale, zero_point, quant_min,
   // quant_max, axis, group_size); `result`: the node's concrete output.
   void fake_quantize(const Op* n, const std::vector<c10::IValue>& in, const c10::IValue& result,

@@ -166,6 +166,27 @@ void Lowerer::Impl::finalize_weighted(const Op* n, const Pending& p, Layer& laye
   // 4-bit weight ranges with int8 activations: packed two per byte (but in
   // transposed convolutions, which have no _w4 kernel).
   layer.weight_bits = !graph_.int16() && !transposed && w.quant_min >= -8 && w.quant_max <= 7 ? 4 : 8;
+  // Codebook weights: b-bit indices into a row of 2^b int8 levels per
+  // codebook_channels output channels, where that takes less flash than a
+  // byte per weight. 16x8 layers and transposed convolutions have no
+  // codebook kernels: their weights stay int8 (the same levels).
+  if (w.codebook.defined() && !graph_.int16() && !transposed) {
+    const int64_t count = w.codebook.size(1), rows = w.codebook.size(0);
+    const int32_t bits = count <= 2 ? 1 : count <= 4 ? 2 : count <= 8 ? 3 : count <= 16 ? 4 : 0;
+    const auto weights = static_cast<int64_t>(layer.weights.size());
+    if (bits > 0 && (weights * bits + 7) / 8 + rows * (int64_t{1} << bits) < weights) {
+      const at::Tensor codebook = w.codebook.contiguous();
+      const int32_t* levels_in_row = codebook.data_ptr<int32_t>();
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t i = 0; i < (int64_t{1} << bits); ++i) {  // padded with the last level
+          layer.codebook.push_back(static_cast<int8_t>(levels_in_row[r * count + std::min(i, count - 1)]));
+        }
+      }
+      layer.weight_bits = bits;
+      layer.codebook_channels = static_cast<int32_t>(w.codebook_channels);
+      layer.codebook_levels = static_cast<int32_t>(count);
+    }
+  }
   layer.accumulator_bound = worst;
   layer.headroom_bits = std::log2(static_cast<double>(limit) / static_cast<double>(std::max<int64_t>(worst, 1)));
   // A transposed convolution: each input element meets every weight of its
