@@ -125,6 +125,91 @@ mcuq_status mcuq_depthwise_conv2d_s8_cb(const mcuq_conv2d_params *params, const 
 /* Weights decoded per pass, per row: a multiple of 4 (the DSP loops' step). */
 #define MCUQ_CB_CHUNK 64
 
+#if MCUQ_DOT_SIMD
+/* 4-bit rows with the DSP extension: a table of the 256 index bytes' weight
+ * pairs (w_low, w_high) as int16 halves, so that a byte's two products are
+ * one load and one SMLAD (inputs paired the same way); built per codebook
+ * row, 256 words, reused while the row stays. */
+typedef uint32_t mcuq_pair_table[256];
+
+static void build_pairs(const int8_t *codebook, int32_t row, uint32_t *pairs) {
+  uint32_t low[16];
+  for (int32_t i = 0; i < 16; ++i) low[i] = (uint16_t)MCUQ_READ_S8(&codebook[row * 16 + i]);
+  for (int32_t high = 0; high < 16; ++high, pairs += 16) {
+    const uint32_t h = (uint32_t)(int32_t)MCUQ_READ_S8(&codebook[row * 16 + high]) << 16;
+    for (int32_t i = 0; i < 16; ++i) pairs[i] = low[i] | h;
+  }
+}
+
+/* (low halves of a, b): PKHBT, which GCC's ACLE lacks (plain C compiles to
+ * five instructions here). */
+MCUQ_ALWAYS_INLINE int32_t pack_low_halves(int32_t a, int32_t b) {
+  int32_t r;
+  __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+}
+
+/* (high halves of b, a): PKHTB. */
+MCUQ_ALWAYS_INLINE int32_t pack_high_halves(int32_t a, int32_t b) {
+  int32_t r;
+  __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+}
+
+/* Two rows of `pairs` index bytes each (2 * pairs weights) against x: four
+ * inputs per pass, split into (x0, x1) and (x2, x3). */
+static void dot_2x1_cb4(const uint8_t *p0, const uint8_t *p1, const uint32_t *t0, const uint32_t *t1,
+                        const int8_t *x, int32_t pairs, int32_t *acc) {
+  int32_t a0 = acc[0], a1 = acc[1];
+  const uint8_t *const end = p0 + (pairs & ~1);
+  while (p0 != end) {
+    const uint32_t xv = mcuq_load4(x);
+    const int32_t even = __sxtb16(xv), odd = __sxtb16(mcuq_odd_bytes(xv)); /* (x0, x2), (x1, x3) */
+    const int32_t x01 = pack_low_halves(even, odd), x23 = pack_high_halves(odd, even);
+    a0 = __smlad((int32_t)t0[MCUQ_READ_U8(p0)], x01, a0);
+    a1 = __smlad((int32_t)t1[MCUQ_READ_U8(p1)], x01, a1);
+    a0 = __smlad((int32_t)t0[MCUQ_READ_U8(p0 + 1)], x23, a0);
+    a1 = __smlad((int32_t)t1[MCUQ_READ_U8(p1 + 1)], x23, a1);
+    p0 += 2;
+    p1 += 2;
+    x += 4;
+  }
+  if (pairs & 1) {
+    const int32_t x01 = (int32_t)(((uint32_t)(uint16_t)x[0]) | ((uint32_t)x[1] << 16));
+    a0 = __smlad((int32_t)t0[MCUQ_READ_U8(p0)], x01, a0);
+    a1 = __smlad((int32_t)t1[MCUQ_READ_U8(p1)], x01, a1);
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+}
+#define MCUQ_CB4_TABLE mcuq_pair_table
+#define MCUQ_CB4_BUILD build_pairs
+#else
+/* 4-bit rows elsewhere: the row's 16 levels copied to RAM, each index byte
+ * decoded as it is multiplied (a byte holds two weights; each input load
+ * feeds both rows). Not inlined: the table pointers stay in registers. */
+typedef int8_t mcuq_level_table[16];
+
+static void copy_levels(const int8_t *codebook, int32_t row, int8_t *levels) {
+  for (int32_t i = 0; i < 16; ++i) levels[i] = MCUQ_READ_S8(&codebook[row * 16 + i]);
+}
+
+static MCUQ_NOINLINE void dot_2x1_cb4(const uint8_t *p0, const uint8_t *p1, const int8_t *t0, const int8_t *t1,
+                                     const int8_t *x, int32_t pairs, int32_t *acc) {
+  int32_t a0 = acc[0], a1 = acc[1];
+  for (; pairs > 0; --pairs, x += 2) {
+    const uint32_t b0 = MCUQ_READ_U8(p0++), b1 = MCUQ_READ_U8(p1++);
+    const int32_t x0 = x[0], x1 = x[1];
+    a0 += t0[b0 & 15u] * x0 + t0[b0 >> 4] * x1;
+    a1 += t1[b1 & 15u] * x0 + t1[b1 >> 4] * x1;
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+}
+#define MCUQ_CB4_TABLE mcuq_level_table
+#define MCUQ_CB4_BUILD copy_levels
+#endif
+
 mcuq_status mcuq_fully_connected_s8_cb(int32_t in_features, int32_t out_features, const int8_t *input,
                                        const mcuq_codebook_weights *weights, const int32_t *bias,
                                        const mcuq_requant *requant, int8_t *output) {
@@ -138,13 +223,25 @@ mcuq_status mcuq_fully_connected_s8_cb(int32_t in_features, int32_t out_features
   const mcuq_requant requant_copy = *requant; /* not reloaded after each int8_t store */
   const mcuq_codebook_weights w = *weights;
   int8_t rows[2][MCUQ_CB_CHUNK];
+  MCUQ_CB4_TABLE tables[2];
+  int32_t built[2] = {-1, -1}; /* the codebook row each table holds */
+  const int fused = w.bits == 4 && in_features % 2 == 0;
   requant = &requant_copy;
   for (int32_t o = 0; o < out_features; o += 2) {
     const int two = o + 1 < out_features;
     int32_t acc[2];
     acc[0] = MCUQ_READ_S32(&bias[o]);
     acc[1] = two ? MCUQ_READ_S32(&bias[o + 1]) : 0;
-    for (int32_t i = 0; i < in_features; i += MCUQ_CB_CHUNK) {
+    if (fused) {
+      const int32_t row_bytes = in_features / 2;
+      const int32_t second = two ? o + 1 : o; /* a last odd row runs twice; its copy is dropped */
+      const int32_t row0 = o * in_features / w.row_weights, row1 = second * in_features / w.row_weights;
+      if (built[0] != row0) MCUQ_CB4_BUILD(w.codebook, built[0] = row0, tables[0]);
+      if (row1 != row0 && built[1] != row1) MCUQ_CB4_BUILD(w.codebook, built[1] = row1, tables[1]);
+      dot_2x1_cb4(w.indices + o * row_bytes, w.indices + second * row_bytes, tables[0], tables[row1 != row0],
+                  input, row_bytes, acc);
+    }
+    for (int32_t i = 0; i < in_features && !fused; i += MCUQ_CB_CHUNK) {
       const int32_t n = in_features - i < MCUQ_CB_CHUNK ? in_features - i : MCUQ_CB_CHUNK;
       mcuq_decode_codebook(&w, o * in_features + i, n, rows[0]);
       if (two) {

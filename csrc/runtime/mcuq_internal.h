@@ -30,8 +30,10 @@ MCUQ_INLINE int mcuq_requant_shift(const mcuq_requant *requant, int32_t channel)
 
 #if defined(__GNUC__) || defined(__clang__)
 #define MCUQ_ALWAYS_INLINE static __inline__ __attribute__((always_inline, unused))
+#define MCUQ_NOINLINE __attribute__((noinline))
 #else
 #define MCUQ_ALWAYS_INLINE static inline
+#define MCUQ_NOINLINE
 #endif
 
 /* mcuq_requantize_s32 (the same integers, from the same functions) for the

@@ -377,6 +377,7 @@ ZOO = [
     ZooModel("fashion_cnn_nu4", FashionCnn, "nu4", [1, 1, 28, 28]),
     ZooModel("mlp_nu4", Mlp, "nu4", [1, 64]),
     ZooModel("depthwise_cnn_nu3_per_tensor", DepthwiseCnn, "nu3/per_tensor", [1, 3, 16, 16]),
+    ZooModel("conv1d_bn_nu3_per_tensor", SensorConv1d, "nu3/per_tensor", [1, 3, 32]),
 ]
 
 

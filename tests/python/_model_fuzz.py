@@ -328,7 +328,9 @@ def _layer_by_layer_agreement(frozen: nn.Module, exported, x: torch.Tensor) -> L
             return max(1, t["lut_error"])  # the exporter's claim, checked here
         slack = 0.0
         if t["kind"] in ("conv2d", "depthwise_conv2d", "conv_transpose2d", "fully_connected") and weighted:
-            w_scale = float(weighted[-1].weight_fake_quant.scale.max())
+            fq = weighted[-1].weight_fake_quant
+            # A codebook's grid: max |level| / 127 (mcuq.freeze snaps it so).
+            w_scale = float(fq.scale.max()) if hasattr(fq, "scale") else float(fq.levels.abs().max()) / 127
             slack += 0.5 * t["input_scale"] * w_scale / t["scale"]
         if t["quant_max"] > 127 and t["kind"] != "lut":
             slack += float((ints[j] - t["zero_point"]).abs().max()) * 2.0 ** -15

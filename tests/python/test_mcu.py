@@ -43,7 +43,7 @@ CASES = [
     ("cortex-m0", "conv_transpose_decoder_16x8"),
     ("cortex-m0", "fashion_cnn_nu4"), ("cortex-m4", "fashion_cnn_nu4"), ("atmega328p", "mlp_nu4"),
     ("cortex-m4", "depthwise_cnn_nu3_per_tensor"), ("cortex-m0", "depthwise_cnn_nu3_per_tensor"),
-    ("atmega328p", "depthwise_cnn_nu3_per_tensor"), ("rv32", "mlp_nu4"),
+    ("atmega328p", "conv1d_bn_nu3_per_tensor"), ("rv32", "mlp_nu4"),
 ]
 
 

@@ -964,6 +964,128 @@ static void test_w4_kernels(void) {
   CHECK_ARRAY(out4, out8, 5);
 }
 
+/* Codebook kernels (mcuq_codebook_weights) equal the int8 kernels on the
+ * decoded weights, for every index width 1-4 (3: fields straddle bytes),
+ * per-channel and per-tensor codebooks, rows and runs starting mid-byte. */
+static void pack_indices(const uint8_t *index, int32_t n, int32_t bits, uint8_t *packed) {
+  int32_t i;
+  for (i = 0; i < (n * bits + 7) / 8 + 1; ++i) packed[i] = 0;
+  for (i = 0; i < n; ++i) {
+    const uint32_t field = (uint32_t)index[i] << ((i * bits) % 8);
+    packed[i * bits / 8] = (uint8_t)(packed[i * bits / 8] | (field & 0xFFu));
+    packed[i * bits / 8 + 1] = (uint8_t)(packed[i * bits / 8 + 1] | (field >> 8));
+  }
+}
+
+/* Random indices and codebook rows (one per `row_weights` weights); w gets
+ * the weights they stand for. */
+static void make_codebook(int32_t n, int32_t bits, int32_t row_weights, uint8_t *index, uint8_t *packed,
+                          int8_t *codebook, int8_t *w, mcuq_codebook_weights *cb) {
+  int32_t i;
+  const int32_t levels = 1 << bits;
+  for (i = 0; i < (n + row_weights - 1) / row_weights * levels; ++i) codebook[i] = (int8_t)rand_range(-127, 127);
+  for (i = 0; i < n; ++i) {
+    index[i] = (uint8_t)rand_range(0, levels - 1);
+    w[i] = codebook[i / row_weights * levels + index[i]];
+  }
+  pack_indices(index, n, bits, packed);
+  cb->indices = packed;
+  cb->codebook = codebook;
+  cb->bits = bits;
+  cb->row_weights = row_weights;
+}
+
+static void test_codebook_kernels(void) {
+  static int8_t in[16 * 9 * 9], w[16 * 16 * 3 * 3], decoded[16 * 16 * 3 * 3], out8[16 * 9 * 9], outc[16 * 9 * 9];
+  static int8_t codebook[16 * 16 * 3 * 3 * 16], scratch[16 * 16 * 3 * 3 + 2 * 16 * 3 * 3];
+  static uint8_t index[16 * 16 * 3 * 3], packed[16 * 16 * 3 * 3 / 2 + 2];
+  int32_t bias[16], mult[16];
+  int8_t shift[16];
+  mcuq_requant r;
+  mcuq_conv2d_params p;
+  mcuq_codebook_weights cb;
+  int32_t i, bits;
+  for (i = 0; i < 16 * 9 * 9; ++i) in[i] = (int8_t)rand_range(-128, 127);
+  for (i = 0; i < 16; ++i) {
+    bias[i] = rand_range(-5000, 5000);
+    mult[i] = rand_range(1 << 30, 0x7FFFFFFF);
+    shift[i] = (int8_t)rand_range(-12, -8);
+  }
+  r.multiplier = mult;
+  r.shift = shift;
+  r.per_channel = 1;
+  r.rounding = MCUQ_ROUND_DOUBLE;
+  r.zero_point = -3;
+  r.act_min = -128;
+  r.act_max = 127;
+  for (bits = 1; bits <= 4; ++bits) {
+    /* decode: every start and length over a few rows of 7 (rows and runs
+     * start mid-byte) */
+    int32_t first, count;
+    make_codebook(40, bits, 7, index, packed, codebook, w, &cb);
+    for (first = 0; first < 40; ++first) {
+      for (count = 0; first + count <= 40; count += 3) {
+        for (i = 0; i < 40; ++i) decoded[i] = 99;
+        CHECK_EQ(mcuq_decode_codebook(&cb, first, count, decoded), MCUQ_OK);
+        CHECK_ARRAY(decoded, w + first, count);
+        CHECK_EQ(decoded[count], 99); /* nothing past the run */
+      }
+    }
+    /* conv 16 -> 11 channels (odd), 9x9, 3x3, stride 2, pad 1; a codebook row per channel */
+    p.in_c = 16, p.in_h = 9, p.in_w = 9, p.out_c = 11, p.out_h = 5, p.out_w = 5, p.k_h = 3, p.k_w = 3;
+    p.stride_h = 2, p.stride_w = 2, p.pad_h = 1, p.pad_w = 1, p.dilation_h = 1, p.dilation_w = 1, p.groups = 1;
+    p.in_zero_point = 5;
+    make_codebook(11 * 16 * 9, bits, 16 * 9, index, packed, codebook, w, &cb);
+    CHECK_EQ(mcuq_conv2d_s8(&p, in, w, bias, &r, out8), MCUQ_OK);
+    CHECK_EQ(mcuq_conv2d_s8_cb(&p, in, &cb, bias, &r, scratch, outc), MCUQ_OK);
+    CHECK_ARRAY(outc, out8, 11 * 5 * 5);
+    /* grouped conv (2 groups), one codebook row for the whole layer */
+    p.out_c = 8, p.groups = 2;
+    make_codebook(8 * 8 * 9, bits, 8 * 8 * 9, index, packed, codebook, w, &cb);
+    CHECK_EQ(mcuq_conv2d_s8(&p, in, w, bias, &r, out8), MCUQ_OK);
+    CHECK_EQ(mcuq_conv2d_s8_cb(&p, in, &cb, bias, &r, scratch, outc), MCUQ_OK);
+    CHECK_ARRAY(outc, out8, 8 * 5 * 5);
+    /* depthwise 8 -> 16 (multiplier 2), stride 1: 9 weights per row, odd nibbles */
+    p.in_c = 8, p.out_c = 16, p.groups = 8, p.stride_h = 1, p.stride_w = 1, p.out_h = 9, p.out_w = 9;
+    make_codebook(16 * 9, bits, 9, index, packed, codebook, w, &cb);
+    CHECK_EQ(mcuq_depthwise_conv2d_s8(&p, in, w, bias, &r, out8), MCUQ_OK);
+    CHECK_EQ(mcuq_depthwise_conv2d_s8_cb(&p, in, &cb, bias, &r, scratch, outc), MCUQ_OK);
+    CHECK_ARRAY(outc, out8, 16 * 9 * 9);
+    /* fully connected 150 -> 7: chunks of 64 and an odd last row; rows start mid-byte */
+    make_codebook(7 * 150, bits, 150, index, packed, codebook, w, &cb);
+    CHECK_EQ(mcuq_fully_connected_s8(150, 7, in, w, bias, &r, out8), MCUQ_OK);
+    CHECK_EQ(mcuq_fully_connected_s8_cb(150, 7, in, &cb, bias, &r, outc), MCUQ_OK);
+    CHECK_ARRAY(outc, out8, 7);
+    make_codebook(5 * 27, bits, 27, index, packed, codebook, w, &cb);
+    CHECK_EQ(mcuq_fully_connected_s8(27, 5, in, w, bias, &r, out8), MCUQ_OK);
+    CHECK_EQ(mcuq_fully_connected_s8_cb(27, 5, in, &cb, bias, &r, outc), MCUQ_OK);
+    CHECK_ARRAY(outc, out8, 5);
+  }
+#ifndef MCUQ_NO_CHECKS
+  {
+    mcuq_codebook_weights bad = cb;
+    CHECK_EQ(mcuq_decode_codebook(0, 0, 4, decoded), MCUQ_ERROR_NULL);
+    CHECK_EQ(mcuq_decode_codebook(&cb, 0, 4, 0), MCUQ_ERROR_NULL);
+    CHECK_EQ(mcuq_decode_codebook(&cb, -1, 4, decoded), MCUQ_ERROR_SHAPE);
+    bad.bits = 5;
+    CHECK_EQ(mcuq_decode_codebook(&bad, 0, 4, decoded), MCUQ_ERROR_ARGUMENT);
+    bad.bits = 0;
+    CHECK_EQ(mcuq_fully_connected_s8_cb(27, 5, in, &bad, bias, &r, outc), MCUQ_ERROR_ARGUMENT);
+    bad = cb;
+    bad.row_weights = 0;
+    CHECK_EQ(mcuq_conv2d_s8_cb(&p, in, &bad, bias, &r, scratch, outc), MCUQ_ERROR_ARGUMENT);
+    bad = cb;
+    bad.codebook = 0;
+    CHECK_EQ(mcuq_depthwise_conv2d_s8_cb(&p, in, &bad, bias, &r, scratch, outc), MCUQ_ERROR_NULL);
+    CHECK_EQ(mcuq_depthwise_conv2d_s8_cb(&p, in, &cb, bias, &r, 0, outc), MCUQ_ERROR_NULL);
+    CHECK_EQ(mcuq_conv2d_s8_cb(&p, in, &cb, bias, &r, 0, outc), MCUQ_ERROR_NULL);
+    CHECK_EQ(mcuq_fully_connected_s8_cb(0, 5, in, &cb, bias, &r, outc), MCUQ_ERROR_SHAPE);
+    p.groups = 4; /* not depthwise */
+    CHECK_EQ(mcuq_depthwise_conv2d_s8_cb(&p, in, &cb, bias, &r, scratch, outc), MCUQ_ERROR_SHAPE);
+  }
+#endif
+}
+
 /* ---- argument checks --------------------------------------------------------- */
 
 #ifndef MCUQ_NO_CHECKS
@@ -1216,6 +1338,7 @@ int main(void) {
   test_lut();
   test_lut_s16();
   test_w4_kernels();
+  test_codebook_kernels();
 #ifndef MCUQ_NO_CHECKS
   test_conv_errors();
   test_other_errors();
