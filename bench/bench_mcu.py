@@ -139,8 +139,9 @@ def main() -> int:
         if args.models:
             from _export_zoo import ZOO, frozen
             print(f"\nwhole models, instructions (AVR: cycles) per inference (firmware {args.optimize})")
-            for zoo_name in ("fashion_cnn", "fashion_cnn_nu4", "depthwise_cnn", "depthwise_cnn_nu3_per_tensor",
-                             "residual_cnn", "mlp", "mlp_nu4", "lut_mlp"):
+            for zoo_name in ("fashion_cnn", "fashion_cnn_nu4", "depthwise_cnn", "depthwise_cnn_w4a8",
+                             "depthwise_cnn_nu3_per_tensor",
+                             "residual_cnn", "mlp", "mlp_w4a8", "mlp_nu4", "lut_mlp"):
                 model = next(m for m in ZOO if m.name == zoo_name)
                 directory = work / zoo_name
                 exported = mcuq.export(frozen(model), model.input_shape)

@@ -77,9 +77,20 @@ mcuq_status mcuq_decode_codebook(const mcuq_codebook_weights *weights, int32_t f
   return MCUQ_OK;
 }
 
+/* Output channels [first, first + count) of a layer: its requantization
+ * tables from `first` on (one entry stays one entry). */
+static mcuq_requant requant_from(const mcuq_requant *requant, int32_t first) {
+  mcuq_requant slice = *requant;
+  if (slice.per_channel) {
+    slice.multiplier += first;
+    slice.shift += first;
+  }
+  return slice;
+}
+
 mcuq_status mcuq_conv2d_s8_cb(const mcuq_conv2d_params *params, const int8_t *input,
                               const mcuq_codebook_weights *weights, const int32_t *bias, const mcuq_requant *requant,
-                              int8_t *scratch, int8_t *output) {
+                              int32_t block_channels, int8_t *scratch, int8_t *output) {
 #ifndef MCUQ_NO_CHECKS
   mcuq_status status = check_codebook(weights);
   if (status == MCUQ_OK && scratch == 0) status = MCUQ_ERROR_NULL;
@@ -87,21 +98,37 @@ mcuq_status mcuq_conv2d_s8_cb(const mcuq_conv2d_params *params, const int8_t *in
     status = mcuq_check_conv2d(params, input, (const int8_t *)weights->indices, bias, requant, output, INT8_MIN,
                                INT8_MAX, 0);
   }
+  /* Blocks of a grouped convolution would split its groups: it decodes whole. */
+  if (status == MCUQ_OK && (block_channels <= 0 || (params->groups > 1 && block_channels < params->out_c))) {
+    status = MCUQ_ERROR_ARGUMENT;
+  }
   if (status != MCUQ_OK) return status;
 #endif
-  const int32_t rows = params->out_c * (params->in_c / params->groups) * params->k_h * params->k_w;
-  mcuq_decode_codebook(weights, 0, rows, scratch);
+  const int32_t taps = (params->in_c / params->groups) * params->k_h * params->k_w;
+  const int32_t pixels = params->out_h * params->out_w;
+  mcuq_conv2d_params block = *params;
+  for (int32_t first = 0; first < params->out_c; first += block_channels) {
+    const int32_t count = params->out_c - first < block_channels ? params->out_c - first : block_channels;
+    const mcuq_requant slice = requant_from(requant, first);
+    mcuq_status status_block;
+    block.out_c = count;
+    mcuq_decode_codebook(weights, first * taps, count * taps, scratch);
 #if defined(__AVR__)
-  /* The int8 kernels read their weights from flash here. */
-  return mcuq_conv2d_s8_ram(params, input, scratch, bias, requant, output);
+    /* The int8 kernels read their weights from flash here. */
+    status_block = mcuq_conv2d_s8_ram(&block, input, scratch, bias + first, &slice, output + first * pixels);
 #else
-  return mcuq_conv2d_im2col_s8(params, input, scratch, bias, requant, scratch + rows, output);
+    status_block = mcuq_conv2d_im2col_s8(&block, input, scratch, bias + first, &slice, scratch + count * taps,
+                                         output + first * pixels);
 #endif
+    if (status_block != MCUQ_OK) return status_block;
+  }
+  return MCUQ_OK;
 }
 
 mcuq_status mcuq_depthwise_conv2d_s8_cb(const mcuq_conv2d_params *params, const int8_t *input,
                                         const mcuq_codebook_weights *weights, const int32_t *bias,
-                                        const mcuq_requant *requant, int8_t *scratch, int8_t *output) {
+                                        const mcuq_requant *requant, int32_t block_channels, int8_t *scratch,
+                                        int8_t *output) {
 #ifndef MCUQ_NO_CHECKS
   mcuq_status status = check_codebook(weights);
   if (status == MCUQ_OK && scratch == 0) status = MCUQ_ERROR_NULL;
@@ -112,15 +139,37 @@ mcuq_status mcuq_depthwise_conv2d_s8_cb(const mcuq_conv2d_params *params, const 
   if (status == MCUQ_OK && (params->groups != params->in_c || params->out_c % params->in_c != 0)) {
     status = MCUQ_ERROR_SHAPE;
   }
+  if (status == MCUQ_OK && block_channels <= 0) status = MCUQ_ERROR_ARGUMENT;
   if (status != MCUQ_OK) return status;
 #endif
-  mcuq_decode_codebook(weights, 0, params->out_c * params->k_h * params->k_w, scratch);
+  /* Blocks of input channels, each with its depth_multiplier outputs. */
+  const int32_t multiplier = params->out_c / params->in_c;
+  const int32_t filter = params->k_h * params->k_w;
+  const int32_t in_plane = params->in_h * params->in_w, out_plane = params->out_h * params->out_w;
+  mcuq_conv2d_params block = *params;
+  for (int32_t first = 0; first < params->in_c; first += block_channels) {
+    const int32_t count = params->in_c - first < block_channels ? params->in_c - first : block_channels;
+    const int32_t out_first = first * multiplier;
+    const mcuq_requant slice = requant_from(requant, out_first);
+    mcuq_status status_block;
+    block.in_c = block.groups = count;
+    block.out_c = count * multiplier;
+    mcuq_decode_codebook(weights, out_first * filter, block.out_c * filter, scratch);
 #if defined(__AVR__)
-  return mcuq_depthwise_conv2d_s8_ram(params, input, scratch, bias, requant, output);
+    status_block = mcuq_depthwise_conv2d_s8_ram(&block, input + first * in_plane, scratch, bias + out_first, &slice,
+                                                output + out_first * out_plane);
 #else
-  return mcuq_depthwise_conv2d_s8(params, input, scratch, bias, requant, output);
+    status_block = mcuq_depthwise_conv2d_s8(&block, input + first * in_plane, scratch, bias + out_first, &slice,
+                                            output + out_first * out_plane);
 #endif
+    if (status_block != MCUQ_OK) return status_block;
+  }
+  return MCUQ_OK;
 }
+
+/* The 16 levels of two's-complement nibbles (index i: ((i ^ 8) - 8)): W4A8
+ * weights packed two per byte are codebook weights with this codebook. */
+const int8_t mcuq_codebook_s4[16] MCUQ_TABLE = {0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1};
 
 /* Weights decoded per pass, per row: a multiple of 4 (the DSP loops' step). */
 #define MCUQ_CB_CHUNK 64

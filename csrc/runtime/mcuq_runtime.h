@@ -123,19 +123,27 @@ mcuq_status mcuq_conv2d_s8_w4(const mcuq_conv2d_params *params, const int8_t *in
 mcuq_status mcuq_depthwise_conv2d_s8_w4(const mcuq_conv2d_params *params, const int8_t *input,
                                         const int8_t *weights, const int32_t *bias, const mcuq_requant *requant,
                                         int8_t *output);
-/* Codebook weights (mcuq_codebook_weights): the layer's weights are decoded
- * once per call into `scratch` (out_c filter rows), then run through the
- * int8 kernels; the decode is amortized over every output pixel. Scratch
- * sizes in bytes below; the scratch must not overlap the other arrays. */
-#define MCUQ_CONV2D_CB_SCRATCH(out_c, in_c, groups, k_h, k_w) \
-  ((out_c) * ((in_c) / (groups)) * (k_h) * (k_w) + MCUQ_CONV2D_IM2COL_SCRATCH(in_c, groups, k_h, k_w))
-#define MCUQ_DEPTHWISE_CONV2D_CB_SCRATCH(out_c, k_h, k_w) ((out_c) * (k_h) * (k_w))
+/* Codebook weights (mcuq_codebook_weights): the weights of block_channels
+ * output channels (depthwise: input channels, with their depth-multiplier
+ * outputs) at a time are decoded into `scratch`, then run through the int8
+ * kernels; each decoded weight serves every output pixel. A grouped
+ * (non-depthwise) convolution takes one block of all out_c. Scratch sizes
+ * in bytes below; the scratch must not overlap the other arrays. */
+#define MCUQ_CONV2D_CB_SCRATCH(block_channels, in_c, groups, k_h, k_w) \
+  ((block_channels) * ((in_c) / (groups)) * (k_h) * (k_w) + MCUQ_CONV2D_IM2COL_SCRATCH(in_c, groups, k_h, k_w))
+#define MCUQ_DEPTHWISE_CONV2D_CB_SCRATCH(block_channels, depth_multiplier, k_h, k_w) \
+  ((block_channels) * (depth_multiplier) * (k_h) * (k_w))
 mcuq_status mcuq_conv2d_s8_cb(const mcuq_conv2d_params *params, const int8_t *input,
                               const mcuq_codebook_weights *weights, const int32_t *bias, const mcuq_requant *requant,
-                              int8_t *scratch, int8_t *output);
+                              int32_t block_channels, int8_t *scratch, int8_t *output);
 mcuq_status mcuq_depthwise_conv2d_s8_cb(const mcuq_conv2d_params *params, const int8_t *input,
                                         const mcuq_codebook_weights *weights, const int32_t *bias,
-                                        const mcuq_requant *requant, int8_t *scratch, int8_t *output);
+                                        const mcuq_requant *requant, int32_t block_channels, int8_t *scratch,
+                                        int8_t *output);
+/* W4A8 weights as codebook weights: {packed weights, mcuq_codebook_s4, 4,
+ * row_weights = all of them} run W4A8 layers through the kernels above. */
+extern const int8_t mcuq_codebook_s4[16];
+
 /* Depthwise: groups == in_c, out_c a multiple of in_c (channel multiplier);
  * output channel o reads input channel o / (out_c / in_c). */
 mcuq_status mcuq_depthwise_conv2d_s8(const mcuq_conv2d_params *params, const int8_t *input,

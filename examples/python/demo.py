@@ -5,9 +5,10 @@ host.
 
   1. train the example CNN in float (EPOCHS epochs, one-cycle learning rate,
      horizontal flips; cached in OUT/cache, so only the first run pays),
-  2. quantize it four ways: PTQ int8, and QAT int8, W4A8 and power-of-two
-     scales, each fine-tuning one epoch from the float model (whose fair
-     baseline is the float model fine-tuned for the same epoch),
+  2. quantize it six ways: PTQ int8, and QAT int8, W4A8, power-of-two
+     scales and non-uniform weights (4- and 3-bit k-means codebooks per
+     output channel, eq. 3), each fine-tuning one epoch from the float model
+     (whose fair baseline is the float model fine-tuned for the same epoch),
   3. export each (mcuq.export) and measure its integer accuracy over the full
      test set with the host integer reference,
   4. stream the test set through the emulated Cortex-M4 (QEMU) for every
@@ -51,6 +52,8 @@ PRESETS = [  # (row, preset, QAT?)
     ("QAT int8", "int8", True),
     ("QAT W4A8", "w4a8", True),
     ("QAT pow2", "pow2", True),
+    ("QAT nu4", "nu4", True),
+    ("QAT nu3", "nu3", True),
 ]
 CNN_CHANNELS = (8, 32)  # 91 % float; int8 arena 7.8 KB: fits the M0's 16 KB with the stack
 EPOCHS = 12  # float training (the cache's first run)
@@ -333,8 +336,9 @@ def main(argv=None) -> int:
             f"{'yes' if run.passed else 'NO'}: {run.matches}/{run.inputs} | {r['integer'] - r['float']:+.2f} pp | "
             f"{e.flash_bytes} ({e.flash_bytes / float_bytes(r['model']):.2f}x of {float_bytes(r['model'])}) | "
             f"{e.arena_bytes} |")
-    lines += ["", "W4A8 weights are packed two per byte. Float: the CNN as trained (PTQ) or after the same extra "
-              "epoch the QAT models fine-tune for.",
+    lines += ["", "W4A8 weights are packed two per byte; nu4 / nu3 weights are 4- / 3-bit indices into an int8 "
+              "codebook of 16 / 8 levels per output channel (conv1's 9 weights per channel stay int8, which is "
+              "smaller). Float: the CNN as trained (PTQ) or after the same extra epoch the QAT models fine-tune for.",
               "", "| target | model | images | MCU = host | flash B (firmware: model + runtime + harness) | "
               "RAM B: static + stack peak | per inference: min / median / max |",
               "|---|---|---|---|---|---|---|"]

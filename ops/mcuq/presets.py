@@ -16,7 +16,9 @@ Presets:
 - ``nu4`` / ``nu3``: non-uniform weights, a 16- (8-) level k-means codebook
   per output channel (``mcuq.fit_levels``), refitted as the weights train;
   activations int8. ``.with_weight(codebook_learned=True)`` learns the
-  codebook by gradient descent instead. Not exportable yet (issue 14).
+  codebook by gradient descent instead; ``.with_weight(per_channel=False)`` one
+  codebook per layer. mcuq.freeze snaps codebooks onto the int8 grid; the
+  export stores 4- (3-) bit indices and int8 codebooks.
 """
 
 from dataclasses import dataclass, replace

@@ -1,8 +1,10 @@
 """Non-uniform weights in the workflow: the nu4 / nu3 presets put a
 CodebookFakeQuantize on every weight (a k-means codebook per output channel,
 refitted as the weights train, or learned), mcuq.freeze makes it a
-FixedLevelsFakeQuantize, and mcuq.export refuses it with the reason until
-the integer kernels exist."""
+FixedLevelsFakeQuantize whose codebook is snapped onto the int8 grid, and
+mcuq.export stores it as b-bit indices into int8 codebooks (the generated C
+against the integer reference: test_export.py and test_mcu.py, zoo models
+*_nu4 / *_nu3)."""
 
 import sys
 from pathlib import Path
@@ -49,9 +51,14 @@ def test_qat_refits_a_codebook_per_channel_and_freezes_it(gen, preset, levels):
     assert len(fixed) == 3 and not _weight_quantizers(frozen, mcuq.CodebookFakeQuantize)
     prepared.eval()  # eval: the codebooks stay as trained
     for name, q in quantizers.items():
-        assert torch.equal(dict(frozen.named_modules())[name].levels, q.levels), name
+        # Frozen: each row on the int8 grid of max |level| / 127, every level
+        # within half a step of the trained one.
+        snapped = dict(frozen.named_modules())[name].levels
+        scale = q.levels.abs().amax(dim=1, keepdim=True) / 127
+        k = snapped / scale
+        assert torch.allclose(k, k.round(), atol=1e-3) and torch.all(k.round().abs().amax(dim=1) == 127), name
+        assert torch.all((snapped - q.levels).abs() <= scale / 2 * (1 + 1e-5)), name
     with torch.no_grad():
-        assert torch.equal(frozen.fc.weight_fake_quant(fc.layer.weight), fc.weight_fake_quant(fc.layer.weight))
         assert torch.equal(torch.jit.script(frozen)(x), frozen(x))  # TorchScript users get the same
 
 
@@ -98,12 +105,66 @@ def test_ptq_fits_the_codebook_once_and_calibrates_activations(gen):
     assert len(_weight_quantizers(frozen, mcuq.FixedLevelsFakeQuantize)) == 3
 
 
-def test_export_refuses_codebook_weights_with_the_reason(gen):
-    prepared = mcuq.prepare(SmallCnn().eval(), mcuq.presets.get("nu4"), qat=False)
-    mcuq.calibrate(prepared, [_data(gen, 32)[0]], progress=False)
-    with pytest.raises(ValueError, match=r"mcuq.export: conv1.weight_fake_quant quantizes a weight onto a codebook "
-                                         r"\(non-uniform, mcuq.fake_quantize_levels\): its integer export is not built"):
-        mcuq.export(mcuq.freeze(prepared), [1, 1, 28, 28])
+def test_snap_levels_keeps_rows_sorted_and_zero_rows_zero():
+    from mcuq.codebook import snap_levels
+    levels = torch.tensor([[-1.0, -0.004, 0.0031, 0.5], [0.0, 0.0, 0.0, 0.0], [-0.3, -0.2999, 0.1, 0.2]])
+    snapped = snap_levels(levels)
+    assert torch.equal(snapped[1], torch.zeros(4))  # a dead channel
+    assert torch.all(snapped[:, 1:] >= snapped[:, :-1])
+    assert torch.equal(snapped[2, 0], snapped[2, 1])  # levels closer than a step meet
+    assert torch.equal(snap_levels(torch.tensor([0.25, 1.0])), torch.tensor([0.25, 1.0]) * 0 + torch.tensor(
+        [round(0.25 * 127) / 127, 1.0]))  # per tensor: one row
+
+
+def test_export_stores_indices_and_codebooks(gen, tmp_path):
+    prepared = mcuq.prepare(SmallCnn().eval(), mcuq.presets.get("nu3"), qat=False)
+    x = _data(gen, 32)[0]
+    mcuq.calibrate(prepared, [x], progress=False)
+    frozen = mcuq.freeze(prepared)
+    exported = mcuq.export(frozen, [1, 1, 28, 28])
+    layers = {l["name"]: l for l in exported.report("net")["layers"]}
+    # conv1's 9 weights per channel are smaller as int8 than as indices + an 8-level codebook
+    assert layers["conv1"]["weight_bits"] == 8 and "codebook" not in layers["conv1"]
+    for name in ("conv2", "fc"):
+        layer = layers[name]
+        assert layer["weight_bits"] == 3 and layer["codebook"]["levels"] == 8, layer
+        weights = layer["weight_bytes"] * 8 / layer["bits_per_weight"]
+        assert layer["codebook"]["index_bytes"] == -(-int(weights) * 3 // 8)
+        assert 3 < layer["bits_per_weight"] < 4
+    exported.write(tmp_path, "net")
+    source = (tmp_path / "net.c").read_text()
+    assert "mcuq_conv2d_s8_cb(" in source and "mcuq_fully_connected_s8_cb(" in source
+    # The integer model computes the fake-quant model's weights exactly.
+    o = exported.output_qparams
+    with torch.no_grad():
+        fake = mcuq.quantize(frozen(x), torch.tensor([o["scale"]]), torch.tensor([o["zero_point"]]),
+                             o["quant_min"], o["quant_max"], dtype=torch.int32)
+    assert (fake - exported.integer_reference(exported.quantize_input(x))).abs().max() <= 1
+
+
+def test_export_refuses_a_codebook_off_the_int8_grid_and_on_activations():
+    prepared = mcuq.prepare(nn.Sequential(nn.Linear(8, 4)).eval(), mcuq.presets.get("nu4"), qat=False)
+    mcuq.calibrate(prepared, [torch.randn(16, 8)], progress=False)
+    frozen = mcuq.freeze(prepared)
+    (codebook,) = _weight_quantizers(frozen, mcuq.FixedLevelsFakeQuantize).values()
+    levels = codebook.levels.clone()
+    codebook.levels[0, 3] += 1e-3 * codebook.levels[0].abs().max()  # not a multiple of max |level| / 127
+    with pytest.raises(ValueError, match=r"codebook is not on an int8 grid: level 3 of row 0 .* mcuq.freeze snaps "
+                                         r"codebooks onto that grid"):
+        mcuq.export(frozen, [1, 8])
+    codebook.levels.copy_(levels)
+
+    class CodebookActivation(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.frozen = frozen
+
+        def forward(self, x):
+            return mcuq.fake_quantize_levels(self.frozen(x), torch.tensor([-1.0, 0.0, 1.0]))
+
+    with pytest.raises(ValueError, match=r"codebooks \(mcuq.fake_quantize_levels\) quantize weights; activations "
+                                         r"are quantized uniformly"):
+        mcuq.export(CodebookActivation(), [1, 8])
 
 
 def test_presets_check_codebook_settings():

@@ -56,9 +56,10 @@ def test_demo_runs_the_whole_journey(tmp_path):
                                      "--out", str(tmp_path)])
     text = out.getvalue()
     assert status == 0, text
-    for row in ("PTQ int8", "QAT int8", "QAT W4A8", "QAT pow2", "MLP QAT int8 (AVR)", "Cortex-M0", "ATmega328P"):
+    for row in ("PTQ int8", "QAT int8", "QAT W4A8", "QAT pow2", "QAT nu4", "QAT nu3", "MLP QAT int8 (AVR)", "Cortex-M0",
+                "ATmega328P"):
         assert row in text, text
-    assert "| NO" not in text and text.count("| yes: 12/12 |") == 7 and text.count("| yes: 6/6 |") == 4, text
+    assert "| NO" not in text and text.count("| yes: 12/12 |") == 9 and text.count("| yes: 6/6 |") == 4, text
     assert len(re.findall(r"\| \d+ \+ \d+ \|", text)) == 6, text  # static + stack peak on every target
     for name in ("report.md", "accuracy.png", "confusion.png"):
         assert (tmp_path / name).is_file(), name

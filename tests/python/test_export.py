@@ -174,7 +174,9 @@ def test_w4a8_weights_are_packed_two_per_byte(exported):
         weighted = [layer for layer in w4.report()["layers"] if "weight_bits" in layer]
         assert weighted and all(layer["weight_bits"] == 4 for layer in weighted)
         source = (directory / "net.c").read_text()
-        assert "_w4(" in source and "mcuq_conv2d_s8(" not in source and "mcuq_fully_connected_s8(" not in source
+        # The packed nibbles run through the codebook kernels, indices into the runtime's int4 codebook.
+        assert "mcuq_codebook_s4, 4," in source and "_s8_cb(" in source
+        assert "mcuq_conv2d_s8(" not in source and "mcuq_fully_connected_s8(" not in source
         # Same layers and shapes as the int8 export, about half the weight bytes.
         weights = lambda e: sum(layer["weight_bytes"] for layer in e.report()["layers"])  # noqa: E731
         assert weights(w4) == sum((n + 1) // 2 for n in (

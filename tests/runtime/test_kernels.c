@@ -1037,20 +1037,31 @@ static void test_codebook_kernels(void) {
     p.in_zero_point = 5;
     make_codebook(11 * 16 * 9, bits, 16 * 9, index, packed, codebook, w, &cb);
     CHECK_EQ(mcuq_conv2d_s8(&p, in, w, bias, &r, out8), MCUQ_OK);
-    CHECK_EQ(mcuq_conv2d_s8_cb(&p, in, &cb, bias, &r, scratch, outc), MCUQ_OK);
+    CHECK_EQ(mcuq_conv2d_s8_cb(&p, in, &cb, bias, &r, 11, scratch, outc), MCUQ_OK);
+    CHECK_ARRAY(outc, out8, 11 * 5 * 5);
+    for (i = 0; i < 11 * 5 * 5; ++i) outc[i] = 0;
+    CHECK_EQ(mcuq_conv2d_s8_cb(&p, in, &cb, bias, &r, 4, scratch, outc), MCUQ_OK); /* blocks of 4, 4, 3 */
     CHECK_ARRAY(outc, out8, 11 * 5 * 5);
     /* grouped conv (2 groups), one codebook row for the whole layer */
     p.out_c = 8, p.groups = 2;
     make_codebook(8 * 8 * 9, bits, 8 * 8 * 9, index, packed, codebook, w, &cb);
     CHECK_EQ(mcuq_conv2d_s8(&p, in, w, bias, &r, out8), MCUQ_OK);
-    CHECK_EQ(mcuq_conv2d_s8_cb(&p, in, &cb, bias, &r, scratch, outc), MCUQ_OK);
+    CHECK_EQ(mcuq_conv2d_s8_cb(&p, in, &cb, bias, &r, 8, scratch, outc), MCUQ_OK);
     CHECK_ARRAY(outc, out8, 8 * 5 * 5);
     /* depthwise 8 -> 16 (multiplier 2), stride 1: 9 weights per row, odd nibbles */
     p.in_c = 8, p.out_c = 16, p.groups = 8, p.stride_h = 1, p.stride_w = 1, p.out_h = 9, p.out_w = 9;
     make_codebook(16 * 9, bits, 9, index, packed, codebook, w, &cb);
     CHECK_EQ(mcuq_depthwise_conv2d_s8(&p, in, w, bias, &r, out8), MCUQ_OK);
-    CHECK_EQ(mcuq_depthwise_conv2d_s8_cb(&p, in, &cb, bias, &r, scratch, outc), MCUQ_OK);
+    CHECK_EQ(mcuq_depthwise_conv2d_s8_cb(&p, in, &cb, bias, &r, 8, scratch, outc), MCUQ_OK);
     CHECK_ARRAY(outc, out8, 16 * 9 * 9);
+    for (i = 0; i < 16 * 9 * 9; ++i) outc[i] = 0;
+    CHECK_EQ(mcuq_depthwise_conv2d_s8_cb(&p, in, &cb, bias, &r, 3, scratch, outc), MCUQ_OK); /* 3, 3, 2 inputs */
+    CHECK_ARRAY(outc, out8, 16 * 9 * 9);
+    r.per_channel = 0; /* one requantization entry: blocks keep it */
+    CHECK_EQ(mcuq_depthwise_conv2d_s8(&p, in, w, bias, &r, out8), MCUQ_OK);
+    CHECK_EQ(mcuq_depthwise_conv2d_s8_cb(&p, in, &cb, bias, &r, 3, scratch, outc), MCUQ_OK);
+    CHECK_ARRAY(outc, out8, 16 * 9 * 9);
+    r.per_channel = 1;
     /* fully connected 150 -> 7: chunks of 64 and an odd last row; rows start mid-byte */
     make_codebook(7 * 150, bits, 150, index, packed, codebook, w, &cb);
     CHECK_EQ(mcuq_fully_connected_s8(150, 7, in, w, bias, &r, out8), MCUQ_OK);
@@ -1073,15 +1084,17 @@ static void test_codebook_kernels(void) {
     CHECK_EQ(mcuq_fully_connected_s8_cb(27, 5, in, &bad, bias, &r, outc), MCUQ_ERROR_ARGUMENT);
     bad = cb;
     bad.row_weights = 0;
-    CHECK_EQ(mcuq_conv2d_s8_cb(&p, in, &bad, bias, &r, scratch, outc), MCUQ_ERROR_ARGUMENT);
+    CHECK_EQ(mcuq_conv2d_s8_cb(&p, in, &bad, bias, &r, 4, scratch, outc), MCUQ_ERROR_ARGUMENT);
     bad = cb;
     bad.codebook = 0;
-    CHECK_EQ(mcuq_depthwise_conv2d_s8_cb(&p, in, &bad, bias, &r, scratch, outc), MCUQ_ERROR_NULL);
-    CHECK_EQ(mcuq_depthwise_conv2d_s8_cb(&p, in, &cb, bias, &r, 0, outc), MCUQ_ERROR_NULL);
-    CHECK_EQ(mcuq_conv2d_s8_cb(&p, in, &cb, bias, &r, 0, outc), MCUQ_ERROR_NULL);
+    CHECK_EQ(mcuq_depthwise_conv2d_s8_cb(&p, in, &bad, bias, &r, 4, scratch, outc), MCUQ_ERROR_NULL);
+    CHECK_EQ(mcuq_depthwise_conv2d_s8_cb(&p, in, &cb, bias, &r, 4, 0, outc), MCUQ_ERROR_NULL);
+    CHECK_EQ(mcuq_depthwise_conv2d_s8_cb(&p, in, &cb, bias, &r, 0, scratch, outc), MCUQ_ERROR_ARGUMENT);
+    CHECK_EQ(mcuq_conv2d_s8_cb(&p, in, &cb, bias, &r, 4, 0, outc), MCUQ_ERROR_NULL);
     CHECK_EQ(mcuq_fully_connected_s8_cb(0, 5, in, &cb, bias, &r, outc), MCUQ_ERROR_SHAPE);
     p.groups = 4; /* not depthwise */
-    CHECK_EQ(mcuq_depthwise_conv2d_s8_cb(&p, in, &cb, bias, &r, scratch, outc), MCUQ_ERROR_SHAPE);
+    CHECK_EQ(mcuq_depthwise_conv2d_s8_cb(&p, in, &cb, bias, &r, 4, scratch, outc), MCUQ_ERROR_SHAPE);
+    CHECK_EQ(mcuq_conv2d_s8_cb(&p, in, &cb, bias, &r, 2, scratch, outc), MCUQ_ERROR_ARGUMENT); /* splits groups */
   }
 #endif
 }

@@ -44,15 +44,44 @@ const char* layer_kind_name(LayerKind kind) {
   return "?";
 }
 
+namespace {
+
+// Codebook layers decode at most this many bytes of int8 weights at a time
+// (the rest of a layer in further blocks): RAM stays bounded on big layers.
+constexpr int64_t kDecodeBytes = 4096;
+
+bool decoded_weights(const Graph& g, const Layer& l) {
+  const bool kind = l.kind == LayerKind::kConv2d || l.kind == LayerKind::kDepthwiseConv2d ||
+                    l.kind == LayerKind::kFullyConnected;
+  return kind && !g.int16() && (!l.codebook.empty() || l.weight_bits == 4);
+}
+
+}  // namespace
+
+// Channels a codebook (or W4A8) convolution decodes at a time: output
+// channels, in pairs where there are several blocks (the kernel's step); a
+// grouped convolution all at once; depthwise: input channels.
+int64_t decode_block(const Graph& g, const Layer& l) {
+  const int64_t in_c = g.tensors[l.inputs[0]].shape[0], out_c = g.tensors[l.output].shape[0];
+  if (l.kind == LayerKind::kDepthwiseConv2d) {
+    const int64_t per_channel = out_c / in_c * l.k_h * l.k_w;
+    return in_c * per_channel <= kDecodeBytes ? in_c : std::max<int64_t>(1, kDecodeBytes / per_channel);
+  }
+  const int64_t taps = in_c / l.groups * l.k_h * l.k_w;
+  if (l.groups > 1 || out_c * taps <= kDecodeBytes) return out_c;
+  const int64_t block = kDecodeBytes / taps;
+  return block >= 2 ? block / 2 * 2 : 1;
+}
+
 int64_t scratch_bytes(const Graph& g, const Layer& l) {
   // The runtime's own formulas.
   const int64_t in_c = l.inputs.empty() ? 0 : g.tensors[l.inputs[0]].shape[0];
-  const int64_t out_c = l.output < 0 ? 0 : g.tensors[l.output].shape[0];
-  if (!l.codebook.empty() && l.kind == LayerKind::kConv2d) {
-    return MCUQ_CONV2D_CB_SCRATCH(out_c, in_c, l.groups, l.k_h, l.k_w);
+  if (decoded_weights(g, l) && l.kind == LayerKind::kConv2d) {
+    return MCUQ_CONV2D_CB_SCRATCH(decode_block(g, l), in_c, l.groups, l.k_h, l.k_w);
   }
-  if (!l.codebook.empty() && l.kind == LayerKind::kDepthwiseConv2d) {
-    return MCUQ_DEPTHWISE_CONV2D_CB_SCRATCH(out_c, l.k_h, l.k_w);
+  if (decoded_weights(g, l) && l.kind == LayerKind::kDepthwiseConv2d) {
+    const int64_t out_c = g.tensors[l.output].shape[0];
+    return MCUQ_DEPTHWISE_CONV2D_CB_SCRATCH(decode_block(g, l), out_c / in_c, l.k_h, l.k_w);
   }
   if (l.kind != LayerKind::kConv2d || g.int16() || l.weight_bits != 8) return 0;
   return MCUQ_CONV2D_IM2COL_SCRATCH(in_c, l.groups, l.k_h, l.k_w);
@@ -355,12 +384,19 @@ std::string emit_source(const Graph& g, const ArenaPlan& arena, const std::strin
       tables += table("int8_t", sym + "_shift", l.requant.shift, c_int);
       body += requant(l, sym);
       const std::string weighted_suffix = l.weight_bits == 4 ? suffix + "_w4" : suffix;
+      // Codebook and W4A8 weights run through the _cb kernels: W4A8's packed
+      // nibbles are indices into the runtime's mcuq_codebook_s4.
+      const bool decode = decoded_weights(g, l);
       if (codebook) {
         const int64_t per_channel = static_cast<int64_t>(l.weights.size()) / static_cast<int64_t>(l.bias.size());
         body += fmt::format("    const mcuq_codebook_weights weights = {{{0}_indices, {0}_codebook, {1}, {2}}};\n", sym,
                             l.weight_bits, per_channel * l.codebook_channels);
+      } else if (decode) {
+        body += fmt::format(
+            "    const mcuq_codebook_weights weights = {{(const uint8_t *){}_weights, mcuq_codebook_s4, 4, {}}};\n", sym,
+            l.weights.size());
       }
-      if (codebook && l.kind == LayerKind::kFullyConnected) {
+      if (decode && l.kind == LayerKind::kFullyConnected) {
         body += fmt::format("    const mcuq_status status = mcuq_fully_connected_s8_cb({}, {}, {}, &weights, {}_bias, &requant, {});\n",
                             in.numel(), out.numel(), pointer(l.inputs[0], false), sym, out_at(l.output, 0));
       } else if (l.kind == LayerKind::kFullyConnected) {
@@ -375,12 +411,12 @@ std::string emit_source(const Graph& g, const ArenaPlan& arena, const std::strin
             "    const mcuq_conv2d_params params = {{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}}};\n",
             in.shape[0], ih, iw, out.shape[0], oh, ow, l.k_h, l.k_w, l.stride_h, l.stride_w, l.pad_h,
             l.pad_w, l.dilation_h, l.dilation_w, l.groups, c_int(in.zero_point));
-        if (codebook) {
+        if (decode) {
           body += fmt::format(
-              "    const mcuq_status status = mcuq_{}conv2d_s8_cb(&params, {}, &weights, {}_bias, &requant, "
+              "    const mcuq_status status = mcuq_{}conv2d_s8_cb(&params, {}, &weights, {}_bias, &requant, {}, "
               "(int8_t *)(base + {}), {});\n",
               l.kind == LayerKind::kDepthwiseConv2d ? "depthwise_" : "", pointer(l.inputs[0], false), sym,
-              arena.buffers[arena.scratch[i]].offset, out_at(l.output, 0));
+              decode_block(g, l), arena.buffers[arena.scratch[i]].offset, out_at(l.output, 0));
         } else if (l.kind == LayerKind::kConvTranspose2d) {
           body += fmt::format("    const mcuq_status status = mcuq_conv_transpose2d_{}(&params, {}, {}_weights, {}_bias, &requant, {});\n",
                               suffix, pointer(l.inputs[0], false), sym, sym, out_at(l.output, 0));

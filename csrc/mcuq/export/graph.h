@@ -154,8 +154,12 @@ struct ArenaPlan {
 };
 
 // Bytes of scratch a layer's kernel needs in the arena while it runs: the
-// two im2col columns of an int8 convolution (mcuq_conv2d_im2col_s8), else 0.
+// two im2col columns of an int8 convolution (mcuq_conv2d_im2col_s8), and
+// a block of decoded weights for codebook and W4A8 ones; else 0.
 int64_t scratch_bytes(const Graph& graph, const Layer& layer);
+// Codebook and W4A8 convolutions: the channels whose weights the kernel
+// decodes into that scratch at a time.
+int64_t decode_block(const Graph& graph, const Layer& layer);
 
 // Plans the arena: buffers whose lifetimes overlap never share bytes (a
 // layer's scratch lives while that layer runs); greedy first fit, largest

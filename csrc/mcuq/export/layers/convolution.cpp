@@ -193,6 +193,15 @@ void Lowerer::Impl::finalize_weighted(const Op* n, const Pending& p, Layer& laye
   // input channel (those that land outside the output aside).
   layer.macs = transposed ? in.numel() * per_channel / in.shape.at(0) * out_c : out.numel() * per_channel;
   layer.requant = requant_to(n, real, scale, zp, qmin, qmax, p.lo, p.hi, layer.name);
+  // One scale for every output channel (weights per tensor): the tables
+  // hold one entry (5 bytes of flash per channel fewer).
+  auto& multipliers = layer.requant.multiplier;
+  auto& shifts = layer.requant.shift;
+  if (std::all_of(multipliers.begin(), multipliers.end(), [&](int32_t m) { return m == multipliers[0]; }) &&
+      std::all_of(shifts.begin(), shifts.end(), [&](int8_t s) { return s == shifts[0]; })) {
+    multipliers.resize(1);
+    shifts.resize(1);
+  }
   for (int8_t shift : layer.requant.shift) {
     if (graph_.int16() && layer.requant.rounding != MCUQ_ROUND_SHIFT && shift > 7) {
       fail(n, fmt::format("its requantization multiplier is 2^{} or more; the int64 rule of 16x8 layers "
