@@ -22,6 +22,21 @@ static mcuq_status check_codebook(const mcuq_codebook_weights *w) {
 }
 #endif
 
+#ifndef MCUQ_NO_CHECKS
+/* The arguments every codebook convolution takes. */
+static mcuq_status check_codebook_conv(const mcuq_conv2d_params *params, const int8_t *input,
+                                       const mcuq_codebook_weights *weights, const int32_t *bias,
+                                       const mcuq_requant *requant, const int8_t *scratch, const int8_t *output) {
+  mcuq_status status = check_codebook(weights);
+  if (status == MCUQ_OK && scratch == 0) status = MCUQ_ERROR_NULL;
+  if (status == MCUQ_OK) {
+    status = mcuq_check_conv2d(params, input, (const int8_t *)weights->indices, bias, requant, output, INT8_MIN,
+                               INT8_MAX, 0);
+  }
+  return status;
+}
+#endif
+
 /* Weights [first, first + count) of one codebook row (levels in `row`). A
  * bit buffer refilled a byte at a time reads each index byte once and never
  * past the last field; 4-bit fields take a byte per two weights. */
@@ -92,12 +107,7 @@ mcuq_status mcuq_conv2d_s8_cb(const mcuq_conv2d_params *params, const int8_t *in
                               const mcuq_codebook_weights *weights, const int32_t *bias, const mcuq_requant *requant,
                               int32_t block_channels, int8_t *scratch, int8_t *output) {
 #ifndef MCUQ_NO_CHECKS
-  mcuq_status status = check_codebook(weights);
-  if (status == MCUQ_OK && scratch == 0) status = MCUQ_ERROR_NULL;
-  if (status == MCUQ_OK) {
-    status = mcuq_check_conv2d(params, input, (const int8_t *)weights->indices, bias, requant, output, INT8_MIN,
-                               INT8_MAX, 0);
-  }
+  mcuq_status status = check_codebook_conv(params, input, weights, bias, requant, scratch, output);
   /* Blocks of a grouped convolution would split its groups: it decodes whole. */
   if (status == MCUQ_OK && (block_channels <= 0 || (params->groups > 1 && block_channels < params->out_c))) {
     status = MCUQ_ERROR_ARGUMENT;
@@ -130,12 +140,7 @@ mcuq_status mcuq_depthwise_conv2d_s8_cb(const mcuq_conv2d_params *params, const 
                                         const mcuq_requant *requant, int32_t block_channels, int8_t *scratch,
                                         int8_t *output) {
 #ifndef MCUQ_NO_CHECKS
-  mcuq_status status = check_codebook(weights);
-  if (status == MCUQ_OK && scratch == 0) status = MCUQ_ERROR_NULL;
-  if (status == MCUQ_OK) {
-    status = mcuq_check_conv2d(params, input, (const int8_t *)weights->indices, bias, requant, output, INT8_MIN,
-                               INT8_MAX, 0);
-  }
+  mcuq_status status = check_codebook_conv(params, input, weights, bias, requant, scratch, output);
   if (status == MCUQ_OK && (params->groups != params->in_c || params->out_c % params->in_c != 0)) {
     status = MCUQ_ERROR_SHAPE;
   }
@@ -174,12 +179,33 @@ const int8_t mcuq_codebook_s4[16] MCUQ_TABLE = {0, 1, 2, 3, 4, 5, 6, 7, -8, -7, 
 /* Weights decoded per pass, per row: a multiple of 4 (the DSP loops' step). */
 #define MCUQ_CB_CHUNK 64
 
+/* 4-bit rows: the row's 16 levels copied to RAM, each index byte decoded as
+ * it is multiplied (a byte holds two weights; each input load feeds both
+ * rows). Not inlined: the table pointers stay in registers. */
+static void copy_levels(const int8_t *codebook, int32_t row, int8_t *levels) {
+  for (int32_t i = 0; i < 16; ++i) levels[i] = MCUQ_READ_S8(&codebook[row * 16 + i]);
+}
+
+static MCUQ_NOINLINE void dot_2x1_cb4(const uint8_t *p0, const uint8_t *p1, const int8_t *t0, const int8_t *t1,
+                                     const int8_t *x, int32_t pairs, int32_t *acc) {
+  int32_t a0 = acc[0], a1 = acc[1];
+  for (; pairs > 0; --pairs, x += 2) {
+    const uint32_t b0 = MCUQ_READ_U8(p0++), b1 = MCUQ_READ_U8(p1++);
+    const int32_t x0 = x[0], x1 = x[1];
+    a0 += t0[b0 & 15u] * x0 + t0[b0 >> 4] * x1;
+    a1 += t1[b1 & 15u] * x0 + t1[b1 >> 4] * x1;
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+}
+
 #if MCUQ_DOT_SIMD
-/* 4-bit rows with the DSP extension: a table of the 256 index bytes' weight
+/* With the DSP extension, where a codebook row serves at least
+ * MCUQ_PAIR_TABLE_WEIGHTS weights (building it costs what the table saves
+ * on about 600 weights: measured on the M4): a table of the 256 index bytes' weight
  * pairs (w_low, w_high) as int16 halves, so that a byte's two products are
- * one load and one SMLAD (inputs paired the same way); built per codebook
- * row, 256 words, reused while the row stays. */
-typedef uint32_t mcuq_pair_table[256];
+ * one load and one SMLAD (inputs paired the same way). */
+#define MCUQ_PAIR_TABLE_WEIGHTS 512
 
 static void build_pairs(const int8_t *codebook, int32_t row, uint32_t *pairs) {
   uint32_t low[16];
@@ -207,8 +233,8 @@ MCUQ_ALWAYS_INLINE int32_t pack_high_halves(int32_t a, int32_t b) {
 
 /* Two rows of `pairs` index bytes each (2 * pairs weights) against x: four
  * inputs per pass, split into (x0, x1) and (x2, x3). */
-static void dot_2x1_cb4(const uint8_t *p0, const uint8_t *p1, const uint32_t *t0, const uint32_t *t1,
-                        const int8_t *x, int32_t pairs, int32_t *acc) {
+static void dot_2x1_cb4_pairs(const uint8_t *p0, const uint8_t *p1, const uint32_t *t0, const uint32_t *t1,
+                              const int8_t *x, int32_t pairs, int32_t *acc) {
   int32_t a0 = acc[0], a1 = acc[1];
   const uint8_t *const end = p0 + (pairs & ~1);
   while (p0 != end) {
@@ -231,33 +257,15 @@ static void dot_2x1_cb4(const uint8_t *p0, const uint8_t *p1, const uint32_t *t0
   acc[0] = a0;
   acc[1] = a1;
 }
-#define MCUQ_CB4_TABLE mcuq_pair_table
-#define MCUQ_CB4_BUILD build_pairs
-#else
-/* 4-bit rows elsewhere: the row's 16 levels copied to RAM, each index byte
- * decoded as it is multiplied (a byte holds two weights; each input load
- * feeds both rows). Not inlined: the table pointers stay in registers. */
-typedef int8_t mcuq_level_table[16];
-
-static void copy_levels(const int8_t *codebook, int32_t row, int8_t *levels) {
-  for (int32_t i = 0; i < 16; ++i) levels[i] = MCUQ_READ_S8(&codebook[row * 16 + i]);
-}
-
-static MCUQ_NOINLINE void dot_2x1_cb4(const uint8_t *p0, const uint8_t *p1, const int8_t *t0, const int8_t *t1,
-                                     const int8_t *x, int32_t pairs, int32_t *acc) {
-  int32_t a0 = acc[0], a1 = acc[1];
-  for (; pairs > 0; --pairs, x += 2) {
-    const uint32_t b0 = MCUQ_READ_U8(p0++), b1 = MCUQ_READ_U8(p1++);
-    const int32_t x0 = x[0], x1 = x[1];
-    a0 += t0[b0 & 15u] * x0 + t0[b0 >> 4] * x1;
-    a1 += t1[b1 & 15u] * x0 + t1[b1 >> 4] * x1;
-  }
-  acc[0] = a0;
-  acc[1] = a1;
-}
-#define MCUQ_CB4_TABLE mcuq_level_table
-#define MCUQ_CB4_BUILD copy_levels
 #endif
+
+/* Tables for two rows: levels, or (DSP) weight pairs. */
+typedef union {
+  int8_t levels[16];
+#if MCUQ_DOT_SIMD
+  uint32_t pairs[256];
+#endif
+} mcuq_row_table;
 
 mcuq_status mcuq_fully_connected_s8_cb(int32_t in_features, int32_t out_features, const int8_t *input,
                                        const mcuq_codebook_weights *weights, const int32_t *bias,
@@ -272,9 +280,12 @@ mcuq_status mcuq_fully_connected_s8_cb(int32_t in_features, int32_t out_features
   const mcuq_requant requant_copy = *requant; /* not reloaded after each int8_t store */
   const mcuq_codebook_weights w = *weights;
   int8_t rows[2][MCUQ_CB_CHUNK];
-  MCUQ_CB4_TABLE tables[2];
+  mcuq_row_table tables[2];
   int32_t built[2] = {-1, -1}; /* the codebook row each table holds */
   const int fused = w.bits == 4 && in_features % 2 == 0;
+#if MCUQ_DOT_SIMD
+  const int pairs = w.row_weights >= MCUQ_PAIR_TABLE_WEIGHTS;
+#endif
   requant = &requant_copy;
   for (int32_t o = 0; o < out_features; o += 2) {
     const int two = o + 1 < out_features;
@@ -285,10 +296,21 @@ mcuq_status mcuq_fully_connected_s8_cb(int32_t in_features, int32_t out_features
       const int32_t row_bytes = in_features / 2;
       const int32_t second = two ? o + 1 : o; /* a last odd row runs twice; its copy is dropped */
       const int32_t row0 = o * in_features / w.row_weights, row1 = second * in_features / w.row_weights;
-      if (built[0] != row0) MCUQ_CB4_BUILD(w.codebook, built[0] = row0, tables[0]);
-      if (row1 != row0 && built[1] != row1) MCUQ_CB4_BUILD(w.codebook, built[1] = row1, tables[1]);
-      dot_2x1_cb4(w.indices + o * row_bytes, w.indices + second * row_bytes, tables[0], tables[row1 != row0],
-                  input, row_bytes, acc);
+      const uint8_t *p0 = w.indices + o * row_bytes, *p1 = w.indices + second * row_bytes;
+      mcuq_row_table *t1 = &tables[row1 != row0];
+#if MCUQ_DOT_SIMD
+      if (pairs) {
+        if (built[0] != row0) build_pairs(w.codebook, built[0] = row0, tables[0].pairs);
+        if (row1 != row0 && built[1] != row1) build_pairs(w.codebook, built[1] = row1, tables[1].pairs);
+        dot_2x1_cb4_pairs(p0, p1, tables[0].pairs, t1->pairs, input, row_bytes, acc);
+      }
+      if (!pairs)
+#endif
+      {
+        if (built[0] != row0) copy_levels(w.codebook, built[0] = row0, tables[0].levels);
+        if (row1 != row0 && built[1] != row1) copy_levels(w.codebook, built[1] = row1, tables[1].levels);
+        dot_2x1_cb4(p0, p1, tables[0].levels, t1->levels, input, row_bytes, acc);
+      }
     }
     for (int32_t i = 0; i < in_features && !fused; i += MCUQ_CB_CHUNK) {
       const int32_t n = in_features - i < MCUQ_CB_CHUNK ? in_features - i : MCUQ_CB_CHUNK;

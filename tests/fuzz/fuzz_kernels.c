@@ -8,8 +8,9 @@
  * fuzzer keeps the input); sanitizers catch the rest.
  *
  * One family per build, -DMCUQ_FUZZ_FAMILY=N (FAMILY_* below):
- *   conv2d          mcuq_conv2d_s8, _im2col_s8, depthwise_s8, the W4 pair, s16 pair
- *   fully_connected mcuq_fully_connected_s8, _s8_w4, _s16
+ *   conv2d          mcuq_conv2d_s8, _im2col_s8, depthwise_s8, the W4 pair and its codebook
+ *                   (_cb) pair, s16 pair
+ *   fully_connected mcuq_fully_connected_s8, _s8_w4, _s8_cb, _s16
  *   pool2d          max/avg pooling, s8 and s16
  *   add             mcuq_add_s8/_s16 and mcuq_sub_s8/_s16 (the same parameters)
  *   requantize      mcuq_requantize_s8/_s16
@@ -283,6 +284,25 @@ static void fuzz_conv2d(reader *r) {
            "mcuq_depthwise_conv2d_s8_w4 refused");
     expect_equal("mcuq_depthwise_conv2d_s8_w4", out8, 0, want, out_n);
   }
+  {
+    /* The same nibbles as codebook weights (what the exporter emits for
+     * W4A8), decoded in blocks of channels. */
+    const mcuq_codebook_weights cb = {(const uint8_t *)packed, mcuq_codebook_s4, 4, w_n};
+    const int32_t block = p.groups > 1 ? p.out_c : take(r, 1, p.out_c);
+    if (MCUQ_CONV2D_CB_SCRATCH(block, p.in_c, p.groups, p.k_h, p.k_w) <= MAX_ELEMS) {
+      expect(mcuq_conv2d_s8_cb(&p, in8, &cb, bias32, &s.requant, block, scratch, out8) == MCUQ_OK,
+             "mcuq_conv2d_s8_cb refused");
+      expect_equal("mcuq_conv2d_s8_cb", out8, 0, want, out_n);
+    }
+    if (depthwise) {
+      const int32_t inputs = take(r, 1, p.in_c);
+      if (MCUQ_DEPTHWISE_CONV2D_CB_SCRATCH(inputs, p.out_c / p.in_c, p.k_h, p.k_w) <= MAX_ELEMS) {
+        expect(mcuq_depthwise_conv2d_s8_cb(&p, in8, &cb, bias32, &s.requant, inputs, scratch, out8) == MCUQ_OK,
+               "mcuq_depthwise_conv2d_s8_cb refused");
+        expect_equal("mcuq_depthwise_conv2d_s8_cb", out8, 0, want, out_n);
+      }
+    }
+  }
 
   /* 16-bit activations, int64 bias */
   for (i = 0; i < w_n; ++i) weights[i] = (int8_t)take(r, INT8_MIN, INT8_MAX);
@@ -325,6 +345,14 @@ static void fuzz_fully_connected(reader *r) {
   expect(mcuq_fully_connected_s8_w4(in_features, out_features, in8, packed, bias32, &s.requant, out8) == MCUQ_OK,
          "mcuq_fully_connected_s8_w4 refused");
   expect_equal("mcuq_fully_connected_s8_w4", out8, 0, want, out_features);
+  {
+    /* As codebook weights (the exporter's W4A8 path): one codebook row for
+     * the layer, so long layers take the DSP pair tables. */
+    const mcuq_codebook_weights cb = {(const uint8_t *)packed, mcuq_codebook_s4, 4, w_n};
+    expect(mcuq_fully_connected_s8_cb(in_features, out_features, in8, &cb, bias32, &s.requant, out8) == MCUQ_OK,
+           "mcuq_fully_connected_s8_cb refused");
+    expect_equal("mcuq_fully_connected_s8_cb", out8, 0, want, out_features);
+  }
   for (i = 0; i < w_n; ++i) weights[i] = (int8_t)take(r, INT8_MIN, INT8_MAX);
   take_requant(r, out_features, 1, INT16_MIN, INT16_MAX, &s);
   copy16(in_features);
