@@ -29,6 +29,10 @@ struct ExportOptions {
   std::string rounding = "double";
   // How generated files name the model (default: its path or class name).
   std::string source;
+  // Codebook and W4A8 convolutions decode at most this many bytes of int8
+  // weights into the arena at a time (at least one channel's): RAM against
+  // speed, since each block gathers the input columns again.
+  int64_t decode_bytes = 4096;
 };
 
 class ExportedModel : public torch::CustomClassHolder {

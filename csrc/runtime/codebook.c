@@ -2,9 +2,9 @@
  * is a bits-wide index into its row of int8 levels (mcuq_runtime.h,
  * mcuq_codebook_weights); the kernels decode indices into int8 weights in
  * RAM and run the int8 loops on them, so the sums are the int8 kernels'
- * integers. Convolutions decode the whole layer once per call (each weight
+ * integers. Convolutions decode a block of channels at a time (each weight
  * then serves every output pixel); a fully connected layer uses each weight
- * once, so it decodes two rows a chunk at a time into a stack buffer. */
+ * once, so it decodes two rows as it multiplies them. */
 #include <stdint.h>
 
 /* The decoded weights are in RAM, also on the AVR (where MCUQ_READ_S8 reads
@@ -207,7 +207,7 @@ static MCUQ_NOINLINE void dot_2x1_cb4(const uint8_t *p0, const uint8_t *p1, cons
  * one load and one SMLAD (inputs paired the same way). */
 #define MCUQ_PAIR_TABLE_WEIGHTS 512
 
-static void build_pairs(const int8_t *codebook, int32_t row, uint32_t *pairs) {
+static void build_pairs(const int8_t *codebook, int32_t row, uint32_t *pairs) { /* 256 entries */
   uint32_t low[16];
   for (int32_t i = 0; i < 16; ++i) low[i] = (uint16_t)MCUQ_READ_S8(&codebook[row * 16 + i]);
   for (int32_t high = 0; high < 16; ++high, pairs += 16) {
@@ -259,13 +259,39 @@ static void dot_2x1_cb4_pairs(const uint8_t *p0, const uint8_t *p1, const uint32
 }
 #endif
 
-/* Tables for two rows: levels, or (DSP) weight pairs. */
-typedef union {
-  int8_t levels[16];
+/* The outputs of rows o and, if `two`, o + 1. */
+MCUQ_ALWAYS_INLINE void requantize_rows(const int32_t *acc, int32_t o, int two, const mcuq_requant *requant,
+                                        int8_t *output) {
+  for (int r = 0; r <= two; ++r) {
+    output[o + r] = (int8_t)mcuq_requantize_fast_s32(acc[r], mcuq_requant_multiplier(requant, o + r),
+                                                     mcuq_requant_shift(requant, o + r), requant);
+  }
+}
+
 #if MCUQ_DOT_SIMD
-  uint32_t pairs[256];
+/* The fused 4-bit layer through pair tables: its own function, so that the
+ * tables' 2 KB of stack are taken only where they are used. */
+static MCUQ_NOINLINE void fully_connected_pairs(int32_t in_features, int32_t out_features, const int8_t *input,
+                                                const mcuq_codebook_weights *w, const int32_t *bias,
+                                                const mcuq_requant *requant, int8_t *output) {
+  uint32_t tables[2][256];
+  int32_t built[2] = {-1, -1}; /* the codebook row each table holds */
+  const int32_t row_bytes = in_features / 2;
+  for (int32_t o = 0; o < out_features; o += 2) {
+    const int two = o + 1 < out_features;
+    const int32_t second = two ? o + 1 : o; /* a last odd row runs twice; its copy is dropped */
+    const int32_t row0 = o * in_features / w->row_weights, row1 = second * in_features / w->row_weights;
+    int32_t acc[2];
+    acc[0] = MCUQ_READ_S32(&bias[o]);
+    acc[1] = MCUQ_READ_S32(&bias[second]);
+    if (built[0] != row0) build_pairs(w->codebook, built[0] = row0, tables[0]);
+    if (row1 != row0 && built[1] != row1) build_pairs(w->codebook, built[1] = row1, tables[1]);
+    dot_2x1_cb4_pairs(w->indices + o * row_bytes, w->indices + second * row_bytes, tables[0], tables[row1 != row0],
+                      input, row_bytes, acc);
+    requantize_rows(acc, o, two, requant, output);
+  }
+}
 #endif
-} mcuq_row_table;
 
 mcuq_status mcuq_fully_connected_s8_cb(int32_t in_features, int32_t out_features, const int8_t *input,
                                        const mcuq_codebook_weights *weights, const int32_t *bias,
@@ -280,13 +306,17 @@ mcuq_status mcuq_fully_connected_s8_cb(int32_t in_features, int32_t out_features
   const mcuq_requant requant_copy = *requant; /* not reloaded after each int8_t store */
   const mcuq_codebook_weights w = *weights;
   int8_t rows[2][MCUQ_CB_CHUNK];
-  mcuq_row_table tables[2];
-  int32_t built[2] = {-1, -1}; /* the codebook row each table holds */
-  const int fused = w.bits == 4 && in_features % 2 == 0;
-#if MCUQ_DOT_SIMD
-  const int pairs = w.row_weights >= MCUQ_PAIR_TABLE_WEIGHTS;
-#endif
+  int8_t levels[2][16];
+  int32_t built[2] = {-1, -1}; /* the codebook row each level table holds */
+  /* 4-bit rows on byte boundaries, each output row within one codebook row. */
+  const int fused = w.bits == 4 && in_features % 2 == 0 && w.row_weights % in_features == 0;
   requant = &requant_copy;
+#if MCUQ_DOT_SIMD
+  if (fused && w.row_weights >= MCUQ_PAIR_TABLE_WEIGHTS) {
+    fully_connected_pairs(in_features, out_features, input, &w, bias, requant, output);
+    return MCUQ_OK;
+  }
+#endif
   for (int32_t o = 0; o < out_features; o += 2) {
     const int two = o + 1 < out_features;
     int32_t acc[2];
@@ -296,21 +326,10 @@ mcuq_status mcuq_fully_connected_s8_cb(int32_t in_features, int32_t out_features
       const int32_t row_bytes = in_features / 2;
       const int32_t second = two ? o + 1 : o; /* a last odd row runs twice; its copy is dropped */
       const int32_t row0 = o * in_features / w.row_weights, row1 = second * in_features / w.row_weights;
-      const uint8_t *p0 = w.indices + o * row_bytes, *p1 = w.indices + second * row_bytes;
-      mcuq_row_table *t1 = &tables[row1 != row0];
-#if MCUQ_DOT_SIMD
-      if (pairs) {
-        if (built[0] != row0) build_pairs(w.codebook, built[0] = row0, tables[0].pairs);
-        if (row1 != row0 && built[1] != row1) build_pairs(w.codebook, built[1] = row1, tables[1].pairs);
-        dot_2x1_cb4_pairs(p0, p1, tables[0].pairs, t1->pairs, input, row_bytes, acc);
-      }
-      if (!pairs)
-#endif
-      {
-        if (built[0] != row0) copy_levels(w.codebook, built[0] = row0, tables[0].levels);
-        if (row1 != row0 && built[1] != row1) copy_levels(w.codebook, built[1] = row1, tables[1].levels);
-        dot_2x1_cb4(p0, p1, tables[0].levels, t1->levels, input, row_bytes, acc);
-      }
+      if (built[0] != row0) copy_levels(w.codebook, built[0] = row0, levels[0]);
+      if (row1 != row0 && built[1] != row1) copy_levels(w.codebook, built[1] = row1, levels[1]);
+      dot_2x1_cb4(w.indices + o * row_bytes, w.indices + second * row_bytes, levels[0], levels[row1 != row0], input,
+                  row_bytes, acc);
     }
     for (int32_t i = 0; i < in_features && !fused; i += MCUQ_CB_CHUNK) {
       const int32_t n = in_features - i < MCUQ_CB_CHUNK ? in_features - i : MCUQ_CB_CHUNK;
@@ -322,10 +341,7 @@ mcuq_status mcuq_fully_connected_s8_cb(int32_t in_features, int32_t out_features
         acc[0] = mcuq_dot_1x1_s8(rows[0], input + i, n, acc[0]);
       }
     }
-    for (int r = 0; r <= two; ++r) {
-      output[o + r] = (int8_t)mcuq_requantize_fast_s32(acc[r], mcuq_requant_multiplier(requant, o + r),
-                                                       mcuq_requant_shift(requant, o + r), requant);
-    }
+    requantize_rows(acc, o, two, requant, output);
   }
   return MCUQ_OK;
 }

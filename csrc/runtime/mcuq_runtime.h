@@ -142,7 +142,7 @@ mcuq_status mcuq_depthwise_conv2d_s8_cb(const mcuq_conv2d_params *params, const 
                                         int8_t *output);
 /* W4A8 weights as codebook weights: {packed weights, mcuq_codebook_s4, 4,
  * row_weights = all of them} run W4A8 layers through the kernels above. */
-extern const int8_t mcuq_codebook_s4[16];
+extern const int8_t mcuq_codebook_s4[16] MCUQ_TABLE;
 
 /* Depthwise: groups == in_c, out_c a multiple of in_c (channel multiplier);
  * output channel o reads input channel o / (out_c / in_c). */

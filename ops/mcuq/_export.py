@@ -125,27 +125,32 @@ def _exported_program_type() -> Optional[type]:
 
 
 def _export_program(program: Any, shape: List[int], sample: Optional[Tensor], rounding: str,
-                    source: str) -> ExportedModel:
+                    source: str, decode_bytes: int) -> ExportedModel:
     from . import _export_program
     _export_program.check_input(program, shape, shape[0] if sample is None else sample.shape[0])
     with tempfile.TemporaryDirectory(prefix="mcuq-export-") as tmp:
         path = os.path.join(tmp, "program.pt")
         torch.save(_export_program.write(program), path)
-        return ExportedModel(torch.classes.mcuq.ExportedModel.load_program(path, shape, rounding, sample, source))
+        return ExportedModel(torch.classes.mcuq.ExportedModel.load_program(path, shape, rounding, sample, source,
+                                                                           decode_bytes))
 
 
 def export(model: Union[str, os.PathLike, nn.Module, torch.jit.ScriptModule, "torch.export.ExportedProgram"],
            input_shape: Sequence[int],
            sample: Optional[Tensor] = None,
            rounding: str = "double",
-           source: Optional[str] = None) -> ExportedModel:
+           source: Optional[str] = None,
+           decode_bytes: int = 4096) -> ExportedModel:
     """Lowers a frozen model (see the module docstring) for inputs of
     ``input_shape`` (``[N, C, H, W]`` or ``[N, F]``). ``sample``: float
     inputs ``[N', ...]`` run through the model to find shapes and each
     layer's SQNR for the report (default: standard normal noise).
     ``rounding``: ``"double"`` (TFLite's default) or ``"single"``.
     ``source``: how the generated files name the model (default: its class
-    name, or the file name without its extension).
+    name, or the file name without its extension). ``decode_bytes``: the
+    most bytes of int8 weights a codebook or W4A8 convolution decodes into
+    the arena at a time (at least one channel's; smaller saves RAM, costs
+    instructions: each block gathers the input columns again).
 
     The model is a TorchScript file or module (``.pt``), an
     ``ExportedProgram`` of ``torch.export`` or its ``.pt2`` file, or an
@@ -161,11 +166,12 @@ def export(model: Union[str, os.PathLike, nn.Module, torch.jit.ScriptModule, "to
             if program_type is None:
                 raise ValueError(f"mcuq.export: {model} is a torch.export program; reading it needs torch >= 2.1, "
                                  f"but this is torch {torch.__version__}")
-            return _export_program(torch.export.load(os.fspath(model)), shape, sample, rounding, name)
-        return ExportedModel(torch.classes.mcuq.ExportedModel.load(os.fspath(model), shape, rounding, sample, name))
+            return _export_program(torch.export.load(os.fspath(model)), shape, sample, rounding, name, decode_bytes)
+        return ExportedModel(torch.classes.mcuq.ExportedModel.load(os.fspath(model), shape, rounding, sample, name,
+                                                                   decode_bytes))
     if program_type is not None and isinstance(model, program_type):
         from ._export_program import model_name
-        return _export_program(model, shape, sample, rounding, source or model_name(model))
+        return _export_program(model, shape, sample, rounding, source or model_name(model), decode_bytes)
     if not isinstance(model, nn.Module):
         raise TypeError(f"mcuq.export: expected an nn.Module, a ScriptModule, an ExportedProgram or a path, "
                         f"but got {type(model).__name__}")
@@ -177,4 +183,4 @@ def export(model: Union[str, os.PathLike, nn.Module, torch.jit.ScriptModule, "to
     with tempfile.TemporaryDirectory(prefix="mcuq-export-") as tmp:
         path = os.path.join(tmp, "model.pt")
         model.save(path)
-        return ExportedModel(torch.classes.mcuq.ExportedModel.load(path, shape, rounding, sample, name))
+        return ExportedModel(torch.classes.mcuq.ExportedModel.load(path, shape, rounding, sample, name, decode_bytes))

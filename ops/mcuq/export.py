@@ -35,6 +35,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--name", help="C identifier prefix of the generated code (default: from the file name)")
     parser.add_argument("--rounding", choices=("double", "single"), default="double",
                         help="requantization rounding (TFLite's double rounding by default)")
+    parser.add_argument("--decode-bytes", type=int, default=4096,
+                        help="most bytes of weights a codebook or W4A8 convolution decodes into the arena at a time "
+                             "(default 4096; smaller saves RAM, costs instructions)")
     parser.add_argument("--runtime", action="store_true", help="also copy the C runtime sources into OUT/runtime")
     args = parser.parse_args(argv)
     name = args.name or re.sub(r"\W", "_", args.model.stem)
@@ -49,7 +52,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     try:
         start = step(f"lowering {args.model} for input {args.input_shape}")
-        exported = mcuq.export(args.model, args.input_shape, rounding=args.rounding)
+        exported = mcuq.export(args.model, args.input_shape, rounding=args.rounding, decode_bytes=args.decode_bytes)
         written = step(f"lowered in {time.perf_counter() - start:.2f} s; writing {args.output}/{name}.{{h,c}}, "
                        "report.json")
         paths = exported.write(args.output, name)

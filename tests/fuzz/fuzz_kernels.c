@@ -353,6 +353,32 @@ static void fuzz_fully_connected(reader *r) {
            "mcuq_fully_connected_s8_cb refused");
     expect_equal("mcuq_fully_connected_s8_cb", out8, 0, want, out_features);
   }
+  {
+    /* Random 4-bit codebooks, a row per 1-3 output channels (rows change
+     * between and within the kernel's row pairs), or 3-bit ones (the
+     * chunked decode). */
+    static int8_t codebook[MAX_CHANNELS * 16];
+    const int32_t channels = take(r, 1, 3), bits = take(r, 0, 3) ? 4 : 3;
+    const int32_t row_weights = in_features * channels;
+    uint8_t *indices = (uint8_t *)packed;
+    mcuq_codebook_weights cb;
+    memset(packed, 0, sizeof packed);
+    for (i = 0; i < (out_features + channels - 1) / channels * 16; ++i) codebook[i] = (int8_t)take(r, INT8_MIN, INT8_MAX);
+    for (i = 0; i < w_n; ++i) {
+      const int32_t index = take(r, 0, (1 << bits) - 1), bit = i * bits;
+      weights[i] = codebook[i / row_weights * (1 << bits) + index];
+      indices[bit >> 3] = (uint8_t)(indices[bit >> 3] | (index << (bit & 7)));
+      if ((bit & 7) + bits > 8) indices[(bit >> 3) + 1] = (uint8_t)(indices[(bit >> 3) + 1] | (index >> (8 - (bit & 7))));
+    }
+    cb.indices = indices;
+    cb.codebook = codebook;
+    cb.bits = bits;
+    cb.row_weights = row_weights;
+    reference_fully_connected(in_features, out_features, in32, weights, bias_as64, &s.requant, 0, want);
+    expect(mcuq_fully_connected_s8_cb(in_features, out_features, in8, &cb, bias32, &s.requant, out8) == MCUQ_OK,
+           "mcuq_fully_connected_s8_cb refused a codebook");
+    expect_equal("mcuq_fully_connected_s8_cb (codebooks)", out8, 0, want, out_features);
+  }
   for (i = 0; i < w_n; ++i) weights[i] = (int8_t)take(r, INT8_MIN, INT8_MAX);
   take_requant(r, out_features, 1, INT16_MIN, INT16_MAX, &s);
   copy16(in_features);

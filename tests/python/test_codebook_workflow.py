@@ -195,3 +195,24 @@ def test_nonuniform_qat_example_prints_every_scheme(tmp_path):
         assert module.main(["--quick", "--out", str(tmp_path)]) == 0
     for name, _ in module.SCHEMES:
         assert name in out.getvalue(), out.getvalue()
+
+
+def test_decode_bytes_trades_arena_for_blocks_and_stays_bit_exact(gen, tmp_path):
+    import mcuq.host
+    prepared = mcuq.prepare(SmallCnn().eval(), mcuq.presets.get("nu4"), qat=False)
+    x = _data(gen, 32)[0]
+    mcuq.calibrate(prepared, [x], progress=False)
+    frozen = mcuq.freeze(prepared)
+    whole = mcuq.export(frozen, [1, 1, 28, 28])  # conv2: 16 x 72 B decoded at once
+    blocks = mcuq.export(frozen, [1, 1, 28, 28], decode_bytes=0)  # one channel at a time
+    assert blocks.arena_bytes <= whole.arena_bytes
+    levels = whole.quantize_input(x)
+    for e, name in ((whole, "whole"), (blocks, "blocks")):
+        e.write(tmp_path / name, "net")
+        exe = mcuq.host.compile_model(tmp_path / name, "net", sanitize=True)
+        assert torch.equal(mcuq.host.run_model(exe, levels, e), e.integer_reference(levels)), name
+    # conv2's block_channels: all 16 (16 x 72 B decoded), or 1 at a time
+    assert "&requant, 16, (int8_t *)" in (tmp_path / "whole" / "net.c").read_text()
+    assert "&requant, 1, (int8_t *)" in (tmp_path / "blocks" / "net.c").read_text()
+    with pytest.raises(ValueError, match="expected decode_bytes >= 0, but got -1"):
+        mcuq.export(frozen, [1, 1, 28, 28], decode_bytes=-1)

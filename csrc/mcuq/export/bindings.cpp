@@ -10,26 +10,27 @@ namespace mcuq {
 namespace {
 
 // `source` names the model in generated files (default: the path).
-ExportOptions options_of(std::string rounding, std::string source) {
+ExportOptions options_of(std::string rounding, std::string source, int64_t decode_bytes) {
   ExportOptions options;
   options.rounding = std::move(rounding);
   options.source = std::move(source);
+  options.decode_bytes = decode_bytes;
   return options;
 }
 
 // A TorchScript file.
 c10::intrusive_ptr<ExportedModel> load_and_export(const std::string& path, std::vector<int64_t> input_shape,
                                                   std::string rounding, c10::optional<at::Tensor> sample,
-                                                  std::string source) {
-  return export_model(path, input_shape, options_of(std::move(rounding), std::move(source)),
+                                                  std::string source, int64_t decode_bytes) {
+  return export_model(path, input_shape, options_of(std::move(rounding), std::move(source), decode_bytes),
                       sample.value_or(at::Tensor()));
 }
 
 // An op program (mcuq.export writes it for a torch.export ExportedProgram).
 c10::intrusive_ptr<ExportedModel> load_program_and_export(const std::string& path, std::vector<int64_t> input_shape,
                                                           std::string rounding, c10::optional<at::Tensor> sample,
-                                                          std::string source) {
-  return export_program(path, input_shape, options_of(std::move(rounding), std::move(source)),
+                                                          std::string source, int64_t decode_bytes) {
+  return export_program(path, input_shape, options_of(std::move(rounding), std::move(source), decode_bytes),
                         sample.value_or(at::Tensor()));
 }
 

@@ -46,10 +46,6 @@ const char* layer_kind_name(LayerKind kind) {
 
 namespace {
 
-// Codebook layers decode at most this many bytes of int8 weights at a time
-// (the rest of a layer in further blocks): RAM stays bounded on big layers.
-constexpr int64_t kDecodeBytes = 4096;
-
 bool decoded_weights(const Graph& g, const Layer& l) {
   const bool kind = l.kind == LayerKind::kConv2d || l.kind == LayerKind::kDepthwiseConv2d ||
                     l.kind == LayerKind::kFullyConnected;
@@ -58,18 +54,19 @@ bool decoded_weights(const Graph& g, const Layer& l) {
 
 }  // namespace
 
-// Channels a codebook (or W4A8) convolution decodes at a time: output
-// channels, in pairs where there are several blocks (the kernel's step); a
-// grouped convolution all at once; depthwise: input channels.
+// Channels a codebook (or W4A8) convolution decodes at a time, within
+// graph.decode_bytes: output channels, in pairs where there are several
+// blocks (the kernel's step); a grouped convolution all at once; depthwise:
+// input channels.
 int64_t decode_block(const Graph& g, const Layer& l) {
   const int64_t in_c = g.tensors[l.inputs[0]].shape[0], out_c = g.tensors[l.output].shape[0];
   if (l.kind == LayerKind::kDepthwiseConv2d) {
     const int64_t per_channel = out_c / in_c * l.k_h * l.k_w;
-    return in_c * per_channel <= kDecodeBytes ? in_c : std::max<int64_t>(1, kDecodeBytes / per_channel);
+    return in_c * per_channel <= g.decode_bytes ? in_c : std::max<int64_t>(1, g.decode_bytes / per_channel);
   }
   const int64_t taps = in_c / l.groups * l.k_h * l.k_w;
-  if (l.groups > 1 || out_c * taps <= kDecodeBytes) return out_c;
-  const int64_t block = kDecodeBytes / taps;
+  if (l.groups > 1 || out_c * taps <= g.decode_bytes) return out_c;
+  const int64_t block = g.decode_bytes / taps;
   return block >= 2 ? block / 2 * 2 : 1;
 }
 

@@ -133,6 +133,7 @@ struct Graph {
   int output = -1;
   ActivationType activation_type = ActivationType::kInt8;
   int64_t batch = 1;  // batch of the traced input shape (the C code runs one sample)
+  int64_t decode_bytes = 4096;  // ExportOptions::decode_bytes
 
   bool int16() const { return activation_type == ActivationType::kInt16; }
   int element_bytes() const { return int16() ? 2 : 1; }

@@ -187,7 +187,7 @@ std::shared_ptr<QuantizedWeight> Lowerer::Impl::codebook_weight(const Op* n, con
   const at::Tensor w = in[0].toTensor();
   const at::Tensor levels = in[1].toTensor().to(at::kDouble).contiguous();
   const int64_t axis = in[3].toInt(), group = in[4].toInt();
-  const bool per_tensor = levels.dim() <= 1;
+  const bool per_tensor = levels.dim() <= 1 || levels.size(0) == 1;  // one row: the op's per-tensor layout
   const int64_t count = levels.dim() == 0 ? 1 : levels.size(-1);
   const int64_t rows = per_tensor ? 1 : levels.size(0);
   const int64_t channel_axis = axis < 0 ? axis + w.dim() : axis;
@@ -470,6 +470,9 @@ Lowerer::Impl::Impl(const ExportOptions& options, const std::vector<int64_t>& in
     TORCH_CHECK_VALUE(d >= 1, fmt::format("mcuq.export: expected positive input sizes, but got [{}]",
                                           fmt::join(input_shape, ", ")));
   }
+  TORCH_CHECK_VALUE(options.decode_bytes >= 0,
+                    fmt::format("mcuq.export: expected decode_bytes >= 0, but got {}", options.decode_bytes));
+  graph_.decode_bytes = options.decode_bytes;
   graph_.batch = input_shape[0];
   sample_ = sample_in;
   if (!sample_.defined()) {
