@@ -99,9 +99,11 @@ int main(int argc, char** argv) {
   }
   std::printf("QAT in C++: %d steps, mean loss %.4f -> %.4f\n", steps, first_loss, last_loss);
 
-  // Freeze: observers off, BatchNorm statistics frozen, eval mode; then save.
+  // Freeze: observers off, BatchNorm statistics frozen, codebooks (non-uniform
+  // weights, presets nu4 / nu3) snapped onto the int8 grid, eval mode; then save.
   const int observers = run_on_all(model, "disable_observer");
   const int batch_norms = run_on_all(model, "freeze_bn_stats");
+  run_on_all(model, "snap_codebook");
   model.eval();
   model.save(argv[2]);
   std::printf("froze %d fake-quantizers and %d Conv+BN blocks; saved %s\n", observers, batch_norms, argv[2]);

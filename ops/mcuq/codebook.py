@@ -9,6 +9,8 @@ form for ``mcuq.freeze``.
     frozen = mcuq.freeze(prepared)            # FixedLevelsFakeQuantize modules
 """
 
+from typing import Optional
+
 import torch
 from torch import Tensor, nn
 
@@ -51,15 +53,32 @@ class CodebookFakeQuantize(FakeQuantizeBase):
 
     def fit(self, weight: Tensor) -> None:
         """Fits the codebook to ``weight`` now."""
-        levels, _ = torch.ops.mcuq.fit_levels(weight.detach(), self.bits, self.method,
-                                              self.axis if self.per_channel else None, self.group_size,
+        axis: Optional[int] = None
+        if self.per_channel:
+            axis = self.axis
+        levels, _ = torch.ops.mcuq.fit_levels(weight.detach(), self.bits, self.method, axis, self.group_size,
                                               self.iterations)
         if self.levels.shape != levels.shape:
-            self.levels = nn.Parameter(levels, requires_grad=self.learn)
+            self._resize(levels)
         else:
             with torch.no_grad():
                 self.levels.copy_(levels)
         self.initialized.fill_(1)
+
+    @torch.jit.unused
+    def _resize(self, levels: Tensor) -> None:
+        # The first fit sizes the codebook (in Python: a scripted module is
+        # scripted after it, so its codebook keeps its size and is refitted
+        # in place).
+        self.levels = nn.Parameter(levels, requires_grad=self.learn)
+
+    @torch.jit.export
+    def snap_codebook(self) -> None:
+        """Moves the codebook onto the int8 grid of each row (``snap_levels``),
+        as ``mcuq.freeze`` does: for models trained in C++ through
+        TorchScript, before export."""
+        with torch.no_grad():
+            self.levels.copy_(snap_levels(self.codebook()))
 
     def codebook(self) -> Tensor:
         """The levels as fake_quantize_levels takes them: sorted (a learned

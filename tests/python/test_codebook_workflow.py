@@ -216,3 +216,37 @@ def test_decode_bytes_trades_arena_for_blocks_and_stays_bit_exact(gen, tmp_path)
     assert "&requant, 1, (int8_t *)" in (tmp_path / "blocks" / "net.c").read_text()
     with pytest.raises(ValueError, match="expected decode_bytes >= 0, but got -1"):
         mcuq.export(frozen, [1, 1, 28, 28], decode_bytes=-1)
+
+
+def test_torchscript_qat_of_codebooks_then_snap_and_export(gen):
+    """What a C++ program does with a model mcuq.prepare made: train it as
+    TorchScript (codebooks refitted in place), turn observers off, snap the
+    codebooks (snap_codebook, as mcuq.freeze does), export."""
+    torch.manual_seed(0)
+    prepared = mcuq.prepare(SmallCnn(), mcuq.presets.get("nu4"), qat=True)
+    x, y = _data(gen, 64)
+    prepared(x[:8])  # sizes the codebooks (mcuq.prepare's users run data first)
+    scripted = torch.jit.script(prepared)
+    quantizers = [m for _, m in scripted.named_modules() if hasattr(m, "snap_codebook")]
+    assert len(quantizers) == 3
+    before = [q.levels.clone() for q in quantizers]
+    opt = torch.optim.SGD(scripted.parameters(), 0.1)
+    scripted.train()
+    nn.functional.cross_entropy(scripted(x), y).backward()
+    opt.step()
+    scripted(x)  # refits to the moved weights, in place
+    assert all(not torch.equal(q.levels, b) for q, b in zip(quantizers, before))
+    for _, m in scripted.named_modules():
+        for method in ("disable_observer", "freeze_bn_stats", "snap_codebook"):
+            if hasattr(m, method):
+                getattr(m, method)()
+    scripted.eval()
+    for q in quantizers:
+        k = q.levels / (q.levels.abs().amax(dim=1, keepdim=True) / 127)
+        assert torch.allclose(k, k.round(), atol=1e-3)
+    exported = mcuq.export(scripted, [1, 1, 28, 28])
+    o = exported.output_qparams
+    with torch.no_grad():
+        fake = mcuq.quantize(scripted(x), torch.tensor([o["scale"]]), torch.tensor([o["zero_point"]]),
+                             o["quant_min"], o["quant_max"], dtype=torch.int32)
+    assert (fake - exported.integer_reference(exported.quantize_input(x))).abs().max() <= 1

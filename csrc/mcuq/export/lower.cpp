@@ -209,7 +209,8 @@ std::shared_ptr<QuantizedWeight> Lowerer::Impl::codebook_weight(const Op* n, con
       const double k = level[r * count + i] / scale;
       if (std::abs(k - std::nearbyint(k)) > 1e-3) {
         fail(n, fmt::format("its codebook is not on an int8 grid: level {} of row {} is {:g} = {:.4f} x (max |level| "
-                            "/ 127); mcuq.freeze snaps codebooks onto that grid, so export the frozen model",
+                            "/ 127); mcuq.freeze snaps codebooks onto that grid, so export the frozen model (TorchScript, C++: "
+                            "call snap_codebook() on each CodebookFakeQuantize)",
                             i, r, level[r * count + i], k));
       }
       integer[r * count + i] = static_cast<int32_t>(std::nearbyint(k));
