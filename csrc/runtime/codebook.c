@@ -231,28 +231,34 @@ MCUQ_ALWAYS_INLINE int32_t pack_high_halves(int32_t a, int32_t b) {
   return r;
 }
 
+/* SXTB16 of v rotated right by 8 (bytes 1 and 3), the rotation folded in. */
+MCUQ_ALWAYS_INLINE int32_t sxtb16_odd(uint32_t v) {
+  int32_t r;
+  __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+  return r;
+}
+
 /* Two rows of `pairs` index bytes each (2 * pairs weights) against x: four
  * inputs per pass, split into (x0, x1) and (x2, x3). */
-static void dot_2x1_cb4_pairs(const uint8_t *p0, const uint8_t *p1, const uint32_t *t0, const uint32_t *t1,
+static MCUQ_NOINLINE void dot_2x1_cb4_pairs(const uint8_t *p0, const uint8_t *p1, const uint32_t *t0, const uint32_t *t1,
                               const int8_t *x, int32_t pairs, int32_t *acc) {
   int32_t a0 = acc[0], a1 = acc[1];
-  const uint8_t *const end = p0 + (pairs & ~1);
-  while (p0 != end) {
+  const int32_t stride = (int32_t)(p1 - p0);
+  for (int32_t n = pairs >> 1; n > 0; --n) {
     const uint32_t xv = mcuq_load4(x);
-    const int32_t even = __sxtb16(xv), odd = __sxtb16(mcuq_odd_bytes(xv)); /* (x0, x2), (x1, x3) */
+    const int32_t even = __sxtb16(xv), odd = sxtb16_odd(xv); /* (x0, x2), (x1, x3) */
     const int32_t x01 = pack_low_halves(even, odd), x23 = pack_high_halves(odd, even);
     a0 = __smlad((int32_t)t0[MCUQ_READ_U8(p0)], x01, a0);
-    a1 = __smlad((int32_t)t1[MCUQ_READ_U8(p1)], x01, a1);
+    a1 = __smlad((int32_t)t1[MCUQ_READ_U8(p0 + stride)], x01, a1);
     a0 = __smlad((int32_t)t0[MCUQ_READ_U8(p0 + 1)], x23, a0);
-    a1 = __smlad((int32_t)t1[MCUQ_READ_U8(p1 + 1)], x23, a1);
+    a1 = __smlad((int32_t)t1[MCUQ_READ_U8(p0 + stride + 1)], x23, a1);
     p0 += 2;
-    p1 += 2;
     x += 4;
   }
   if (pairs & 1) {
     const int32_t x01 = (int32_t)(((uint32_t)(uint16_t)x[0]) | ((uint32_t)x[1] << 16));
     a0 = __smlad((int32_t)t0[MCUQ_READ_U8(p0)], x01, a0);
-    a1 = __smlad((int32_t)t1[MCUQ_READ_U8(p1)], x01, a1);
+    a1 = __smlad((int32_t)t1[MCUQ_READ_U8(p0 + stride)], x01, a1);
   }
   acc[0] = a0;
   acc[1] = a1;
