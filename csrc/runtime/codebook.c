@@ -189,7 +189,19 @@ static void copy_levels(const int8_t *codebook, int32_t row, int8_t *levels) {
 static MCUQ_NOINLINE void dot_2x1_cb4(const uint8_t *p0, const uint8_t *p1, const int8_t *t0, const int8_t *t1,
                                      const int8_t *x, int32_t pairs, int32_t *acc) {
   int32_t a0 = acc[0], a1 = acc[1];
-  for (; pairs > 0; --pairs, x += 2) {
+  if (t0 == t1) { /* one codebook for both rows: a register fewer (Thumb-1 has eight) */
+    const int32_t stride = (int32_t)(p1 - p0);
+    const uint8_t *const end = p0 + pairs;
+    while (p0 != end) {
+      const uint32_t b0 = MCUQ_READ_U8(p0), b1 = MCUQ_READ_U8(p0 + stride);
+      const int32_t x0 = x[0], x1 = x[1];
+      a0 += t0[b0 & 15u] * x0 + t0[b0 >> 4] * x1;
+      a1 += t0[b1 & 15u] * x0 + t0[b1 >> 4] * x1;
+      ++p0;
+      x += 2;
+    }
+  }
+  for (; pairs > 0 && t0 != t1; --pairs, x += 2) {
     const uint32_t b0 = MCUQ_READ_U8(p0++), b1 = MCUQ_READ_U8(p1++);
     const int32_t x0 = x[0], x1 = x[1];
     a0 += t0[b0 & 15u] * x0 + t0[b0 >> 4] * x1;
