@@ -17,8 +17,9 @@ this repository neither contains nor builds CMSIS-NN. ``--models`` adds the
 exporter zoo's Fashion-MNIST CNN (fashion_mnist.py's, 8-16 channels; the
 demo trains a wider one), its depthwise and residual CNNs (instructions per
 inference; AVR: cycles), and the zoo's MLPs, which fit the AVR's 2 KB of RAM
-(of the five layers only the fully connected one does). Inputs are seeded:
-figures are exact and repeatable; this is a benchmark, not a test.
+(of the five layers only the fully connected one does). Weights and inputs
+are seeded: figures are exact and repeatable; this is a benchmark, not a
+test.
 
 ``--preset`` quantizes the layers with another preset ("NAME/per_tensor":
 its weights per tensor, e.g. one codebook per layer for nu4, so that every
@@ -59,6 +60,9 @@ CMSIS_TOTAL = {"cortex-m4": 4.96, "cortex-m0": 13.70}
 def export(model: nn.Module, shape: List[int], preset: str, directory: Path):
     from _export_zoo import preset as preset_named
     torch.manual_seed(0)
+    for module in model.modules():  # the weights too, so that every run measures the same layers
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
     prepared = mcuq.prepare(model.eval(), preset_named(preset), qat=False)
     mcuq.calibrate(prepared, [torch.randn(16, *shape[1:]) for _ in range(2)], progress=False)
     exported = mcuq.export(mcuq.freeze(prepared), shape)

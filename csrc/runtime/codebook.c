@@ -179,11 +179,15 @@ const int8_t mcuq_codebook_s4[16] MCUQ_TABLE = {0, 1, 2, 3, 4, 5, 6, 7, -8, -7, 
 /* Weights decoded per pass, per row: a multiple of 4 (the DSP loops' step). */
 #define MCUQ_CB_CHUNK 64
 
-/* 4-bit rows: the row's 16 levels copied to RAM, each index byte decoded as
- * it is multiplied (a byte holds two weights; each input load feeds both
- * rows). Not inlined: the table pointers stay in registers. */
-static void copy_levels(const int8_t *codebook, int32_t row, int8_t *levels) {
-  for (int32_t i = 0; i < 16; ++i) levels[i] = MCUQ_READ_S8(&codebook[row * 16 + i]);
+/* The fused loops of a fully connected layer, for output rows that each lie
+ * within one codebook row and start on a byte: 4-bit rows of an even width
+ * (two weights a byte) and 3-bit rows of a multiple of 8 (eight weights in
+ * three bytes). The row's levels are copied to RAM and each field is
+ * decoded as it is multiplied; each input load feeds both rows. Not
+ * inlined: the table pointers stay in registers. */
+static void copy_levels(const int8_t *codebook, int32_t bits, int32_t row, int8_t *levels) {
+  const int32_t n = (int32_t)1 << bits;
+  for (int32_t i = 0; i < n; ++i) levels[i] = MCUQ_READ_S8(&codebook[row * n + i]);
 }
 
 static MCUQ_NOINLINE void dot_2x1_cb4(const uint8_t *p0, const uint8_t *p1, const int8_t *t0, const int8_t *t1,
@@ -211,20 +215,75 @@ static MCUQ_NOINLINE void dot_2x1_cb4(const uint8_t *p0, const uint8_t *p1, cons
   acc[1] = a1;
 }
 
-#if MCUQ_DOT_SIMD
-/* With the DSP extension, where a codebook row serves at least
- * MCUQ_PAIR_TABLE_WEIGHTS weights (building it costs what the table saves
- * on about 600 weights: measured on the M4): a table of the 256 index bytes' weight
- * pairs (w_low, w_high) as int16 halves, so that a byte's two products are
- * one load and one SMLAD (inputs paired the same way). */
-#define MCUQ_PAIR_TABLE_WEIGHTS 512
+/* Eight 3-bit fields from three bytes, the first field least significant. */
+MCUQ_ALWAYS_INLINE uint32_t load_cb3_group(const uint8_t *p) {
+  return MCUQ_READ_U8(p) | (uint32_t)MCUQ_READ_U8(p + 1) << 8 | (uint32_t)MCUQ_READ_U8(p + 2) << 16;
+}
 
-static void build_pairs(const int8_t *codebook, int32_t row, uint32_t *pairs) { /* 256 entries */
+/* Weight k of a group of each row times x_k (constant shifts once inlined). */
+MCUQ_ALWAYS_INLINE void cb3_mac(uint32_t v0, uint32_t v1, const int8_t *t0, const int8_t *t1, int32_t x, int k,
+                                int32_t *a0, int32_t *a1) {
+  *a0 += t0[(v0 >> (3 * k)) & 7u] * x;
+  *a1 += t1[(v1 >> (3 * k)) & 7u] * x;
+}
+
+static MCUQ_NOINLINE void dot_2x1_cb3(const uint8_t *p0, const uint8_t *p1, const int8_t *t0, const int8_t *t1,
+                                     const int8_t *x, int32_t groups, int32_t *acc) {
+  int32_t a0 = acc[0], a1 = acc[1];
+  for (; groups > 0; --groups, p0 += 3, p1 += 3, x += 8) {
+    const uint32_t v0 = load_cb3_group(p0), v1 = load_cb3_group(p1);
+    /* Unrolled by hand: GCC -O2 keeps a loop over k, with variable shifts. */
+    cb3_mac(v0, v1, t0, t1, x[0], 0, &a0, &a1);
+    cb3_mac(v0, v1, t0, t1, x[1], 1, &a0, &a1);
+    cb3_mac(v0, v1, t0, t1, x[2], 2, &a0, &a1);
+    cb3_mac(v0, v1, t0, t1, x[3], 3, &a0, &a1);
+    cb3_mac(v0, v1, t0, t1, x[4], 4, &a0, &a1);
+    cb3_mac(v0, v1, t0, t1, x[5], 5, &a0, &a1);
+    cb3_mac(v0, v1, t0, t1, x[6], 6, &a0, &a1);
+    cb3_mac(v0, v1, t0, t1, x[7], 7, &a0, &a1);
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+}
+
+#if MCUQ_DOT_SIMD
+/* With the DSP extension, where a codebook row serves at least twice as
+ * many weights as its pair table has entries (measured on the M4: then the
+ * table has paid for itself): a table of every index pair's two weights
+ * (w_low, w_high) as int16 halves, so that two products are one load and
+ * one SMLAD (inputs paired the same way). A 4-bit pair is an index byte
+ * (256 entries); a 3-bit pair six bits (64 entries). */
+static int32_t pair_table_entries(int32_t bits) { return (int32_t)1 << (2 * bits); }
+
+/* out[0..3] = low[0..3] | h, advancing both: LDM and STM (GCC emits a load
+ * and a store per entry, which made building a 4-bit table cost about 1.5
+ * instructions per weight of a 784-weight row). */
+MCUQ_ALWAYS_INLINE void or_four(const uint32_t **low, uint32_t h, uint32_t **out) {
+  __asm__ volatile("ldmia %[l]!, {r4, r5, r6, r8}\n\t"
+                   "orr r4, r4, %[h]\n\t"
+                   "orr r5, r5, %[h]\n\t"
+                   "orr r6, r6, %[h]\n\t"
+                   "orr r8, r8, %[h]\n\t"
+                   "stmia %[o]!, {r4, r5, r6, r8}"
+                   : [l] "+r"(*low), [o] "+r"(*out)
+                   : [h] "r"(h)
+                   : "r4", "r5", "r6", "r8", "memory");
+}
+
+static void build_pairs(const int8_t *codebook, int32_t bits, int32_t row, uint32_t *pairs) {
+  const int32_t n = (int32_t)1 << bits;
+  const int8_t *const levels = codebook + row * n;
   uint32_t low[16];
-  for (int32_t i = 0; i < 16; ++i) low[i] = (uint16_t)MCUQ_READ_S8(&codebook[row * 16 + i]);
-  for (int32_t high = 0; high < 16; ++high, pairs += 16) {
-    const uint32_t h = (uint32_t)(int32_t)MCUQ_READ_S8(&codebook[row * 16 + high]) << 16;
-    for (int32_t i = 0; i < 16; ++i) pairs[i] = low[i] | h;
+  for (int32_t i = 0; i < n; ++i) low[i] = (uint16_t)MCUQ_READ_S8(&levels[i]);
+  for (int32_t high = 0; high < n; ++high) {
+    const uint32_t h = (uint32_t)(int32_t)MCUQ_READ_S8(&levels[high]) << 16;
+    const uint32_t *l = low;
+    or_four(&l, h, &pairs);
+    or_four(&l, h, &pairs);
+    if (n == 16) { /* unrolled: a loop here costs a third more */
+      or_four(&l, h, &pairs);
+      or_four(&l, h, &pairs);
+    }
   }
 }
 
@@ -250,16 +309,23 @@ MCUQ_ALWAYS_INLINE int32_t sxtb16_odd(uint32_t v) {
   return r;
 }
 
+/* Four inputs as the pairs (x0, x1) and (x2, x3). */
+MCUQ_ALWAYS_INLINE void load_input_pairs(const int8_t *x, int32_t *x01, int32_t *x23) {
+  const uint32_t xv = mcuq_load4(x);
+  const int32_t even = __sxtb16(xv), odd = sxtb16_odd(xv); /* (x0, x2), (x1, x3) */
+  *x01 = pack_low_halves(even, odd);
+  *x23 = pack_high_halves(odd, even);
+}
+
 /* Two rows of `pairs` index bytes each (2 * pairs weights) against x: four
- * inputs per pass, split into (x0, x1) and (x2, x3). */
-static MCUQ_NOINLINE void dot_2x1_cb4_pairs(const uint8_t *p0, const uint8_t *p1, const uint32_t *t0, const uint32_t *t1,
-                              const int8_t *x, int32_t pairs, int32_t *acc) {
+ * inputs per pass. */
+static MCUQ_NOINLINE void dot_2x1_cb4_pairs(const uint8_t *p0, const uint8_t *p1, const uint32_t *t0,
+                                           const uint32_t *t1, const int8_t *x, int32_t pairs, int32_t *acc) {
   int32_t a0 = acc[0], a1 = acc[1];
   const int32_t stride = (int32_t)(p1 - p0);
   for (int32_t n = pairs >> 1; n > 0; --n) {
-    const uint32_t xv = mcuq_load4(x);
-    const int32_t even = __sxtb16(xv), odd = sxtb16_odd(xv); /* (x0, x2), (x1, x3) */
-    const int32_t x01 = pack_low_halves(even, odd), x23 = pack_high_halves(odd, even);
+    int32_t x01, x23;
+    load_input_pairs(x, &x01, &x23);
     a0 = __smlad((int32_t)t0[MCUQ_READ_U8(p0)], x01, a0);
     a1 = __smlad((int32_t)t1[MCUQ_READ_U8(p0 + stride)], x01, a1);
     a0 = __smlad((int32_t)t0[MCUQ_READ_U8(p0 + 1)], x23, a0);
@@ -275,6 +341,46 @@ static MCUQ_NOINLINE void dot_2x1_cb4_pairs(const uint8_t *p0, const uint8_t *p1
   acc[0] = a0;
   acc[1] = a1;
 }
+
+/* One group of eight 3-bit weights per row (fields in v0, v1): four pairs
+ * of six bits each, in two halves. */
+MCUQ_ALWAYS_INLINE void cb3_pairs_group(uint32_t v0, uint32_t v1, const uint32_t *t0, const uint32_t *t1,
+                                        const int8_t *x, int32_t *acc0, int32_t *acc1) {
+  int32_t a0 = *acc0, a1 = *acc1, x01, x23;
+  load_input_pairs(x, &x01, &x23);
+  a0 = __smlad((int32_t)t0[v0 & 63u], x01, a0);
+  a1 = __smlad((int32_t)t1[v1 & 63u], x01, a1);
+  a0 = __smlad((int32_t)t0[(v0 >> 6) & 63u], x23, a0);
+  a1 = __smlad((int32_t)t1[(v1 >> 6) & 63u], x23, a1);
+  /* No code moves across: GCC would hoist the second half's loads and spill
+   * (52 instructions a group instead of 46). */
+  __asm__ volatile("" : "+r"(a0), "+r"(a1), "+r"(v0), "+r"(v1));
+  load_input_pairs(x + 4, &x01, &x23);
+  a0 = __smlad((int32_t)t0[(v0 >> 12) & 63u], x01, a0);
+  a1 = __smlad((int32_t)t1[(v1 >> 12) & 63u], x01, a1);
+  a0 = __smlad((int32_t)t0[(v0 >> 18) & 63u], x23, a0);
+  a1 = __smlad((int32_t)t1[(v1 >> 18) & 63u], x23, a1);
+  *acc0 = a0;
+  *acc1 = a1;
+}
+
+/* Two rows of `groups` three-byte groups each against x. */
+static MCUQ_NOINLINE void dot_2x1_cb3_pairs(const uint8_t *p0, const uint8_t *p1, const uint32_t *t0,
+                                           const uint32_t *t1, const int8_t *x, int32_t groups, int32_t *acc) {
+  int32_t a0 = acc[0], a1 = acc[1];
+  const int32_t stride = (int32_t)(p1 - p0);
+  /* Four-byte loads (the fourth byte is the next group's) up to the last
+   * group, which reads its three bytes only. */
+  const int8_t *const last = x + 8 * (groups - 1);
+  while (x != last) {
+    cb3_pairs_group(mcuq_load4((const int8_t *)p0), mcuq_load4((const int8_t *)(p0 + stride)), t0, t1, x, &a0, &a1);
+    p0 += 3;
+    x += 8;
+  }
+  cb3_pairs_group(load_cb3_group(p0), load_cb3_group(p0 + stride), t0, t1, x, &a0, &a1);
+  acc[0] = a0;
+  acc[1] = a1;
+}
 #endif
 
 /* The outputs of rows o and, if `two`, o + 1. */
@@ -287,25 +393,29 @@ MCUQ_ALWAYS_INLINE void requantize_rows(const int32_t *acc, int32_t o, int two, 
 }
 
 #if MCUQ_DOT_SIMD
-/* The fused 4-bit layer through pair tables: its own function, so that the
+/* The fused layer through pair tables: its own function, so that the
  * tables' 2 KB of stack are taken only where they are used. */
 static MCUQ_NOINLINE void fully_connected_pairs(int32_t in_features, int32_t out_features, const int8_t *input,
                                                 const mcuq_codebook_weights *w, const int32_t *bias,
                                                 const mcuq_requant *requant, int8_t *output) {
   uint32_t tables[2][256];
   int32_t built[2] = {-1, -1}; /* the codebook row each table holds */
-  const int32_t row_bytes = in_features / 2;
+  const int32_t row_bytes = in_features * w->bits / 8;
   for (int32_t o = 0; o < out_features; o += 2) {
     const int two = o + 1 < out_features;
     const int32_t second = two ? o + 1 : o; /* a last odd row runs twice; its copy is dropped */
     const int32_t row0 = o * in_features / w->row_weights, row1 = second * in_features / w->row_weights;
+    const uint8_t *const p0 = w->indices + o * row_bytes, *const p1 = w->indices + second * row_bytes;
     int32_t acc[2];
     acc[0] = MCUQ_READ_S32(&bias[o]);
     acc[1] = MCUQ_READ_S32(&bias[second]);
-    if (built[0] != row0) build_pairs(w->codebook, built[0] = row0, tables[0]);
-    if (row1 != row0 && built[1] != row1) build_pairs(w->codebook, built[1] = row1, tables[1]);
-    dot_2x1_cb4_pairs(w->indices + o * row_bytes, w->indices + second * row_bytes, tables[0], tables[row1 != row0],
-                      input, row_bytes, acc);
+    if (built[0] != row0) build_pairs(w->codebook, w->bits, built[0] = row0, tables[0]);
+    if (row1 != row0 && built[1] != row1) build_pairs(w->codebook, w->bits, built[1] = row1, tables[1]);
+    if (w->bits == 4) {
+      dot_2x1_cb4_pairs(p0, p1, tables[0], tables[row1 != row0], input, row_bytes, acc);
+    } else {
+      dot_2x1_cb3_pairs(p0, p1, tables[0], tables[row1 != row0], input, in_features / 8, acc);
+    }
     requantize_rows(acc, o, two, requant, output);
   }
 }
@@ -326,11 +436,12 @@ mcuq_status mcuq_fully_connected_s8_cb(int32_t in_features, int32_t out_features
   int8_t rows[2][MCUQ_CB_CHUNK];
   int8_t levels[2][16];
   int32_t built[2] = {-1, -1}; /* the codebook row each level table holds */
-  /* 4-bit rows on byte boundaries, each output row within one codebook row. */
-  const int fused = w.bits == 4 && in_features % 2 == 0 && w.row_weights % in_features == 0;
+  /* Rows on byte boundaries, each output row within one codebook row. */
+  const int fused = ((w.bits == 4 && in_features % 2 == 0) || (w.bits == 3 && in_features % 8 == 0)) &&
+                    w.row_weights % in_features == 0;
   requant = &requant_copy;
 #if MCUQ_DOT_SIMD
-  if (fused && w.row_weights >= MCUQ_PAIR_TABLE_WEIGHTS) {
+  if (fused && w.row_weights >= 2 * pair_table_entries(w.bits)) {
     fully_connected_pairs(in_features, out_features, input, &w, bias, requant, output);
     return MCUQ_OK;
   }
@@ -341,13 +452,17 @@ mcuq_status mcuq_fully_connected_s8_cb(int32_t in_features, int32_t out_features
     acc[0] = MCUQ_READ_S32(&bias[o]);
     acc[1] = two ? MCUQ_READ_S32(&bias[o + 1]) : 0;
     if (fused) {
-      const int32_t row_bytes = in_features / 2;
+      const int32_t row_bytes = in_features * w.bits / 8;
       const int32_t second = two ? o + 1 : o; /* a last odd row runs twice; its copy is dropped */
       const int32_t row0 = o * in_features / w.row_weights, row1 = second * in_features / w.row_weights;
-      if (built[0] != row0) copy_levels(w.codebook, built[0] = row0, levels[0]);
-      if (row1 != row0 && built[1] != row1) copy_levels(w.codebook, built[1] = row1, levels[1]);
-      dot_2x1_cb4(w.indices + o * row_bytes, w.indices + second * row_bytes, levels[0], levels[row1 != row0], input,
-                  row_bytes, acc);
+      const uint8_t *const p0 = w.indices + o * row_bytes, *const p1 = w.indices + second * row_bytes;
+      if (built[0] != row0) copy_levels(w.codebook, w.bits, built[0] = row0, levels[0]);
+      if (row1 != row0 && built[1] != row1) copy_levels(w.codebook, w.bits, built[1] = row1, levels[1]);
+      if (w.bits == 4) {
+        dot_2x1_cb4(p0, p1, levels[0], levels[row1 != row0], input, row_bytes, acc);
+      } else {
+        dot_2x1_cb3(p0, p1, levels[0], levels[row1 != row0], input, in_features / 8, acc);
+      }
     }
     for (int32_t i = 0; i < in_features && !fused; i += MCUQ_CB_CHUNK) {
       const int32_t n = in_features - i < MCUQ_CB_CHUNK ? in_features - i : MCUQ_CB_CHUNK;

@@ -171,9 +171,13 @@ mcuq_status mcuq_fully_connected_s8(int32_t in_features, int32_t out_features, c
 mcuq_status mcuq_fully_connected_s8_w4(int32_t in_features, int32_t out_features, const int8_t *input,
                                        const int8_t *weights, const int32_t *bias, const mcuq_requant *requant,
                                        int8_t *output);
-/* Codebook weights: each weight is used once, so two rows are decoded a
- * chunk at a time into a small stack buffer (no scratch) and multiplied as
- * int8 ones. */
+/* Codebook weights: each weight is used once, so no scratch: two rows are
+ * decoded as they are multiplied. Rows of whole bytes within one codebook
+ * row (4-bit: an even in_features; 3-bit: a multiple of 8) decode each
+ * field through the row's levels; with the DSP extension, rows of at least
+ * 512 (4-bit) or 128 (3-bit) weights per codebook row go through tables of
+ * index pairs, 2 KB of stack. Other rows are decoded 64 weights at a time
+ * into a stack buffer and multiplied as int8 ones. */
 mcuq_status mcuq_fully_connected_s8_cb(int32_t in_features, int32_t out_features, const int8_t *input,
                                        const mcuq_codebook_weights *weights, const int32_t *bias,
                                        const mcuq_requant *requant, int8_t *output);

@@ -355,21 +355,20 @@ static void fuzz_fully_connected(reader *r) {
   }
   {
     /* Random 4-bit codebooks, a row per 1-3 output channels (rows change
-     * between and within the kernel's row pairs), or 3-bit ones (the
-     * chunked decode). */
+     * between and within the kernel's row pairs), or 3-bit ones (fused where
+     * rows are whole groups of eight, else the chunked decode). */
     static int8_t codebook[MAX_CHANNELS * 16];
+    static uint8_t index[MAX_ELEMS];
     const int32_t channels = take(r, 1, 3), bits = take(r, 0, 3) ? 4 : 3;
     const int32_t row_weights = in_features * channels;
     uint8_t *indices = (uint8_t *)packed;
     mcuq_codebook_weights cb;
-    memset(packed, 0, sizeof packed);
     for (i = 0; i < (out_features + channels - 1) / channels * 16; ++i) codebook[i] = (int8_t)take(r, INT8_MIN, INT8_MAX);
     for (i = 0; i < w_n; ++i) {
-      const int32_t index = take(r, 0, (1 << bits) - 1), bit = i * bits;
-      weights[i] = codebook[i / row_weights * (1 << bits) + index];
-      indices[bit >> 3] = (uint8_t)(indices[bit >> 3] | (index << (bit & 7)));
-      if ((bit & 7) + bits > 8) indices[(bit >> 3) + 1] = (uint8_t)(indices[(bit >> 3) + 1] | (index >> (8 - (bit & 7))));
+      index[i] = (uint8_t)take(r, 0, (1 << bits) - 1);
+      weights[i] = codebook[i / row_weights * (1 << bits) + index[i]];
     }
+    reference_pack_indices(index, w_n, bits, indices);
     cb.indices = indices;
     cb.codebook = codebook;
     cb.bits = bits;

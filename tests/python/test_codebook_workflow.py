@@ -112,8 +112,8 @@ def test_snap_levels_keeps_rows_sorted_and_zero_rows_zero():
     assert torch.equal(snapped[1], torch.zeros(4))  # a dead channel
     assert torch.all(snapped[:, 1:] >= snapped[:, :-1])
     assert torch.equal(snapped[2, 0], snapped[2, 1])  # levels closer than a step meet
-    assert torch.equal(snap_levels(torch.tensor([0.25, 1.0])), torch.tensor([0.25, 1.0]) * 0 + torch.tensor(
-        [round(0.25 * 127) / 127, 1.0]))  # per tensor: one row
+    # per tensor: one row, on the grid of 1 / 127
+    assert torch.equal(snap_levels(torch.tensor([0.25, 1.0])), torch.tensor([round(0.25 * 127) / 127, 1.0]))
 
 
 def test_export_stores_indices_and_codebooks(gen, tmp_path):

@@ -16,6 +16,20 @@
 #define MCUQ_REFERENCE_MAX_ELEMS 4096
 #endif
 
+/* Codebook indices as mcuq_codebook_weights stores them: index i `bits`
+ * wide at bit i * bits, least significant bit first. packed needs
+ * (n * bits + 7) / 8 + 1 bytes (a last field may spill into the extra one,
+ * which stays 0). */
+static inline void reference_pack_indices(const uint8_t *index, int32_t n, int32_t bits, uint8_t *packed) {
+  int32_t i;
+  for (i = 0; i < (n * bits + 7) / 8 + 1; ++i) packed[i] = 0;
+  for (i = 0; i < n; ++i) {
+    const uint32_t field = (uint32_t)index[i] << ((i * bits) % 8);
+    packed[i * bits / 8] = (uint8_t)(packed[i * bits / 8] | (field & 0xFFu));
+    packed[i * bits / 8 + 1] = (uint8_t)(packed[i * bits / 8 + 1] | (field >> 8));
+  }
+}
+
 /* Direct formula with another loop order: pad the input explicitly, then
  * for each (output channel, input channel of its group, tap) add the tap's
  * contribution to every output position. wide: 16-bit activations. */

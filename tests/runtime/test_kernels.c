@@ -910,6 +910,25 @@ static void test_lut_s16(void) {
 #endif
 }
 
+/* Random biases and int8 per-channel requantization for n channels, shifts
+ * in [shift_min, shift_max]. */
+static void random_requant(int32_t n, int shift_min, int shift_max, int32_t *bias, int32_t *mult, int8_t *shift,
+                           mcuq_requant *r) {
+  int32_t i;
+  for (i = 0; i < n; ++i) {
+    bias[i] = rand_range(-5000, 5000);
+    mult[i] = rand_range(1 << 30, 0x7FFFFFFF);
+    shift[i] = (int8_t)rand_range(shift_min, shift_max);
+  }
+  r->multiplier = mult;
+  r->shift = shift;
+  r->per_channel = 1;
+  r->rounding = MCUQ_ROUND_DOUBLE;
+  r->zero_point = -3;
+  r->act_min = -128;
+  r->act_max = 127;
+}
+
 /* W4A8 kernels equal the int8-weight kernels on the same weights (all in
  * [-8, 7]), packed two per byte, low nibble first: conv, depthwise with a
  * channel multiplier, fully connected; odd weight counts included. */
@@ -931,18 +950,7 @@ static void test_w4_kernels(void) {
   int32_t i;
   for (i = 0; i < 3 * 9 * 9; ++i) in[i] = (int8_t)rand_range(-128, 127);
   for (i = 0; i < 8 * 3 * 3 * 3; ++i) w[i] = (int8_t)rand_range(-8, 7);
-  for (i = 0; i < 8; ++i) {
-    bias[i] = rand_range(-5000, 5000);
-    mult[i] = rand_range(1 << 30, 0x7FFFFFFF);
-    shift[i] = (int8_t)rand_range(-10, -6);
-  }
-  r.multiplier = mult;
-  r.shift = shift;
-  r.per_channel = 1;
-  r.rounding = MCUQ_ROUND_DOUBLE;
-  r.zero_point = -3;
-  r.act_min = -128;
-  r.act_max = 127;
+  random_requant(8, -10, -6, bias, mult, shift, &r);
   pack_s4(w, 8 * 3 * 3 * 3, packed);
   /* 3 -> 8 channels, 9x9, 3x3, stride 2, padding 1: 5x5 outputs, 216 weights */
   p.in_c = 3, p.in_h = 9, p.in_w = 9, p.out_c = 8, p.out_h = 5, p.out_w = 5, p.k_h = 3, p.k_w = 3;
@@ -967,16 +975,6 @@ static void test_w4_kernels(void) {
 /* Codebook kernels (mcuq_codebook_weights) equal the int8 kernels on the
  * decoded weights, for every index width 1-4 (3: fields straddle bytes),
  * per-channel and per-tensor codebooks, rows and runs starting mid-byte. */
-static void pack_indices(const uint8_t *index, int32_t n, int32_t bits, uint8_t *packed) {
-  int32_t i;
-  for (i = 0; i < (n * bits + 7) / 8 + 1; ++i) packed[i] = 0;
-  for (i = 0; i < n; ++i) {
-    const uint32_t field = (uint32_t)index[i] << ((i * bits) % 8);
-    packed[i * bits / 8] = (uint8_t)(packed[i * bits / 8] | (field & 0xFFu));
-    packed[i * bits / 8 + 1] = (uint8_t)(packed[i * bits / 8 + 1] | (field >> 8));
-  }
-}
-
 /* Random indices and codebook rows (one per `row_weights` weights); w gets
  * the weights they stand for. */
 static void make_codebook(int32_t n, int32_t bits, int32_t row_weights, uint8_t *index, uint8_t *packed,
@@ -988,7 +986,7 @@ static void make_codebook(int32_t n, int32_t bits, int32_t row_weights, uint8_t 
     index[i] = (uint8_t)rand_range(0, levels - 1);
     w[i] = codebook[i / row_weights * levels + index[i]];
   }
-  pack_indices(index, n, bits, packed);
+  reference_pack_indices(index, n, bits, packed);
   cb->indices = packed;
   cb->codebook = codebook;
   cb->bits = bits;
@@ -1006,18 +1004,7 @@ static void test_codebook_kernels(void) {
   mcuq_codebook_weights cb;
   int32_t i, bits;
   for (i = 0; i < 16 * 9 * 9; ++i) in[i] = (int8_t)rand_range(-128, 127);
-  for (i = 0; i < 16; ++i) {
-    bias[i] = rand_range(-5000, 5000);
-    mult[i] = rand_range(1 << 30, 0x7FFFFFFF);
-    shift[i] = (int8_t)rand_range(-12, -8);
-  }
-  r.multiplier = mult;
-  r.shift = shift;
-  r.per_channel = 1;
-  r.rounding = MCUQ_ROUND_DOUBLE;
-  r.zero_point = -3;
-  r.act_min = -128;
-  r.act_max = 127;
+  random_requant(16, -12, -8, bias, mult, shift, &r);
   for (bits = 1; bits <= 4; ++bits) {
     /* decode: every start and length over a few rows of 7 (rows and runs
      * start mid-byte) */
@@ -1071,6 +1058,16 @@ static void test_codebook_kernels(void) {
     CHECK_EQ(mcuq_fully_connected_s8(27, 5, in, w, bias, &r, out8), MCUQ_OK);
     CHECK_EQ(mcuq_fully_connected_s8_cb(27, 5, in, &cb, bias, &r, outc), MCUQ_OK);
     CHECK_ARRAY(outc, out8, 5);
+    /* 152 -> 7, rows of whole bytes (3 bits: 19 groups of eight): the fused
+     * loops, a codebook per output row and one for the layer */
+    make_codebook(7 * 152, bits, 152, index, packed, codebook, w, &cb);
+    CHECK_EQ(mcuq_fully_connected_s8(152, 7, in, w, bias, &r, out8), MCUQ_OK);
+    CHECK_EQ(mcuq_fully_connected_s8_cb(152, 7, in, &cb, bias, &r, outc), MCUQ_OK);
+    CHECK_ARRAY(outc, out8, 7);
+    make_codebook(7 * 152, bits, 7 * 152, index, packed, codebook, w, &cb);
+    CHECK_EQ(mcuq_fully_connected_s8(152, 7, in, w, bias, &r, out8), MCUQ_OK);
+    CHECK_EQ(mcuq_fully_connected_s8_cb(152, 7, in, &cb, bias, &r, outc), MCUQ_OK);
+    CHECK_ARRAY(outc, out8, 7);
   }
 #ifndef MCUQ_NO_CHECKS
   {

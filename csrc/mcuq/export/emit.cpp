@@ -247,12 +247,15 @@ std::string json_string(const std::string& s) {
   return out + "\"";
 }
 
+// Bytes of a codebook layer's index table: weight_bits per weight.
+size_t index_bytes(const Layer& l) { return (l.weights.size() * static_cast<size_t>(l.weight_bits) + 7) / 8; }
+
 // Codebook weights: weight i's index in its codebook row, weight_bits wide
 // at bit i * weight_bits, least significant bit first (mcuq_codebook_weights).
 std::vector<uint8_t> index_table(const Layer& l) {
   const int64_t bits = l.weight_bits, levels = int64_t{1} << bits;
   const int64_t per_channel = static_cast<int64_t>(l.weights.size()) / static_cast<int64_t>(l.bias.size());
-  std::vector<uint8_t> packed((l.weights.size() * bits + 7) / 8, 0);
+  std::vector<uint8_t> packed(index_bytes(l), 0);
   for (size_t i = 0; i < l.weights.size(); ++i) {
     const int64_t row = static_cast<int64_t>(i) / per_channel / l.codebook_channels;
     const auto first = l.codebook.begin() + row * levels;
@@ -281,7 +284,7 @@ std::vector<int8_t> weight_table(const Layer& l) {
 
 // Bytes of the weight tables: int8 or packed weights, or indices + codebook.
 int64_t weight_bytes(const Layer& l) {
-  if (!l.codebook.empty()) return static_cast<int64_t>(index_table(l).size() + l.codebook.size());
+  if (!l.codebook.empty()) return static_cast<int64_t>(index_bytes(l) + l.codebook.size());
   return static_cast<int64_t>(weight_table(l).size());
 }
 
@@ -559,7 +562,7 @@ std::string emit_report(const Graph& g, const ArenaPlan& arena, const std::strin
       if (!l.codebook.empty()) {
         extra += fmt::format(", \"codebook\": {{\"levels\": {}, \"rows\": {}, \"channels_per_row\": {}, \"index_bytes\": {}, \"codebook_bytes\": {}}}",
                              l.codebook_levels, l.codebook.size() >> l.weight_bits, l.codebook_channels,
-                             index_table(l).size(), l.codebook.size());
+                             index_bytes(l), l.codebook.size());
       }
     }
     if (l.kind == LayerKind::kLut && g.int16()) {
