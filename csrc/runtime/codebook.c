@@ -185,9 +185,14 @@ const int8_t mcuq_codebook_s4[16] MCUQ_TABLE = {0, 1, 2, 3, 4, 5, 6, 7, -8, -7, 
  * three bytes). The row's levels are copied to RAM and each field is
  * decoded as it is multiplied; each input load feeds both rows. Not
  * inlined: the table pointers stay in registers. */
-static void copy_levels(const int8_t *codebook, int32_t bits, int32_t row, int8_t *levels) {
-  const int32_t n = (int32_t)1 << bits;
-  for (int32_t i = 0; i < n; ++i) levels[i] = MCUQ_READ_S8(&codebook[row * n + i]);
+/* Inlined, with constant counts: with a row per output channel it runs
+ * for every row. */
+MCUQ_ALWAYS_INLINE void copy_levels(const int8_t *codebook, int32_t bits, int32_t row, int8_t *levels) {
+  if (bits == 4) {
+    for (int32_t i = 0; i < 16; ++i) levels[i] = MCUQ_READ_S8(&codebook[row * 16 + i]);
+  } else {
+    for (int32_t i = 0; i < 8; ++i) levels[i] = MCUQ_READ_S8(&codebook[row * 8 + i]);
+  }
 }
 
 static MCUQ_NOINLINE void dot_2x1_cb4(const uint8_t *p0, const uint8_t *p1, const int8_t *t0, const int8_t *t1,
