@@ -31,7 +31,9 @@ struct ExportOptions {
   std::string source;
   // Codebook and W4A8 convolutions decode at most this many bytes of int8
   // weights into the arena at a time (at least one channel's): RAM against
-  // speed, since each block gathers the input columns again.
+  // speed, since each block gathers the input columns again. Their fully
+  // connected layers pair their inputs there (2 bytes per input) for the
+  // DSP cores' pair tables if that fits.
   int64_t decode_bytes = 4096;
 };
 

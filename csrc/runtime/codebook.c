@@ -182,47 +182,122 @@ const int8_t mcuq_codebook_s4[16] MCUQ_TABLE = {0, 1, 2, 3, 4, 5, 6, 7, -8, -7, 
 /* The fused loops of a fully connected layer, for output rows that each lie
  * within one codebook row and start on a byte: 4-bit rows of an even width
  * (two weights a byte) and 3-bit rows of a multiple of 8 (eight weights in
- * three bytes). The row's levels are copied to RAM and each field is
- * decoded as it is multiplied; each input load feeds both rows. Not
- * inlined: the table pointers stay in registers. */
-/* Inlined, with constant counts: with a row per output channel it runs
- * for every row. */
+ * three bytes). Each row's levels are copied to RAM, row 1's 16 bytes after
+ * row 0's (levels[2][16]) unless both rows share a codebook row, and each
+ * field is decoded as it is multiplied; each input load feeds both rows.
+ * The dot functions are not inlined: their pointers stay in registers. */
 MCUQ_ALWAYS_INLINE void copy_levels(const int8_t *codebook, int32_t bits, int32_t row, int8_t *levels) {
-  if (bits == 4) {
+  if (bits == 4) { /* constant counts: with a codebook per channel this runs for every row */
     for (int32_t i = 0; i < 16; ++i) levels[i] = MCUQ_READ_S8(&codebook[row * 16 + i]);
   } else {
     for (int32_t i = 0; i < 8; ++i) levels[i] = MCUQ_READ_S8(&codebook[row * 8 + i]);
   }
 }
 
-static MCUQ_NOINLINE void dot_2x1_cb4(const uint8_t *p0, const uint8_t *p1, const int8_t *t0, const int8_t *t1,
+/* Eight 3-bit fields from three bytes, the first field least significant. */
+MCUQ_ALWAYS_INLINE uint32_t load_cb3_group(const uint8_t *p) {
+  return MCUQ_READ_U8(p) | (uint32_t)MCUQ_READ_U8(p + 1) << 8 | (uint32_t)MCUQ_READ_U8(p + 2) << 16;
+}
+
+#if defined(__ARM_ARCH_6M__) && !defined(MCUQ_PORTABLE_KERNELS)
+/* Cortex-M0/M0+ (Thumb-1: eight low registers, LDRSB with a register offset
+ * only): GCC's code for these loops spills (10.4 instructions per MAC for
+ * 3-bit rows, against 6.2 for the int8 loop), so eight weights of both rows
+ * are written out here. Per weight: the input (LDRB, SXTB) once; per row
+ * the field (shifts), its level (LDRSB; row 1's 16 bytes on), MULS, ADD.
+ * Accumulator 0 sits in a high register: seven low registers, so it also
+ * builds where r7 is the frame pointer. GCC reads Thumb-1 inline assembly
+ * as divided syntax unless told (-masm-syntax-unified), hence the first
+ * line; GCC restores its own syntax after the block. */
+#define MCUQ_T1_INPUT(k) "ldrb %[xk], [%[x], #" #k "]\n\tsxtb %[xk], %[xk]\n\t"
+#define MCUQ_T1_MAC(acc) "ldrsb %[f], [%[t], %[f]]\n\tmuls %[f], %[xk], %[f]\n\tadd " acc ", %[f]\n\t"
+/* Row 1's level: 16 bytes on, or (one codebook for both rows) the same. */
+#define MCUQ_T1_MAC1(offset) offset MCUQ_T1_MAC("%[a1]")
+#define MCUQ_T1_OFFSET "adds %[f], #16\n\t"
+/* Field k of a 3-bit group (v0, v1: its 24 bits) to the top, then down
+ * (the last field is the top already). */
+#define MCUQ_T1_CB3(k, up, offset)                                                                         \
+  MCUQ_T1_INPUT(k) "lsls %[f], %[v0], #" #up "\n\tlsrs %[f], %[f], #29\n\t" MCUQ_T1_MAC("%[a0]")           \
+      "lsls %[f], %[v1], #" #up "\n\tlsrs %[f], %[f], #29\n\t" MCUQ_T1_MAC1(offset)
+#define MCUQ_T1_CB3_LAST(offset)                                                                           \
+  MCUQ_T1_INPUT(7) "lsrs %[f], %[v0], #21\n\t" MCUQ_T1_MAC("%[a0]") "lsrs %[f], %[v1], #21\n\t" MCUQ_T1_MAC1(offset)
+#define MCUQ_T1_CB3_GROUP(offset)                                                                          \
+  ".syntax unified\n\t" MCUQ_T1_CB3(0, 29, offset) MCUQ_T1_CB3(1, 26, offset) MCUQ_T1_CB3(2, 23, offset)    \
+      MCUQ_T1_CB3(3, 20, offset) MCUQ_T1_CB3(4, 17, offset) MCUQ_T1_CB3(5, 14, offset)                     \
+          MCUQ_T1_CB3(6, 11, offset) MCUQ_T1_CB3_LAST(offset)
+/* Index byte j of each row (at p0, p1): its low nibble with x[2j], its high
+ * nibble with x[2j + 1]. */
+#define MCUQ_T1_CB4(j, k0, k1, offset)                                                                     \
+  MCUQ_T1_INPUT(k0) "ldrb %[f], [%[p0], #" #j "]\n\tlsls %[f], %[f], #28\n\tlsrs %[f], %[f], #28\n\t"      \
+      MCUQ_T1_MAC("%[a0]") "ldrb %[f], [%[p1], #" #j "]\n\tlsls %[f], %[f], #28\n\tlsrs %[f], %[f], #28\n\t" \
+      MCUQ_T1_MAC1(offset) MCUQ_T1_INPUT(k1) "ldrb %[f], [%[p0], #" #j "]\n\tlsrs %[f], %[f], #4\n\t"      \
+      MCUQ_T1_MAC("%[a0]") "ldrb %[f], [%[p1], #" #j "]\n\tlsrs %[f], %[f], #4\n\t" MCUQ_T1_MAC1(offset)
+#define MCUQ_T1_CB4_BLOCK(offset)                                                                          \
+  ".syntax unified\n\t" MCUQ_T1_CB4(0, 0, 1, offset) MCUQ_T1_CB4(1, 2, 3, offset)                          \
+      MCUQ_T1_CB4(2, 4, 5, offset) MCUQ_T1_CB4(3, 6, 7, offset)
+#define MCUQ_T1_OPERANDS(a, b)                                                                             \
+  : [a0] "+h"(a0), [a1] "+l"(a1), [xk] "=&l"(xk), [f] "=&l"(f)                                             \
+  : [a] "l"(a), [b] "l"(b), [t] "l"(t), [x] "l"(x)                                                         \
+  : "cc", "memory"
+
+/* shared: both rows use t's first 16 bytes (one codebook row). */
+static MCUQ_NOINLINE void dot_2x1_cb4(const uint8_t *p0, const uint8_t *p1, const int8_t *t, int shared,
                                      const int8_t *x, int32_t pairs, int32_t *acc) {
-  int32_t a0 = acc[0], a1 = acc[1];
-  if (t0 == t1) { /* one codebook for both rows: a register fewer (Thumb-1 has eight) */
-    const int32_t stride = (int32_t)(p1 - p0);
-    const uint8_t *const end = p0 + pairs;
-    while (p0 != end) {
-      const uint32_t b0 = MCUQ_READ_U8(p0), b1 = MCUQ_READ_U8(p0 + stride);
-      const int32_t x0 = x[0], x1 = x[1];
-      a0 += t0[b0 & 15u] * x0 + t0[b0 >> 4] * x1;
-      a1 += t0[b1 & 15u] * x0 + t0[b1 >> 4] * x1;
-      ++p0;
-      x += 2;
-    }
+  int32_t a0 = acc[0], a1 = acc[1], xk, f;
+  for (; pairs >= 4 && shared; pairs -= 4, p0 += 4, p1 += 4, x += 8) {
+    __asm__(MCUQ_T1_CB4_BLOCK("") MCUQ_T1_OPERANDS(p0, p1));
   }
-  for (; pairs > 0 && t0 != t1; --pairs, x += 2) {
-    const uint32_t b0 = MCUQ_READ_U8(p0++), b1 = MCUQ_READ_U8(p1++);
-    const int32_t x0 = x[0], x1 = x[1];
-    a0 += t0[b0 & 15u] * x0 + t0[b0 >> 4] * x1;
-    a1 += t1[b1 & 15u] * x0 + t1[b1 >> 4] * x1;
+  for (; pairs >= 4; pairs -= 4, p0 += 4, p1 += 4, x += 8) {
+    __asm__(MCUQ_T1_CB4_BLOCK(MCUQ_T1_OFFSET) MCUQ_T1_OPERANDS(p0, p1));
+  }
+  const int8_t *const t1 = shared ? t : t + 16;
+  for (; pairs > 0; --pairs, x += 2) {
+    const uint32_t b0 = *p0++, b1 = *p1++;
+    a0 += t[b0 & 15u] * x[0] + t[b0 >> 4] * x[1];
+    a1 += t1[b1 & 15u] * x[0] + t1[b1 >> 4] * x[1];
   }
   acc[0] = a0;
   acc[1] = a1;
 }
 
-/* Eight 3-bit fields from three bytes, the first field least significant. */
-MCUQ_ALWAYS_INLINE uint32_t load_cb3_group(const uint8_t *p) {
-  return MCUQ_READ_U8(p) | (uint32_t)MCUQ_READ_U8(p + 1) << 8 | (uint32_t)MCUQ_READ_U8(p + 2) << 16;
+/* The groups of both rows; shared is a constant where this is inlined, so
+ * that each loop holds one block. */
+MCUQ_ALWAYS_INLINE void cb3_groups(const uint8_t *p0, const uint8_t *p1, const int8_t *t, const int shared,
+                                   const int8_t *x, int32_t groups, int32_t *acc) {
+  int32_t a0 = acc[0], a1 = acc[1], xk, f;
+  for (; groups > 0; --groups, p0 += 3, p1 += 3, x += 8) {
+    const uint32_t v0 = load_cb3_group(p0), v1 = load_cb3_group(p1);
+    if (shared) {
+      __asm__(MCUQ_T1_CB3_GROUP("") MCUQ_T1_OPERANDS(v0, v1));
+    } else {
+      __asm__(MCUQ_T1_CB3_GROUP(MCUQ_T1_OFFSET) MCUQ_T1_OPERANDS(v0, v1));
+    }
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+}
+
+static MCUQ_NOINLINE void dot_2x1_cb3(const uint8_t *p0, const uint8_t *p1, const int8_t *t, int shared,
+                                     const int8_t *x, int32_t groups, int32_t *acc) {
+  if (shared) {
+    cb3_groups(p0, p1, t, 1, x, groups, acc);
+  } else {
+    cb3_groups(p0, p1, t, 0, x, groups, acc);
+  }
+}
+#else
+static MCUQ_NOINLINE void dot_2x1_cb4(const uint8_t *p0, const uint8_t *p1, const int8_t *t, int shared,
+                                     const int8_t *x, int32_t pairs, int32_t *acc) {
+  int32_t a0 = acc[0], a1 = acc[1];
+  const int8_t *const t1 = shared ? t : t + 16;
+  for (; pairs > 0; --pairs, x += 2) {
+    const uint32_t b0 = MCUQ_READ_U8(p0++), b1 = MCUQ_READ_U8(p1++);
+    const int32_t x0 = x[0], x1 = x[1];
+    a0 += t[b0 & 15u] * x0 + t[b0 >> 4] * x1;
+    a1 += t1[b1 & 15u] * x0 + t1[b1 >> 4] * x1;
+  }
+  acc[0] = a0;
+  acc[1] = a1;
 }
 
 /* Weight k of a group of each row times x_k (constant shifts once inlined). */
@@ -232,33 +307,36 @@ MCUQ_ALWAYS_INLINE void cb3_mac(uint32_t v0, uint32_t v1, const int8_t *t0, cons
   *a1 += t1[(v1 >> (3 * k)) & 7u] * x;
 }
 
-static MCUQ_NOINLINE void dot_2x1_cb3(const uint8_t *p0, const uint8_t *p1, const int8_t *t0, const int8_t *t1,
+static MCUQ_NOINLINE void dot_2x1_cb3(const uint8_t *p0, const uint8_t *p1, const int8_t *t, int shared,
                                      const int8_t *x, int32_t groups, int32_t *acc) {
   int32_t a0 = acc[0], a1 = acc[1];
+  const int8_t *const t1 = shared ? t : t + 16;
   for (; groups > 0; --groups, p0 += 3, p1 += 3, x += 8) {
     const uint32_t v0 = load_cb3_group(p0), v1 = load_cb3_group(p1);
     /* Unrolled by hand: GCC -O2 keeps a loop over k, with variable shifts. */
-    cb3_mac(v0, v1, t0, t1, x[0], 0, &a0, &a1);
-    cb3_mac(v0, v1, t0, t1, x[1], 1, &a0, &a1);
-    cb3_mac(v0, v1, t0, t1, x[2], 2, &a0, &a1);
-    cb3_mac(v0, v1, t0, t1, x[3], 3, &a0, &a1);
-    cb3_mac(v0, v1, t0, t1, x[4], 4, &a0, &a1);
-    cb3_mac(v0, v1, t0, t1, x[5], 5, &a0, &a1);
-    cb3_mac(v0, v1, t0, t1, x[6], 6, &a0, &a1);
-    cb3_mac(v0, v1, t0, t1, x[7], 7, &a0, &a1);
+    cb3_mac(v0, v1, t, t1, x[0], 0, &a0, &a1);
+    cb3_mac(v0, v1, t, t1, x[1], 1, &a0, &a1);
+    cb3_mac(v0, v1, t, t1, x[2], 2, &a0, &a1);
+    cb3_mac(v0, v1, t, t1, x[3], 3, &a0, &a1);
+    cb3_mac(v0, v1, t, t1, x[4], 4, &a0, &a1);
+    cb3_mac(v0, v1, t, t1, x[5], 5, &a0, &a1);
+    cb3_mac(v0, v1, t, t1, x[6], 6, &a0, &a1);
+    cb3_mac(v0, v1, t, t1, x[7], 7, &a0, &a1);
   }
   acc[0] = a0;
   acc[1] = a1;
 }
+#endif
 
 #if MCUQ_DOT_SIMD
-/* With the DSP extension, where a codebook row serves at least twice as
- * many weights as its pair table has entries (measured on the M4: then the
- * table has paid for itself): a table of every index pair's two weights
- * (w_low, w_high) as int16 halves, so that two products are one load and
- * one SMLAD (inputs paired the same way). A 4-bit pair is an index byte
- * (256 entries); a 3-bit pair six bits (64 entries). */
-static int32_t pair_table_entries(int32_t bits) { return (int32_t)1 << (2 * bits); }
+/* With the DSP extension, where MCUQ_FULLY_CONNECTED_CB_SCRATCH allows
+ * (rows of whole bytes within a codebook row that serves at least twice as
+ * many weights as the table has entries: measured on the M4, the table has
+ * then paid for itself): a table of every index pair's two weights (w_low,
+ * w_high) as int16 halves, and the inputs paired the same way once for the
+ * layer in the scratch, so that two products are an index load, a table
+ * load and one SMLAD. A 4-bit pair is an index byte (256 entries); a 3-bit
+ * pair six bits (64 entries). */
 
 /* out[0..3] = low[0..3] | h, advancing both: LDM and STM (GCC emits a load
  * and a store per entry, which made building a 4-bit table cost about 1.5
@@ -314,75 +392,73 @@ MCUQ_ALWAYS_INLINE int32_t sxtb16_odd(uint32_t v) {
   return r;
 }
 
-/* Four inputs as the pairs (x0, x1) and (x2, x3). */
-MCUQ_ALWAYS_INLINE void load_input_pairs(const int8_t *x, int32_t *x01, int32_t *x23) {
-  const uint32_t xv = mcuq_load4(x);
-  const int32_t even = __sxtb16(xv), odd = sxtb16_odd(xv); /* (x0, x2), (x1, x3) */
-  *x01 = pack_low_halves(even, odd);
-  *x23 = pack_high_halves(odd, even);
+/* The n inputs (n even) as the int16 pairs (x0, x1), (x2, x3), ...: the
+ * layer's rows all use them. */
+static void pair_inputs(const int8_t *x, int32_t n, int32_t *pairs) {
+  for (; n >= 4; n -= 4, x += 4, pairs += 2) {
+    const uint32_t xv = mcuq_load4(x);
+    const int32_t even = __sxtb16(xv), odd = sxtb16_odd(xv); /* (x0, x2), (x1, x3) */
+    pairs[0] = pack_low_halves(even, odd);
+    pairs[1] = pack_high_halves(odd, even);
+  }
+  if (n > 0) pairs[0] = (int32_t)(((uint32_t)(uint16_t)x[0]) | ((uint32_t)x[1] << 16));
 }
 
-/* Two rows of `pairs` index bytes each (2 * pairs weights) against x: four
- * inputs per pass. */
+/* Two rows of `pairs` index bytes each (2 * pairs weights) against the
+ * paired inputs xp, two bytes per pass. */
 static MCUQ_NOINLINE void dot_2x1_cb4_pairs(const uint8_t *p0, const uint8_t *p1, const uint32_t *t0,
-                                           const uint32_t *t1, const int8_t *x, int32_t pairs, int32_t *acc) {
+                                           const uint32_t *t1, const int32_t *xp, int32_t pairs, int32_t *acc) {
   int32_t a0 = acc[0], a1 = acc[1];
   const int32_t stride = (int32_t)(p1 - p0);
-  for (int32_t n = pairs >> 1; n > 0; --n) {
-    int32_t x01, x23;
-    load_input_pairs(x, &x01, &x23);
+  const uint8_t *const end = p0 + (pairs & ~1);
+  while (p0 != end) {
+    const int32_t x01 = xp[0], x23 = xp[1];
     a0 = __smlad((int32_t)t0[MCUQ_READ_U8(p0)], x01, a0);
     a1 = __smlad((int32_t)t1[MCUQ_READ_U8(p0 + stride)], x01, a1);
     a0 = __smlad((int32_t)t0[MCUQ_READ_U8(p0 + 1)], x23, a0);
     a1 = __smlad((int32_t)t1[MCUQ_READ_U8(p0 + stride + 1)], x23, a1);
     p0 += 2;
-    x += 4;
+    xp += 2;
   }
   if (pairs & 1) {
-    const int32_t x01 = (int32_t)(((uint32_t)(uint16_t)x[0]) | ((uint32_t)x[1] << 16));
-    a0 = __smlad((int32_t)t0[MCUQ_READ_U8(p0)], x01, a0);
-    a1 = __smlad((int32_t)t1[MCUQ_READ_U8(p0 + stride)], x01, a1);
+    a0 = __smlad((int32_t)t0[MCUQ_READ_U8(p0)], xp[0], a0);
+    a1 = __smlad((int32_t)t1[MCUQ_READ_U8(p0 + stride)], xp[0], a1);
   }
   acc[0] = a0;
   acc[1] = a1;
 }
 
 /* One group of eight 3-bit weights per row (fields in v0, v1): four pairs
- * of six bits each, in two halves. */
+ * of six bits each. */
 MCUQ_ALWAYS_INLINE void cb3_pairs_group(uint32_t v0, uint32_t v1, const uint32_t *t0, const uint32_t *t1,
-                                        const int8_t *x, int32_t *acc0, int32_t *acc1) {
-  int32_t a0 = *acc0, a1 = *acc1, x01, x23;
-  load_input_pairs(x, &x01, &x23);
-  a0 = __smlad((int32_t)t0[v0 & 63u], x01, a0);
-  a1 = __smlad((int32_t)t1[v1 & 63u], x01, a1);
-  a0 = __smlad((int32_t)t0[(v0 >> 6) & 63u], x23, a0);
-  a1 = __smlad((int32_t)t1[(v1 >> 6) & 63u], x23, a1);
-  /* No code moves across: GCC would hoist the second half's loads and spill
-   * (52 instructions a group instead of 46). */
-  __asm__ volatile("" : "+r"(a0), "+r"(a1), "+r"(v0), "+r"(v1));
-  load_input_pairs(x + 4, &x01, &x23);
-  a0 = __smlad((int32_t)t0[(v0 >> 12) & 63u], x01, a0);
-  a1 = __smlad((int32_t)t1[(v1 >> 12) & 63u], x01, a1);
-  a0 = __smlad((int32_t)t0[(v0 >> 18) & 63u], x23, a0);
-  a1 = __smlad((int32_t)t1[(v1 >> 18) & 63u], x23, a1);
+                                        const int32_t *xp, int32_t *acc0, int32_t *acc1) {
+  int32_t a0 = *acc0, a1 = *acc1;
+  a0 = __smlad((int32_t)t0[v0 & 63u], xp[0], a0);
+  a1 = __smlad((int32_t)t1[v1 & 63u], xp[0], a1);
+  a0 = __smlad((int32_t)t0[(v0 >> 6) & 63u], xp[1], a0);
+  a1 = __smlad((int32_t)t1[(v1 >> 6) & 63u], xp[1], a1);
+  a0 = __smlad((int32_t)t0[(v0 >> 12) & 63u], xp[2], a0);
+  a1 = __smlad((int32_t)t1[(v1 >> 12) & 63u], xp[2], a1);
+  a0 = __smlad((int32_t)t0[(v0 >> 18) & 63u], xp[3], a0);
+  a1 = __smlad((int32_t)t1[(v1 >> 18) & 63u], xp[3], a1);
   *acc0 = a0;
   *acc1 = a1;
 }
 
-/* Two rows of `groups` three-byte groups each against x. */
+/* Two rows of `groups` three-byte groups each against the paired inputs. */
 static MCUQ_NOINLINE void dot_2x1_cb3_pairs(const uint8_t *p0, const uint8_t *p1, const uint32_t *t0,
-                                           const uint32_t *t1, const int8_t *x, int32_t groups, int32_t *acc) {
+                                           const uint32_t *t1, const int32_t *xp, int32_t groups, int32_t *acc) {
   int32_t a0 = acc[0], a1 = acc[1];
   const int32_t stride = (int32_t)(p1 - p0);
   /* Four-byte loads (the fourth byte is the next group's) up to the last
    * group, which reads its three bytes only. */
-  const int8_t *const last = x + 8 * (groups - 1);
-  while (x != last) {
-    cb3_pairs_group(mcuq_load4((const int8_t *)p0), mcuq_load4((const int8_t *)(p0 + stride)), t0, t1, x, &a0, &a1);
+  const int32_t *const last = xp + 4 * (groups - 1);
+  while (xp != last) {
+    cb3_pairs_group(mcuq_load4((const int8_t *)p0), mcuq_load4((const int8_t *)(p0 + stride)), t0, t1, xp, &a0, &a1);
     p0 += 3;
-    x += 8;
+    xp += 4;
   }
-  cb3_pairs_group(load_cb3_group(p0), load_cb3_group(p0 + stride), t0, t1, x, &a0, &a1);
+  cb3_pairs_group(load_cb3_group(p0), load_cb3_group(p0 + stride), t0, t1, xp, &a0, &a1);
   acc[0] = a0;
   acc[1] = a1;
 }
@@ -402,10 +478,12 @@ MCUQ_ALWAYS_INLINE void requantize_rows(const int32_t *acc, int32_t o, int two, 
  * tables' 2 KB of stack are taken only where they are used. */
 static MCUQ_NOINLINE void fully_connected_pairs(int32_t in_features, int32_t out_features, const int8_t *input,
                                                 const mcuq_codebook_weights *w, const int32_t *bias,
-                                                const mcuq_requant *requant, int8_t *output) {
+                                                const mcuq_requant *requant, int8_t *scratch, int8_t *output) {
   uint32_t tables[2][256];
   int32_t built[2] = {-1, -1}; /* the codebook row each table holds */
   const int32_t row_bytes = in_features * w->bits / 8;
+  int32_t *const xp = (int32_t *)(void *)(scratch + (-(uintptr_t)scratch & 3u)); /* word aligned (LDRD) */
+  pair_inputs(input, in_features, xp);
   for (int32_t o = 0; o < out_features; o += 2) {
     const int two = o + 1 < out_features;
     const int32_t second = two ? o + 1 : o; /* a last odd row runs twice; its copy is dropped */
@@ -417,9 +495,9 @@ static MCUQ_NOINLINE void fully_connected_pairs(int32_t in_features, int32_t out
     if (built[0] != row0) build_pairs(w->codebook, w->bits, built[0] = row0, tables[0]);
     if (row1 != row0 && built[1] != row1) build_pairs(w->codebook, w->bits, built[1] = row1, tables[1]);
     if (w->bits == 4) {
-      dot_2x1_cb4_pairs(p0, p1, tables[0], tables[row1 != row0], input, row_bytes, acc);
+      dot_2x1_cb4_pairs(p0, p1, tables[0], tables[row1 != row0], xp, row_bytes, acc);
     } else {
-      dot_2x1_cb3_pairs(p0, p1, tables[0], tables[row1 != row0], input, in_features / 8, acc);
+      dot_2x1_cb3_pairs(p0, p1, tables[0], tables[row1 != row0], xp, in_features / 8, acc);
     }
     requantize_rows(acc, o, two, requant, output);
   }
@@ -428,7 +506,7 @@ static MCUQ_NOINLINE void fully_connected_pairs(int32_t in_features, int32_t out
 
 mcuq_status mcuq_fully_connected_s8_cb(int32_t in_features, int32_t out_features, const int8_t *input,
                                        const mcuq_codebook_weights *weights, const int32_t *bias,
-                                       const mcuq_requant *requant, int8_t *output) {
+                                       const mcuq_requant *requant, int8_t *scratch, int8_t *output) {
 #ifndef MCUQ_NO_CHECKS
   mcuq_status status = check_codebook(weights);
   if (status == MCUQ_OK && (input == 0 || bias == 0 || requant == 0 || output == 0)) status = MCUQ_ERROR_NULL;
@@ -439,15 +517,16 @@ mcuq_status mcuq_fully_connected_s8_cb(int32_t in_features, int32_t out_features
   const mcuq_requant requant_copy = *requant; /* not reloaded after each int8_t store */
   const mcuq_codebook_weights w = *weights;
   int8_t rows[2][MCUQ_CB_CHUNK];
-  int8_t levels[2][16];
+  int8_t levels[2][16]; /* row 1's 16 bytes after row 0's: the fused loops count on it */
   int32_t built[2] = {-1, -1}; /* the codebook row each level table holds */
   /* Rows on byte boundaries, each output row within one codebook row. */
   const int fused = ((w.bits == 4 && in_features % 2 == 0) || (w.bits == 3 && in_features % 8 == 0)) &&
                     w.row_weights % in_features == 0;
   requant = &requant_copy;
+  (void)scratch; /* only the DSP pair tables use it */
 #if MCUQ_DOT_SIMD
-  if (fused && w.row_weights >= 2 * pair_table_entries(w.bits)) {
-    fully_connected_pairs(in_features, out_features, input, &w, bias, requant, output);
+  if (scratch != 0 && MCUQ_FULLY_CONNECTED_CB_SCRATCH(w.bits, in_features, w.row_weights) > 0) {
+    fully_connected_pairs(in_features, out_features, input, &w, bias, requant, scratch, output);
     return MCUQ_OK;
   }
 #endif
@@ -464,9 +543,9 @@ mcuq_status mcuq_fully_connected_s8_cb(int32_t in_features, int32_t out_features
       if (built[0] != row0) copy_levels(w.codebook, w.bits, built[0] = row0, levels[0]);
       if (row1 != row0 && built[1] != row1) copy_levels(w.codebook, w.bits, built[1] = row1, levels[1]);
       if (w.bits == 4) {
-        dot_2x1_cb4(p0, p1, levels[0], levels[row1 != row0], input, row_bytes, acc);
+        dot_2x1_cb4(p0, p1, levels[0], row1 == row0, input, row_bytes, acc);
       } else {
-        dot_2x1_cb3(p0, p1, levels[0], levels[row1 != row0], input, in_features / 8, acc);
+        dot_2x1_cb3(p0, p1, levels[0], row1 == row0, input, in_features / 8, acc);
       }
     }
     for (int32_t i = 0; i < in_features && !fused; i += MCUQ_CB_CHUNK) {

@@ -171,16 +171,24 @@ mcuq_status mcuq_fully_connected_s8(int32_t in_features, int32_t out_features, c
 mcuq_status mcuq_fully_connected_s8_w4(int32_t in_features, int32_t out_features, const int8_t *input,
                                        const int8_t *weights, const int32_t *bias, const mcuq_requant *requant,
                                        int8_t *output);
-/* Codebook weights: each weight is used once, so no scratch: two rows are
- * decoded as they are multiplied. Rows of whole bytes within one codebook
- * row (4-bit: an even in_features; 3-bit: a multiple of 8) decode each
- * field through the row's levels; with the DSP extension, rows of at least
- * 512 (4-bit) or 128 (3-bit) weights per codebook row go through tables of
- * index pairs, 2 KB of stack. Other rows are decoded 64 weights at a time
- * into a stack buffer and multiplied as int8 ones. */
+/* Codebook weights: each weight is used once, so two rows are decoded as
+ * they are multiplied. Rows of whole bytes within one codebook row (4-bit:
+ * an even in_features; 3-bit: a multiple of 8) decode each field through
+ * the row's levels; other rows are decoded 64 weights at a time into a
+ * stack buffer and multiplied as int8 ones. On cores with the DSP
+ * extension, where MCUQ_FULLY_CONNECTED_CB_SCRATCH is not 0 (rows of whole
+ * bytes, codebook rows of at least 512 weights for 4 bits, 128 for 3) and
+ * scratch is given, two products take one SMLAD through tables of index
+ * pairs (2 KB of stack) and the inputs paired once in the scratch (bytes
+ * below; other cores leave it untouched). scratch may be NULL. */
+#define MCUQ_FULLY_CONNECTED_CB_SCRATCH(bits, in_features, row_weights)                             \
+  ((((bits) == 4 && (in_features) % 2 == 0) || ((bits) == 3 && (in_features) % 8 == 0)) &&         \
+           (row_weights) % (in_features) == 0 && (row_weights) >= (2 << (2 * (bits)))              \
+       ? 2 * (in_features) + 3                                                                      \
+       : 0)
 mcuq_status mcuq_fully_connected_s8_cb(int32_t in_features, int32_t out_features, const int8_t *input,
                                        const mcuq_codebook_weights *weights, const int32_t *bias,
-                                       const mcuq_requant *requant, int8_t *output);
+                                       const mcuq_requant *requant, int8_t *scratch, int8_t *output);
 mcuq_status mcuq_fully_connected_s16(int32_t in_features, int32_t out_features, const int16_t *input,
                                      const int8_t *weights, const int64_t *bias, const mcuq_requant *requant,
                                      int16_t *output);

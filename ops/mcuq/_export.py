@@ -150,7 +150,10 @@ def export(model: Union[str, os.PathLike, nn.Module, torch.jit.ScriptModule, "to
     name, or the file name without its extension). ``decode_bytes``: the
     most bytes of int8 weights a codebook or W4A8 convolution decodes into
     the arena at a time (at least one channel's; smaller saves RAM, costs
-    instructions: each block gathers the input columns again).
+    instructions: each block gathers the input columns again), and the most
+    a codebook or W4A8 fully connected layer takes there for its inputs as
+    int16 pairs (2 bytes per input; where it fits, Cortex-M4/M7 cores run it
+    through tables of index pairs).
 
     The model is a TorchScript file or module (``.pt``), an
     ``ExportedProgram`` of ``torch.export`` or its ``.pt2`` file, or an

@@ -36,8 +36,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--rounding", choices=("double", "single"), default="double",
                         help="requantization rounding (TFLite's double rounding by default)")
     parser.add_argument("--decode-bytes", type=int, default=4096,
-                        help="most bytes of weights a codebook or W4A8 convolution decodes into the arena at a time "
-                             "(default 4096; smaller saves RAM, costs instructions)")
+                        help="most bytes of arena a codebook or W4A8 layer takes to decode weights (convolutions) or "
+                             "pair inputs (fully connected) (default 4096; smaller saves RAM, costs instructions)")
     parser.add_argument("--runtime", action="store_true", help="also copy the C runtime sources into OUT/runtime")
     args = parser.parse_args(argv)
     name = args.name or re.sub(r"\W", "_", args.model.stem)

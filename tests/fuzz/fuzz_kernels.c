@@ -323,11 +323,15 @@ static void fuzz_fully_connected(reader *r) {
   scaling s;
   int32_t bias32[MAX_CHANNELS];
   int64_t bias_as64[MAX_CHANNELS], bias64[MAX_CHANNELS];
-  const int32_t in_features = take(r, 1, MAX_ELEMS < 200 ? MAX_ELEMS : 200);
+  const int32_t drawn = take(r, 1, MAX_ELEMS < 200 ? MAX_ELEMS : 200);
+  /* A quarter of the layers have whole groups of eight (3-bit fused rows). */
+  const int32_t in_features = drawn >= 8 && take(r, 0, 3) == 0 ? drawn / 8 * 8 : drawn;
   const int32_t wanted = take(r, 1, 20);
   const int32_t out_features = in_features * wanted <= MAX_ELEMS ? wanted : MAX_ELEMS / in_features;
   const int32_t w_n = in_features * out_features;
-  int32_t i;
+  static int8_t fc_scratch_bytes[2 * 200 + 3 + 3];
+  int8_t *fc_scratch;
+  int32_t i, offset;
   take_inputs(r, in_features);
   for (i = 0; i < w_n; ++i) weights[i] = (int8_t)take(r, INT8_MIN, INT8_MAX);
   for (i = 0; i < out_features; ++i) {
@@ -345,11 +349,15 @@ static void fuzz_fully_connected(reader *r) {
   expect(mcuq_fully_connected_s8_w4(in_features, out_features, in8, packed, bias32, &s.requant, out8) == MCUQ_OK,
          "mcuq_fully_connected_s8_w4 refused");
   expect_equal("mcuq_fully_connected_s8_w4", out8, 0, want, out_features);
+  /* The DSP pair tables' scratch (MCUQ_FULLY_CONNECTED_CB_SCRATCH), at any
+   * alignment, or none. */
+  offset = take(r, 0, 4);
+  fc_scratch = offset == 4 ? 0 : fc_scratch_bytes + offset;
   {
     /* As codebook weights (the exporter's W4A8 path): one codebook row for
      * the layer, so long layers take the DSP pair tables. */
     const mcuq_codebook_weights cb = {(const uint8_t *)packed, mcuq_codebook_s4, 4, w_n};
-    expect(mcuq_fully_connected_s8_cb(in_features, out_features, in8, &cb, bias32, &s.requant, out8) == MCUQ_OK,
+    expect(mcuq_fully_connected_s8_cb(in_features, out_features, in8, &cb, bias32, &s.requant, fc_scratch, out8) == MCUQ_OK,
            "mcuq_fully_connected_s8_cb refused");
     expect_equal("mcuq_fully_connected_s8_cb", out8, 0, want, out_features);
   }
@@ -374,7 +382,7 @@ static void fuzz_fully_connected(reader *r) {
     cb.bits = bits;
     cb.row_weights = row_weights;
     reference_fully_connected(in_features, out_features, in32, weights, bias_as64, &s.requant, 0, want);
-    expect(mcuq_fully_connected_s8_cb(in_features, out_features, in8, &cb, bias32, &s.requant, out8) == MCUQ_OK,
+    expect(mcuq_fully_connected_s8_cb(in_features, out_features, in8, &cb, bias32, &s.requant, fc_scratch, out8) == MCUQ_OK,
            "mcuq_fully_connected_s8_cb refused a codebook");
     expect_equal("mcuq_fully_connected_s8_cb (codebooks)", out8, 0, want, out_features);
   }

@@ -6,6 +6,7 @@ mcuq.export stores it as b-bit indices into int8 codebooks (the generated C
 against the integer reference: test_export.py and test_mcu.py, zoo models
 *_nu4 / *_nu3)."""
 
+import re
 import sys
 from pathlib import Path
 
@@ -214,6 +215,11 @@ def test_decode_bytes_trades_arena_for_blocks_and_stays_bit_exact(gen, tmp_path)
     # conv2's block_channels: all 16 (16 x 72 B decoded), or 1 at a time
     assert "&requant, 16, (int8_t *)" in (tmp_path / "whole" / "net.c").read_text()
     assert "&requant, 1, (int8_t *)" in (tmp_path / "blocks" / "net.c").read_text()
+    # fc (784 -> 10, a codebook per row of 784): its inputs paired in the
+    # arena (1,571 B: 2 per input, 3 to align) for the DSP pair tables, or not
+    assert re.search(r"mcuq_fully_connected_s8_cb\(784, 10, .*&requant, \(int8_t \*\)\(base \+ \d+\), ",
+                     (tmp_path / "whole" / "net.c").read_text())
+    assert re.search(r"mcuq_fully_connected_s8_cb\(784, 10, .*&requant, 0, ", (tmp_path / "blocks" / "net.c").read_text())
     with pytest.raises(ValueError, match="expected decode_bytes >= 0, but got -1"):
         mcuq.export(frozen, [1, 1, 28, 28], decode_bytes=-1)
 

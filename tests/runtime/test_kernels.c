@@ -1052,22 +1052,28 @@ static void test_codebook_kernels(void) {
     /* fully connected 150 -> 7: chunks of 64 and an odd last row; rows start mid-byte */
     make_codebook(7 * 150, bits, 150, index, packed, codebook, w, &cb);
     CHECK_EQ(mcuq_fully_connected_s8(150, 7, in, w, bias, &r, out8), MCUQ_OK);
-    CHECK_EQ(mcuq_fully_connected_s8_cb(150, 7, in, &cb, bias, &r, outc), MCUQ_OK);
+    CHECK_EQ(mcuq_fully_connected_s8_cb(150, 7, in, &cb, bias, &r, 0, outc), MCUQ_OK);
     CHECK_ARRAY(outc, out8, 7);
     make_codebook(5 * 27, bits, 27, index, packed, codebook, w, &cb);
     CHECK_EQ(mcuq_fully_connected_s8(27, 5, in, w, bias, &r, out8), MCUQ_OK);
-    CHECK_EQ(mcuq_fully_connected_s8_cb(27, 5, in, &cb, bias, &r, outc), MCUQ_OK);
+    CHECK_EQ(mcuq_fully_connected_s8_cb(27, 5, in, &cb, bias, &r, scratch, outc), MCUQ_OK);
     CHECK_ARRAY(outc, out8, 5);
     /* 152 -> 7, rows of whole bytes (3 bits: 19 groups of eight): the fused
      * loops, a codebook per output row and one for the layer */
     make_codebook(7 * 152, bits, 152, index, packed, codebook, w, &cb);
     CHECK_EQ(mcuq_fully_connected_s8(152, 7, in, w, bias, &r, out8), MCUQ_OK);
-    CHECK_EQ(mcuq_fully_connected_s8_cb(152, 7, in, &cb, bias, &r, outc), MCUQ_OK);
+    CHECK_EQ(mcuq_fully_connected_s8_cb(152, 7, in, &cb, bias, &r, 0, outc), MCUQ_OK);
     CHECK_ARRAY(outc, out8, 7);
     make_codebook(7 * 152, bits, 7 * 152, index, packed, codebook, w, &cb);
     CHECK_EQ(mcuq_fully_connected_s8(152, 7, in, w, bias, &r, out8), MCUQ_OK);
-    CHECK_EQ(mcuq_fully_connected_s8_cb(152, 7, in, &cb, bias, &r, outc), MCUQ_OK);
+    CHECK_EQ(mcuq_fully_connected_s8_cb(152, 7, in, &cb, bias, &r, scratch + 1, outc), MCUQ_OK); /* misaligned */
     CHECK_ARRAY(outc, out8, 7);
+    /* The scratch the DSP pair tables take (others ignore it): 2 bytes per
+     * input and 3 to align, where rows of whole bytes have codebook rows of
+     * at least 512 (4-bit) or 128 (3-bit) weights. */
+    CHECK_EQ(MCUQ_FULLY_CONNECTED_CB_SCRATCH(bits, 152, 7 * 152), bits >= 3 ? 2 * 152 + 3 : 0);
+    CHECK_EQ(MCUQ_FULLY_CONNECTED_CB_SCRATCH(bits, 152, 152), bits == 3 ? 2 * 152 + 3 : 0);
+    CHECK_EQ(MCUQ_FULLY_CONNECTED_CB_SCRATCH(bits, 150, 7 * 150), bits == 4 ? 2 * 150 + 3 : 0);
   }
 #ifndef MCUQ_NO_CHECKS
   {
@@ -1078,7 +1084,7 @@ static void test_codebook_kernels(void) {
     bad.bits = 5;
     CHECK_EQ(mcuq_decode_codebook(&bad, 0, 4, decoded), MCUQ_ERROR_ARGUMENT);
     bad.bits = 0;
-    CHECK_EQ(mcuq_fully_connected_s8_cb(27, 5, in, &bad, bias, &r, outc), MCUQ_ERROR_ARGUMENT);
+    CHECK_EQ(mcuq_fully_connected_s8_cb(27, 5, in, &bad, bias, &r, 0, outc), MCUQ_ERROR_ARGUMENT);
     bad = cb;
     bad.row_weights = 0;
     CHECK_EQ(mcuq_conv2d_s8_cb(&p, in, &bad, bias, &r, 4, scratch, outc), MCUQ_ERROR_ARGUMENT);
@@ -1088,7 +1094,7 @@ static void test_codebook_kernels(void) {
     CHECK_EQ(mcuq_depthwise_conv2d_s8_cb(&p, in, &cb, bias, &r, 4, 0, outc), MCUQ_ERROR_NULL);
     CHECK_EQ(mcuq_depthwise_conv2d_s8_cb(&p, in, &cb, bias, &r, 0, scratch, outc), MCUQ_ERROR_ARGUMENT);
     CHECK_EQ(mcuq_conv2d_s8_cb(&p, in, &cb, bias, &r, 4, 0, outc), MCUQ_ERROR_NULL);
-    CHECK_EQ(mcuq_fully_connected_s8_cb(0, 5, in, &cb, bias, &r, outc), MCUQ_ERROR_SHAPE);
+    CHECK_EQ(mcuq_fully_connected_s8_cb(0, 5, in, &cb, bias, &r, 0, outc), MCUQ_ERROR_SHAPE);
     p.groups = 4; /* not depthwise */
     CHECK_EQ(mcuq_depthwise_conv2d_s8_cb(&p, in, &cb, bias, &r, 4, scratch, outc), MCUQ_ERROR_SHAPE);
     CHECK_EQ(mcuq_conv2d_s8_cb(&p, in, &cb, bias, &r, 2, scratch, outc), MCUQ_ERROR_ARGUMENT); /* splits groups */

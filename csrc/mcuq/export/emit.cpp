@@ -70,9 +70,22 @@ int64_t decode_block(const Graph& g, const Layer& l) {
   return block >= 2 ? block / 2 * 2 : 1;
 }
 
+// Weights per row of a decoded layer's codebook (W4A8: one row, the runtime's
+// int4 codebook, for the whole layer).
+int64_t codebook_row_weights(const Layer& l) {
+  if (l.codebook.empty()) return static_cast<int64_t>(l.weights.size());
+  return static_cast<int64_t>(l.weights.size()) / static_cast<int64_t>(l.bias.size()) * l.codebook_channels;
+}
+
 int64_t scratch_bytes(const Graph& g, const Layer& l) {
   // The runtime's own formulas.
   const int64_t in_c = l.inputs.empty() ? 0 : g.tensors[l.inputs[0]].shape[0];
+  if (decoded_weights(g, l) && l.kind == LayerKind::kFullyConnected) {
+    // Its inputs paired for the DSP cores' pair tables, within decode_bytes.
+    const int64_t in_features = g.tensors[l.inputs[0]].numel();
+    const int64_t bytes = MCUQ_FULLY_CONNECTED_CB_SCRATCH(l.weight_bits, in_features, codebook_row_weights(l));
+    return bytes <= g.decode_bytes ? bytes : 0;
+  }
   if (decoded_weights(g, l) && l.kind == LayerKind::kConv2d) {
     return MCUQ_CONV2D_CB_SCRATCH(decode_block(g, l), in_c, l.groups, l.k_h, l.k_w);
   }
@@ -388,17 +401,18 @@ std::string emit_source(const Graph& g, const ArenaPlan& arena, const std::strin
       // nibbles are indices into the runtime's mcuq_codebook_s4.
       const bool decode = decoded_weights(g, l);
       if (codebook) {
-        const int64_t per_channel = static_cast<int64_t>(l.weights.size()) / static_cast<int64_t>(l.bias.size());
         body += fmt::format("    const mcuq_codebook_weights weights = {{{0}_indices, {0}_codebook, {1}, {2}}};\n", sym,
-                            l.weight_bits, per_channel * l.codebook_channels);
+                            l.weight_bits, codebook_row_weights(l));
       } else if (decode) {
         body += fmt::format(
             "    const mcuq_codebook_weights weights = {{(const uint8_t *){}_weights, mcuq_codebook_s4, 4, {}}};\n", sym,
-            l.weights.size());
+            codebook_row_weights(l));
       }
       if (decode && l.kind == LayerKind::kFullyConnected) {
-        body += fmt::format("    const mcuq_status status = mcuq_fully_connected_s8_cb({}, {}, {}, &weights, {}_bias, &requant, {});\n",
-                            in.numel(), out.numel(), pointer(l.inputs[0], false), sym, out_at(l.output, 0));
+        const std::string scratch =
+            arena.scratch[i] >= 0 ? fmt::format("(int8_t *)(base + {})", arena.buffers[arena.scratch[i]].offset) : "0";
+        body += fmt::format("    const mcuq_status status = mcuq_fully_connected_s8_cb({}, {}, {}, &weights, {}_bias, &requant, {}, {});\n",
+                            in.numel(), out.numel(), pointer(l.inputs[0], false), sym, scratch, out_at(l.output, 0));
       } else if (l.kind == LayerKind::kFullyConnected) {
         body += fmt::format("    const mcuq_status status = mcuq_fully_connected_{}({}, {}, {}, {}_weights, {}_bias, &requant, {});\n",
                             weighted_suffix, in.numel(), out.numel(), pointer(l.inputs[0], false), sym, sym,
