@@ -72,6 +72,8 @@ class ExportedModel : public torch::CustomClassHolder {
   // Totals.
   int64_t flash_bytes() const;  // const tables: weights, biases, multipliers, LUTs
   int64_t arena_bytes() const { return arena_.arena_bytes; }
+  // With the inputs fully connected codebook layers pair on DSP cores.
+  int64_t arena_bytes_dsp() const { return arena_.arena_bytes_dsp; }
   int64_t macs() const;
 
  private:

@@ -183,7 +183,7 @@ const int8_t mcuq_codebook_s4[16] MCUQ_TABLE = {0, 1, 2, 3, 4, 5, 6, 7, -8, -7, 
  * within one codebook row and start on a byte: 4-bit rows of an even width
  * (two weights a byte) and 3-bit rows of a multiple of 8 (eight weights in
  * three bytes). Each row's levels are copied to RAM, row 1's 16 bytes after
- * row 0's (levels[2][16]) unless both rows share a codebook row, and each
+ * row 0's (in one int8_t[32]) unless both rows share a codebook row, and each
  * field is decoded as it is multiplied; each input load feeds both rows.
  * The dot functions are not inlined: their pointers stay in registers. */
 MCUQ_ALWAYS_INLINE void copy_levels(const int8_t *codebook, int32_t bits, int32_t row, int8_t *levels) {
@@ -235,9 +235,11 @@ MCUQ_ALWAYS_INLINE uint32_t load_cb3_group(const uint8_t *p) {
 #define MCUQ_T1_CB4_BLOCK(offset)                                                                          \
   ".syntax unified\n\t" MCUQ_T1_CB4(0, 0, 1, offset) MCUQ_T1_CB4(1, 2, 3, offset)                          \
       MCUQ_T1_CB4(2, 4, 5, offset) MCUQ_T1_CB4(3, 6, 7, offset)
-#define MCUQ_T1_OPERANDS(a, b)                                                                             \
+/* The operands; each row's source (p0, p1: index pointers; v0, v1: 3-bit
+ * fields) is named after its variable. */
+#define MCUQ_T1_OPERANDS(row0_source, row1_source)                                                         \
   : [a0] "+h"(a0), [a1] "+l"(a1), [xk] "=&l"(xk), [f] "=&l"(f)                                             \
-  : [a] "l"(a), [b] "l"(b), [t] "l"(t), [x] "l"(x)                                                         \
+  : [row0_source] "l"(row0_source), [row1_source] "l"(row1_source), [t] "l"(t), [x] "l"(x)                 \
   : "cc", "memory"
 
 /* shared: both rows use t's first 16 bytes (one codebook row). */
@@ -338,6 +340,10 @@ static MCUQ_NOINLINE void dot_2x1_cb3(const uint8_t *p0, const uint8_t *p1, cons
  * load and one SMLAD. A 4-bit pair is an index byte (256 entries); a 3-bit
  * pair six bits (64 entries). */
 
+/* An input pair in the caller's arena (declared int8_t, or anything):
+ * may_alias, so that its words don't break the arena's effective type. */
+typedef int32_t mcuq_pair __attribute__((may_alias));
+
 /* out[0..3] = low[0..3] | h, advancing both: LDM and STM (GCC emits a load
  * and a store per entry, which made building a 4-bit table cost about 1.5
  * instructions per weight of a 784-weight row). */
@@ -394,7 +400,7 @@ MCUQ_ALWAYS_INLINE int32_t sxtb16_odd(uint32_t v) {
 
 /* The n inputs (n even) as the int16 pairs (x0, x1), (x2, x3), ...: the
  * layer's rows all use them. */
-static void pair_inputs(const int8_t *x, int32_t n, int32_t *pairs) {
+static void pair_inputs(const int8_t *x, int32_t n, mcuq_pair *pairs) {
   for (; n >= 4; n -= 4, x += 4, pairs += 2) {
     const uint32_t xv = mcuq_load4(x);
     const int32_t even = __sxtb16(xv), odd = sxtb16_odd(xv); /* (x0, x2), (x1, x3) */
@@ -407,7 +413,7 @@ static void pair_inputs(const int8_t *x, int32_t n, int32_t *pairs) {
 /* Two rows of `pairs` index bytes each (2 * pairs weights) against the
  * paired inputs xp, two bytes per pass. */
 static MCUQ_NOINLINE void dot_2x1_cb4_pairs(const uint8_t *p0, const uint8_t *p1, const uint32_t *t0,
-                                           const uint32_t *t1, const int32_t *xp, int32_t pairs, int32_t *acc) {
+                                           const uint32_t *t1, const mcuq_pair *xp, int32_t pairs, int32_t *acc) {
   int32_t a0 = acc[0], a1 = acc[1];
   const int32_t stride = (int32_t)(p1 - p0);
   const uint8_t *const end = p0 + (pairs & ~1);
@@ -431,7 +437,7 @@ static MCUQ_NOINLINE void dot_2x1_cb4_pairs(const uint8_t *p0, const uint8_t *p1
 /* One group of eight 3-bit weights per row (fields in v0, v1): four pairs
  * of six bits each. */
 MCUQ_ALWAYS_INLINE void cb3_pairs_group(uint32_t v0, uint32_t v1, const uint32_t *t0, const uint32_t *t1,
-                                        const int32_t *xp, int32_t *acc0, int32_t *acc1) {
+                                        const mcuq_pair *xp, int32_t *acc0, int32_t *acc1) {
   int32_t a0 = *acc0, a1 = *acc1;
   a0 = __smlad((int32_t)t0[v0 & 63u], xp[0], a0);
   a1 = __smlad((int32_t)t1[v1 & 63u], xp[0], a1);
@@ -447,12 +453,12 @@ MCUQ_ALWAYS_INLINE void cb3_pairs_group(uint32_t v0, uint32_t v1, const uint32_t
 
 /* Two rows of `groups` three-byte groups each against the paired inputs. */
 static MCUQ_NOINLINE void dot_2x1_cb3_pairs(const uint8_t *p0, const uint8_t *p1, const uint32_t *t0,
-                                           const uint32_t *t1, const int32_t *xp, int32_t groups, int32_t *acc) {
+                                           const uint32_t *t1, const mcuq_pair *xp, int32_t groups, int32_t *acc) {
   int32_t a0 = acc[0], a1 = acc[1];
   const int32_t stride = (int32_t)(p1 - p0);
   /* Four-byte loads (the fourth byte is the next group's) up to the last
    * group, which reads its three bytes only. */
-  const int32_t *const last = xp + 4 * (groups - 1);
+  const mcuq_pair *const last = xp + 4 * (groups - 1);
   while (xp != last) {
     cb3_pairs_group(mcuq_load4((const int8_t *)p0), mcuq_load4((const int8_t *)(p0 + stride)), t0, t1, xp, &a0, &a1);
     p0 += 3;
@@ -474,15 +480,14 @@ MCUQ_ALWAYS_INLINE void requantize_rows(const int32_t *acc, int32_t o, int two, 
 }
 
 #if MCUQ_DOT_SIMD
-/* The fused layer through pair tables: its own function, so that the
- * tables' 2 KB of stack are taken only where they are used. */
+/* The fused layer through pair tables (t0, t1: 1 << 2 * bits entries). */
 static MCUQ_NOINLINE void fully_connected_pairs(int32_t in_features, int32_t out_features, const int8_t *input,
-                                                const mcuq_codebook_weights *w, const int32_t *bias,
-                                                const mcuq_requant *requant, int8_t *scratch, int8_t *output) {
-  uint32_t tables[2][256];
+                                               const mcuq_codebook_weights *w, int32_t bits, const int32_t *bias,
+                                               const mcuq_requant *requant, int8_t *scratch, uint32_t *t0,
+                                               uint32_t *t1, int8_t *output) {
   int32_t built[2] = {-1, -1}; /* the codebook row each table holds */
-  const int32_t row_bytes = in_features * w->bits / 8;
-  int32_t *const xp = (int32_t *)(void *)(scratch + (-(uintptr_t)scratch & 3u)); /* word aligned (LDRD) */
+  const int32_t row_bytes = in_features * bits / 8;
+  mcuq_pair *const xp = (mcuq_pair *)(void *)(scratch + (-(uintptr_t)scratch & 3u)); /* word aligned (LDRD) */
   pair_inputs(input, in_features, xp);
   for (int32_t o = 0; o < out_features; o += 2) {
     const int two = o + 1 < out_features;
@@ -492,15 +497,31 @@ static MCUQ_NOINLINE void fully_connected_pairs(int32_t in_features, int32_t out
     int32_t acc[2];
     acc[0] = MCUQ_READ_S32(&bias[o]);
     acc[1] = MCUQ_READ_S32(&bias[second]);
-    if (built[0] != row0) build_pairs(w->codebook, w->bits, built[0] = row0, tables[0]);
-    if (row1 != row0 && built[1] != row1) build_pairs(w->codebook, w->bits, built[1] = row1, tables[1]);
-    if (w->bits == 4) {
-      dot_2x1_cb4_pairs(p0, p1, tables[0], tables[row1 != row0], xp, row_bytes, acc);
+    if (built[0] != row0) build_pairs(w->codebook, bits, built[0] = row0, t0);
+    if (row1 != row0 && built[1] != row1) build_pairs(w->codebook, bits, built[1] = row1, t1);
+    if (bits == 4) {
+      dot_2x1_cb4_pairs(p0, p1, t0, row1 != row0 ? t1 : t0, xp, row_bytes, acc);
     } else {
-      dot_2x1_cb3_pairs(p0, p1, tables[0], tables[row1 != row0], xp, in_features / 8, acc);
+      dot_2x1_cb3_pairs(p0, p1, t0, row1 != row0 ? t1 : t0, xp, in_features / 8, acc);
     }
     requantize_rows(acc, o, two, requant, output);
   }
+}
+
+/* Each in its own function, so that the tables' stack (4 bits: 2 KB, 3 bits:
+ * 512 B) is taken only where they are used. */
+static MCUQ_NOINLINE void fully_connected_pairs4(int32_t in_features, int32_t out_features, const int8_t *input,
+                                                 const mcuq_codebook_weights *w, const int32_t *bias,
+                                                 const mcuq_requant *requant, int8_t *scratch, int8_t *output) {
+  uint32_t tables[2][256];
+  fully_connected_pairs(in_features, out_features, input, w, 4, bias, requant, scratch, tables[0], tables[1], output);
+}
+
+static MCUQ_NOINLINE void fully_connected_pairs3(int32_t in_features, int32_t out_features, const int8_t *input,
+                                                 const mcuq_codebook_weights *w, const int32_t *bias,
+                                                 const mcuq_requant *requant, int8_t *scratch, int8_t *output) {
+  uint32_t tables[2][64];
+  fully_connected_pairs(in_features, out_features, input, w, 3, bias, requant, scratch, tables[0], tables[1], output);
 }
 #endif
 
@@ -517,7 +538,7 @@ mcuq_status mcuq_fully_connected_s8_cb(int32_t in_features, int32_t out_features
   const mcuq_requant requant_copy = *requant; /* not reloaded after each int8_t store */
   const mcuq_codebook_weights w = *weights;
   int8_t rows[2][MCUQ_CB_CHUNK];
-  int8_t levels[2][16]; /* row 1's 16 bytes after row 0's: the fused loops count on it */
+  int8_t levels[32]; /* row 1's 16 bytes after row 0's: the fused loops count on it */
   int32_t built[2] = {-1, -1}; /* the codebook row each level table holds */
   /* Rows on byte boundaries, each output row within one codebook row. */
   const int fused = ((w.bits == 4 && in_features % 2 == 0) || (w.bits == 3 && in_features % 8 == 0)) &&
@@ -526,7 +547,11 @@ mcuq_status mcuq_fully_connected_s8_cb(int32_t in_features, int32_t out_features
   (void)scratch; /* only the DSP pair tables use it */
 #if MCUQ_DOT_SIMD
   if (scratch != 0 && MCUQ_FULLY_CONNECTED_CB_SCRATCH(w.bits, in_features, w.row_weights) > 0) {
-    fully_connected_pairs(in_features, out_features, input, &w, bias, requant, scratch, output);
+    if (w.bits == 4) {
+      fully_connected_pairs4(in_features, out_features, input, &w, bias, requant, scratch, output);
+    } else {
+      fully_connected_pairs3(in_features, out_features, input, &w, bias, requant, scratch, output);
+    }
     return MCUQ_OK;
   }
 #endif
@@ -540,12 +565,12 @@ mcuq_status mcuq_fully_connected_s8_cb(int32_t in_features, int32_t out_features
       const int32_t second = two ? o + 1 : o; /* a last odd row runs twice; its copy is dropped */
       const int32_t row0 = o * in_features / w.row_weights, row1 = second * in_features / w.row_weights;
       const uint8_t *const p0 = w.indices + o * row_bytes, *const p1 = w.indices + second * row_bytes;
-      if (built[0] != row0) copy_levels(w.codebook, w.bits, built[0] = row0, levels[0]);
-      if (row1 != row0 && built[1] != row1) copy_levels(w.codebook, w.bits, built[1] = row1, levels[1]);
+      if (built[0] != row0) copy_levels(w.codebook, w.bits, built[0] = row0, levels);
+      if (row1 != row0 && built[1] != row1) copy_levels(w.codebook, w.bits, built[1] = row1, levels + 16);
       if (w.bits == 4) {
-        dot_2x1_cb4(p0, p1, levels[0], row1 == row0, input, row_bytes, acc);
+        dot_2x1_cb4(p0, p1, levels, row1 == row0, input, row_bytes, acc);
       } else {
-        dot_2x1_cb3(p0, p1, levels[0], row1 == row0, input, in_features / 8, acc);
+        dot_2x1_cb3(p0, p1, levels, row1 == row0, input, in_features / 8, acc);
       }
     }
     for (int32_t i = 0; i < in_features && !fused; i += MCUQ_CB_CHUNK) {

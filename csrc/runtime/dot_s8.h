@@ -30,7 +30,7 @@
 #define MCUQ_DOT_WEIGHT(p) MCUQ_READ_S8(p)
 #endif
 
-#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32) && !defined(MCUQ_PORTABLE_KERNELS)
+#if MCUQ_DSP_KERNELS
 #include <arm_acle.h>
 #include <string.h>
 #define MCUQ_DOT_SIMD 1

@@ -27,7 +27,20 @@
 extern "C" {
 #endif
 
-#define MCUQ_RUNTIME_VERSION 1
+/* 2: mcuq_fully_connected_s8_cb takes a scratch; MCUQ_DSP_KERNELS. */
+#define MCUQ_RUNTIME_VERSION 2
+
+/* 1 where the kernels use the DSP extension's SIMD instructions (Cortex-M4,
+ * M7, M33, M55; little-endian), else 0; -DMCUQ_PORTABLE_KERNELS forces the
+ * portable C loops. Generated models reserve the arena bytes that only these
+ * kernels use (MCUQ_FULLY_CONNECTED_CB_SCRATCH) where it is 1. Compile the
+ * runtime and the models with the same flags. */
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32) && !defined(__ARM_BIG_ENDIAN) && \
+    !defined(MCUQ_PORTABLE_KERNELS)
+#define MCUQ_DSP_KERNELS 1
+#else
+#define MCUQ_DSP_KERNELS 0
+#endif
 
 typedef enum {
   MCUQ_OK = 0,
@@ -175,12 +188,12 @@ mcuq_status mcuq_fully_connected_s8_w4(int32_t in_features, int32_t out_features
  * they are multiplied. Rows of whole bytes within one codebook row (4-bit:
  * an even in_features; 3-bit: a multiple of 8) decode each field through
  * the row's levels; other rows are decoded 64 weights at a time into a
- * stack buffer and multiplied as int8 ones. On cores with the DSP
- * extension, where MCUQ_FULLY_CONNECTED_CB_SCRATCH is not 0 (rows of whole
- * bytes, codebook rows of at least 512 weights for 4 bits, 128 for 3) and
- * scratch is given, two products take one SMLAD through tables of index
- * pairs (2 KB of stack) and the inputs paired once in the scratch (bytes
- * below; other cores leave it untouched). scratch may be NULL. */
+ * stack buffer and multiplied as int8 ones. Where MCUQ_DSP_KERNELS,
+ * MCUQ_FULLY_CONNECTED_CB_SCRATCH is not 0 (rows of whole bytes, codebook
+ * rows of at least 512 weights for 4 bits, 128 for 3) and scratch is given,
+ * two products take one SMLAD through tables of index pairs (stack: 2 KB
+ * for 4 bits, 512 B for 3) and the inputs paired once in the scratch (bytes
+ * below; elsewhere it is left untouched). scratch may be NULL. */
 #define MCUQ_FULLY_CONNECTED_CB_SCRATCH(bits, in_features, row_weights)                             \
   ((((bits) == 4 && (in_features) % 2 == 0) || ((bits) == 3 && (in_features) % 8 == 0)) &&         \
            (row_weights) % (in_features) == 0 && (row_weights) >= (2 << (2 * (bits)))              \

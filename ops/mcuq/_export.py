@@ -96,7 +96,14 @@ class ExportedModel:
 
     @property
     def arena_bytes(self) -> int:
+        """RAM for activations and scratch, in bytes (``NAME_ARENA_SIZE`` on cores without the DSP extension)."""
         return int(self._handle.arena_bytes())
+
+    @property
+    def arena_bytes_dsp(self) -> int:
+        """``NAME_ARENA_SIZE`` on cores with the DSP extension (Cortex-M4, M7, M33, M55): at least
+        :attr:`arena_bytes`; more where fully connected codebook layers pair their inputs in the arena."""
+        return int(self._handle.arena_bytes_dsp())
 
     @property
     def macs(self) -> int:

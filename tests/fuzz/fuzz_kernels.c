@@ -319,17 +319,37 @@ static void fuzz_conv2d(reader *r) {
   }
 }
 
+#define FC_WIDEST (MAX_ELEMS / 4 < 1024 ? MAX_ELEMS / 4 : 1024)
+#define FC_GUARD 8
+
+/* The codebook fully connected kernel on cb, its output and (it must write
+ * no byte past MCUQ_FULLY_CONNECTED_CB_SCRATCH) its scratch checked. */
+static void expect_fully_connected_cb(const char *kernel, int32_t in_features, int32_t out_features,
+                                      const mcuq_codebook_weights *cb, const int32_t *bias, const scaling *s,
+                                      int8_t *scratch) {
+  const int32_t used = scratch ? MCUQ_FULLY_CONNECTED_CB_SCRATCH(cb->bits, in_features, cb->row_weights) : 0;
+  int32_t i;
+  for (i = 0; scratch && i < FC_GUARD; ++i) scratch[used + i] = (int8_t)(0x5A + i);
+  expect(mcuq_fully_connected_s8_cb(in_features, out_features, in8, cb, bias, &s->requant, scratch, out8) == MCUQ_OK,
+         kernel);
+  expect_equal(kernel, out8, 0, want, out_features);
+  for (i = 0; scratch && i < FC_GUARD; ++i) expect(scratch[used + i] == (int8_t)(0x5A + i), kernel);
+}
+
 static void fuzz_fully_connected(reader *r) {
   scaling s;
   int32_t bias32[MAX_CHANNELS];
   int64_t bias_as64[MAX_CHANNELS], bias64[MAX_CHANNELS];
-  const int32_t drawn = take(r, 1, MAX_ELEMS < 200 ? MAX_ELEMS : 200);
-  /* A quarter of the layers have whole groups of eight (3-bit fused rows). */
+  /* An eighth of the layers are wide (up to 1024 inputs where the buffers
+   * allow: the M4's codebook rows of one channel then reach the DSP pair
+   * tables); a quarter have whole groups of eight (3-bit fused rows). */
+  const int32_t drawn = FC_WIDEST > 200 && take(r, 0, 7) == 0 ? take(r, 200, FC_WIDEST)
+                                                              : take(r, 1, MAX_ELEMS < 200 ? MAX_ELEMS : 200);
   const int32_t in_features = drawn >= 8 && take(r, 0, 3) == 0 ? drawn / 8 * 8 : drawn;
   const int32_t wanted = take(r, 1, 20);
   const int32_t out_features = in_features * wanted <= MAX_ELEMS ? wanted : MAX_ELEMS / in_features;
   const int32_t w_n = in_features * out_features;
-  static int8_t fc_scratch_bytes[2 * 200 + 3 + 3];
+  static int8_t fc_scratch_bytes[2 * (FC_WIDEST > 200 ? FC_WIDEST : 200) + 3 + 3 + FC_GUARD];
   int8_t *fc_scratch;
   int32_t i, offset;
   take_inputs(r, in_features);
@@ -357,17 +377,17 @@ static void fuzz_fully_connected(reader *r) {
     /* As codebook weights (the exporter's W4A8 path): one codebook row for
      * the layer, so long layers take the DSP pair tables. */
     const mcuq_codebook_weights cb = {(const uint8_t *)packed, mcuq_codebook_s4, 4, w_n};
-    expect(mcuq_fully_connected_s8_cb(in_features, out_features, in8, &cb, bias32, &s.requant, fc_scratch, out8) == MCUQ_OK,
-           "mcuq_fully_connected_s8_cb refused");
-    expect_equal("mcuq_fully_connected_s8_cb", out8, 0, want, out_features);
+    expect_fully_connected_cb("mcuq_fully_connected_s8_cb", in_features, out_features, &cb, bias32, &s, fc_scratch);
   }
   {
     /* Random 4-bit codebooks, a row per 1-3 output channels (rows change
-     * between and within the kernel's row pairs), or 3-bit ones (fused where
-     * rows are whole groups of eight, else the chunked decode). */
+     * between and within the kernel's row pairs) or one for the layer, or
+     * 3-bit ones (fused where rows are whole groups of eight, else the
+     * chunked decode). */
     static int8_t codebook[MAX_CHANNELS * 16];
     static uint8_t index[MAX_ELEMS];
-    const int32_t channels = take(r, 1, 3), bits = take(r, 0, 3) ? 4 : 3;
+    const int32_t drawn_channels = take(r, 0, 3), channels = drawn_channels ? drawn_channels : out_features;
+    const int32_t bits = take(r, 0, 3) ? 4 : 3;
     const int32_t row_weights = in_features * channels;
     uint8_t *indices = (uint8_t *)packed;
     mcuq_codebook_weights cb;
@@ -382,9 +402,8 @@ static void fuzz_fully_connected(reader *r) {
     cb.bits = bits;
     cb.row_weights = row_weights;
     reference_fully_connected(in_features, out_features, in32, weights, bias_as64, &s.requant, 0, want);
-    expect(mcuq_fully_connected_s8_cb(in_features, out_features, in8, &cb, bias32, &s.requant, fc_scratch, out8) == MCUQ_OK,
-           "mcuq_fully_connected_s8_cb refused a codebook");
-    expect_equal("mcuq_fully_connected_s8_cb (codebooks)", out8, 0, want, out_features);
+    expect_fully_connected_cb("mcuq_fully_connected_s8_cb (codebooks)", in_features, out_features, &cb, bias32, &s,
+                              fc_scratch);
   }
   for (i = 0; i < w_n; ++i) weights[i] = (int8_t)take(r, INT8_MIN, INT8_MAX);
   take_requant(r, out_features, 1, INT16_MIN, INT16_MAX, &s);

@@ -6,6 +6,7 @@ mcuq.export stores it as b-bit indices into int8 codebooks (the generated C
 against the integer reference: test_export.py and test_mcu.py, zoo models
 *_nu4 / *_nu3)."""
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -217,11 +218,40 @@ def test_decode_bytes_trades_arena_for_blocks_and_stays_bit_exact(gen, tmp_path)
     assert "&requant, 1, (int8_t *)" in (tmp_path / "blocks" / "net.c").read_text()
     # fc (784 -> 10, a codebook per row of 784): its inputs paired in the
     # arena (1,571 B: 2 per input, 3 to align) for the DSP pair tables, or not
-    assert re.search(r"mcuq_fully_connected_s8_cb\(784, 10, .*&requant, \(int8_t \*\)\(base \+ \d+\), ",
-                     (tmp_path / "whole" / "net.c").read_text())
+    assert re.search(r"mcuq_fully_connected_s8_cb\(784, 10, .*&requant, MCUQ_DSP_KERNELS \? \(int8_t \*\)\(base \+ "
+                     r"\d+\) : 0, ", (tmp_path / "whole" / "net.c").read_text())
     assert re.search(r"mcuq_fully_connected_s8_cb\(784, 10, .*&requant, 0, ", (tmp_path / "blocks" / "net.c").read_text())
+    # Only DSP cores use those bytes: placed after every other buffer, so the
+    # plan is otherwise the one without them (decode_bytes=1200 keeps conv2's
+    # whole block, 1,152 B, but not the pairs). Here they fit in the conv
+    # activations' bytes, free by then.
+    no_pairs = mcuq.export(frozen, [1, 1, 28, 28], decode_bytes=1200)
+    assert whole.arena_bytes == whole.arena_bytes_dsp == no_pairs.arena_bytes == no_pairs.arena_bytes_dsp
+    offsets = lambda e: [layer["arena_offset"] for layer in e.report("net")["layers"]]  # noqa: E731
+    assert offsets(whole) == offsets(no_pairs)
+    assert f"#define NET_ARENA_SIZE {whole.arena_bytes}\n" in (tmp_path / "whole" / "net.h").read_text()
     with pytest.raises(ValueError, match="expected decode_bytes >= 0, but got -1"):
         mcuq.export(frozen, [1, 1, 28, 28], decode_bytes=-1)
+
+
+def test_fc_pairs_reserve_arena_only_on_dsp_cores(gen, tmp_path):
+    """A lone 784 -> 10 codebook layer: its arena is only the paired inputs
+    (2 per input, 3 to align), which cores without the DSP extension (the
+    host here, AVR, M0, RV32) neither use nor reserve."""
+    import mcuq.host
+    prepared = mcuq.prepare(nn.Sequential(nn.Linear(784, 10)).eval(), mcuq.presets.get("nu4"), qat=False)
+    x = torch.randn(16, 784, generator=gen)
+    mcuq.calibrate(prepared, [x], progress=False)
+    e = mcuq.export(mcuq.freeze(prepared), [1, 784])
+    assert (e.arena_bytes, e.arena_bytes_dsp) == (0, 2 * 784 + 3 + 1)
+    e.write(tmp_path, "net")
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert (report["arena_bytes"], report["arena_bytes_dsp"]) == (0, 1572)
+    assert "#define NET_ARENA_SIZE (MCUQ_DSP_KERNELS ? 1572 : 4)\n" in (tmp_path / "net.h").read_text()
+    assert "arena 0 B (1572 B on DSP cores)" in e.summary()
+    exe = mcuq.host.compile_model(tmp_path, "net", sanitize=True)  # the harness allocates NET_ARENA_SIZE bytes
+    levels = e.quantize_input(x)
+    assert torch.equal(mcuq.host.run_model(exe, levels, e), e.integer_reference(levels))
 
 
 def test_torchscript_qat_of_codebooks_then_snap_and_export(gen):

@@ -52,6 +52,7 @@ TORCH_LIBRARY_FRAGMENT(mcuq, m) {
       .def("summary", &ExportedModel::summary)
       .def("flash_bytes", &ExportedModel::flash_bytes)
       .def("arena_bytes", &ExportedModel::arena_bytes)
+      .def("arena_bytes_dsp", &ExportedModel::arena_bytes_dsp)
       .def("macs", &ExportedModel::macs)
       .def("__getstate__", [](const c10::intrusive_ptr<ExportedModel>&) -> int64_t {
         TORCH_CHECK(false, "mcuq.export: an ExportedModel cannot be serialized; export again from the model file");

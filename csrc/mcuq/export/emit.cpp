@@ -127,6 +127,7 @@ ArenaPlan plan_arena(const Graph& g) {
     scratch.bytes = scratch_bytes(g, g.layers[i]);
     if (scratch.bytes == 0) continue;
     scratch.first = scratch.last = i;
+    scratch.dsp_only = g.layers[i].kind == LayerKind::kFullyConnected;
     plan.scratch[i] = static_cast<int>(plan.buffers.size());
     plan.buffers.push_back(scratch);
   }
@@ -138,8 +139,10 @@ ArenaPlan plan_arena(const Graph& g) {
   for (int i = 0; i < buffers; ++i) {
     if (plan.buffers[i].place == ArenaPlan::Place::kArena && plan.buffers[i].last >= 0) order.push_back(i);
   }
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int a, int b) { return plan.buffers[a].bytes > plan.buffers[b].bytes; });
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+    const auto &x = plan.buffers[a], &y = plan.buffers[b];
+    return x.dsp_only != y.dsp_only ? y.dsp_only : x.bytes > y.bytes;
+  });
   std::vector<int> placed;
   for (int i : order) {
     auto& b = plan.buffers[i];
@@ -155,10 +158,12 @@ ArenaPlan plan_arena(const Graph& g) {
       offset = std::max(offset, (end + 3) / 4 * 4);
     }
     b.offset = offset;
-    plan.arena_bytes = std::max(plan.arena_bytes, offset + b.bytes);
+    if (!b.dsp_only) plan.arena_bytes = std::max(plan.arena_bytes, offset + b.bytes);
+    plan.arena_bytes_dsp = std::max(plan.arena_bytes_dsp, offset + b.bytes);
     placed.push_back(i);
   }
   plan.arena_bytes = (plan.arena_bytes + 3) / 4 * 4;
+  plan.arena_bytes_dsp = (plan.arena_bytes_dsp + 3) / 4 * 4;
   return plan;
 }
 
@@ -335,11 +340,20 @@ std::string emit_header(const Graph& g, const ArenaPlan& arena, const std::strin
   };
   h += io("INPUT", in);
   h += io("OUTPUT", out);
+  const int64_t arena_bytes = std::max<int64_t>(arena.arena_bytes, 4);
+  const std::string arena_size =
+      arena.arena_bytes_dsp > arena_bytes
+          ? fmt::format("(MCUQ_DSP_KERNELS ? {} : {})", arena.arena_bytes_dsp, arena_bytes)
+          : fmt::format("{}", arena_bytes);
   h += fmt::format(
       "/* Scratch memory NAME_invoke needs, in bytes (a multiple of 4), e.g.\n"
-      " * static {2}_activation_t arena[{0}_ARENA_SIZE / sizeof({2}_activation_t)]; */\n"
+      " * static {2}_activation_t arena[{0}_ARENA_SIZE / sizeof({2}_activation_t)];{3} */\n"
       "#define {0}_ARENA_SIZE {1}\n\n",
-      upper, std::max<int64_t>(arena.arena_bytes, 4), name);
+      upper, arena_size, name,
+      arena.arena_bytes_dsp > arena_bytes
+          ? "\n * More on cores with the DSP extension (MCUQ_DSP_KERNELS): their fully\n"
+            " * connected codebook kernels pair the layer's inputs in it."
+          : "");
   h += fmt::format("typedef {} {}_activation_t;\n\n", g.int16() ? "int16_t" : "int8_t", name);
   h += fmt::format(
       "/* Runs the model on one input ({0}_INPUT_SIZE levels) and writes\n"
@@ -410,7 +424,9 @@ std::string emit_source(const Graph& g, const ArenaPlan& arena, const std::strin
       }
       if (decode && l.kind == LayerKind::kFullyConnected) {
         const std::string scratch =
-            arena.scratch[i] >= 0 ? fmt::format("(int8_t *)(base + {})", arena.buffers[arena.scratch[i]].offset) : "0";
+            arena.scratch[i] >= 0
+                ? fmt::format("MCUQ_DSP_KERNELS ? (int8_t *)(base + {}) : 0", arena.buffers[arena.scratch[i]].offset)
+                : "0";
         body += fmt::format("    const mcuq_status status = mcuq_fully_connected_s8_cb({}, {}, {}, &weights, {}_bias, &requant, {}, {});\n",
                             in.numel(), out.numel(), pointer(l.inputs[0], false), sym, scratch, out_at(l.output, 0));
       } else if (l.kind == LayerKind::kFullyConnected) {
@@ -540,6 +556,12 @@ std::string emit_source(const Graph& g, const ArenaPlan& arena, const std::strin
   }
   std::string c = banner(name, source);
   c += fmt::format("#include \"{}.h\"\n\n#include <stddef.h>\n\n", name);
+  // A runtime copied from another mcuq release fails here, not at run time.
+  c += fmt::format(
+      "#if MCUQ_RUNTIME_VERSION != {0}\n"
+      "#error \"{1}.c needs the mcuq runtime of version {0} (mcuq.runtime_dir() of the mcuq that exported it)\"\n"
+      "#endif\n\n",
+      MCUQ_RUNTIME_VERSION, name);
   c += tables;
   c += fmt::format(
       "\nmcuq_status {0}_invoke(const {1} *input, {1} *output, void *arena) {{\n"
@@ -599,10 +621,10 @@ std::string emit_report(const Graph& g, const ArenaPlan& arena, const std::strin
   }
   return fmt::format(
       "{{\n  \"name\": {},\n  \"source\": {},\n  \"mcuq_version\": \"{}\",\n  \"activations\": \"{}\",\n"
-      "  \"input\": {},\n  \"output\": {},\n  \"flash_bytes\": {},\n  \"arena_bytes\": {},\n  \"macs\": {},\n"
-      "  \"layers\": [\n{}\n  ]\n}}\n",
+      "  \"input\": {},\n  \"output\": {},\n  \"flash_bytes\": {},\n  \"arena_bytes\": {},\n  \"arena_bytes_dsp\": {},\n"
+      "  \"macs\": {},\n  \"layers\": [\n{}\n  ]\n}}\n",
       json_string(name), json_string(source), MCUQ_VERSION, g.int16() ? "int16" : "int8", tensor_json(g.input),
-      tensor_json(g.output), flash_bytes(g), arena.arena_bytes, macs, layers);
+      tensor_json(g.output), flash_bytes(g), arena.arena_bytes, arena.arena_bytes_dsp, macs, layers);
 }
 
 std::string summary_table(const Graph& g, const ArenaPlan& arena) {
@@ -620,8 +642,11 @@ std::string summary_table(const Graph& g, const ArenaPlan& arena) {
                        shape_text(g.tensors[l.output].shape), l.macs, layer_flash_bytes(g, l), place,
                        l.has_sqnr ? fmt::format("{:.1f}", l.sqnr_db) : std::string("-"));
   }
-  out += fmt::format("total: {} layers, {} activations, flash {} B (tables), arena {} B, {} MACs\n", g.layers.size(),
-                     g.int16() ? "int16" : "int8", flash_bytes(g), arena.arena_bytes, macs);
+  const std::string dsp = arena.arena_bytes_dsp > arena.arena_bytes
+                              ? fmt::format(" ({} B on DSP cores)", arena.arena_bytes_dsp)
+                              : std::string();
+  out += fmt::format("total: {} layers, {} activations, flash {} B (tables), arena {} B{}, {} MACs\n",
+                     g.layers.size(), g.int16() ? "int16" : "int8", flash_bytes(g), arena.arena_bytes, dsp, macs);
   return out;
 }
 

@@ -148,10 +148,12 @@ struct ArenaPlan {
     int64_t offset = 0;
     int64_t bytes = 0;
     int first = 0, last = 0;  // layer indices where it is written first and read last
+    bool dsp_only = false;    // used by the runtime only where MCUQ_DSP_KERNELS (paired inputs)
   };
   std::vector<Buffer> buffers;     // the tensors' buffers, then the layers' scratch
   std::vector<int> scratch;        // per layer: its scratch buffer (im2col columns), or -1
-  int64_t arena_bytes = 0;
+  int64_t arena_bytes = 0;         // every core
+  int64_t arena_bytes_dsp = 0;     // cores with the DSP extension: dsp_only buffers as well
 };
 
 // Bytes of scratch a layer's kernel needs in the arena while it runs: the
@@ -164,7 +166,9 @@ int64_t decode_block(const Graph& graph, const Layer& layer);
 
 // Plans the arena: buffers whose lifetimes overlap never share bytes (a
 // layer's scratch lives while that layer runs); greedy first fit, largest
-// first, 4-byte aligned.
+// first, 4-byte aligned. The dsp_only buffers are placed after all others,
+// so that the other offsets, and arena_bytes, are those of a plan without
+// them: cores without the DSP extension reserve none of their bytes.
 ArenaPlan plan_arena(const Graph& graph);
 
 }  // namespace mcuq::exporter
