@@ -267,8 +267,14 @@ static MCUQ_NOINLINE void dot_2x1_cb4(const uint8_t *p0, const uint8_t *p1, cons
 MCUQ_ALWAYS_INLINE void cb3_groups(const uint8_t *p0, const uint8_t *p1, const int8_t *t, const int shared,
                                    const int8_t *x, int32_t groups, int32_t *acc) {
   int32_t a0 = acc[0], a1 = acc[1], xk, f;
-  for (; groups > 0; --groups, p0 += 3, p1 += 3, x += 8) {
-    const uint32_t v0 = load_cb3_group(p0), v1 = load_cb3_group(p1);
+  const int32_t stride = (int32_t)(p1 - p0);
+  for (; groups > 0; --groups, p0 += 3, x += 8) {
+    /* Row 1 at p0 + stride, hidden from GCC, which would otherwise keep a
+     * second pointer in a high register (three instructions a group to
+     * advance it). */
+    const uint8_t *row1 = p0 + stride;
+    __asm__("" : "+r"(row1));
+    const uint32_t v0 = load_cb3_group(p0), v1 = load_cb3_group(row1);
     if (shared) {
       __asm__(MCUQ_T1_CB3_GROUP("") MCUQ_T1_OPERANDS(v0, v1));
     } else {
