@@ -338,9 +338,9 @@ static MCUQ_NOINLINE void dot_2x1_cb3(const uint8_t *p0, const uint8_t *p1, cons
 
 #if MCUQ_DOT_SIMD
 /* With the DSP extension, where MCUQ_FULLY_CONNECTED_CB_SCRATCH allows
- * (rows of whole bytes within a codebook row that serves at least twice as
- * many weights as the table has entries: measured on the M4, the table has
- * then paid for itself): a table of every index pair's two weights (w_low,
+ * (rows of whole bytes within a codebook row of at least 256 weights for 4
+ * bits, 128 for 3: measured on the M4, the table has then paid for itself;
+ * a 3-bit table for 64 weights has not): a table of every index pair's two weights (w_low,
  * w_high) as int16 halves, and the inputs paired the same way once for the
  * layer in the scratch, so that two products are an index load, a table
  * load and one SMLAD. A 4-bit pair is an index byte (256 entries); a 3-bit

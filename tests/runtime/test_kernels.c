@@ -1070,8 +1070,11 @@ static void test_codebook_kernels(void) {
     CHECK_ARRAY(outc, out8, 7);
     /* The scratch the DSP pair tables take (others ignore it): 2 bytes per
      * input and 3 to align, where rows of whole bytes have codebook rows of
-     * at least 512 (4-bit) or 128 (3-bit) weights. */
+     * at least 256 (4-bit) or 128 (3-bit) weights. */
     CHECK_EQ(MCUQ_FULLY_CONNECTED_CB_SCRATCH(bits, 152, 7 * 152), bits >= 3 ? 2 * 152 + 3 : 0);
+    CHECK_EQ(MCUQ_FULLY_CONNECTED_CB_SCRATCH(bits, 128, 256), bits >= 3 ? 2 * 128 + 3 : 0);
+    CHECK_EQ(MCUQ_FULLY_CONNECTED_CB_SCRATCH(bits, 64, 128), bits == 3 ? 2 * 64 + 3 : 0);
+    CHECK_EQ(MCUQ_FULLY_CONNECTED_CB_SCRATCH(bits, 64, 64), 0);
     CHECK_EQ(MCUQ_FULLY_CONNECTED_CB_SCRATCH(bits, 152, 152), bits == 3 ? 2 * 152 + 3 : 0);
     CHECK_EQ(MCUQ_FULLY_CONNECTED_CB_SCRATCH(bits, 150, 7 * 150), bits == 4 ? 2 * 150 + 3 : 0);
   }
