@@ -107,6 +107,14 @@ mcuq_status mcuq_check_conv2d(const mcuq_conv2d_params *p, const void *input, co
                               const mcuq_requant *requant, const void *output, int32_t type_min, int32_t type_max,
                               int wide);
 
+/* The weights every codebook kernel takes (codebook.c,
+ * codebook_fully_connected.c). */
+MCUQ_INLINE mcuq_status mcuq_check_codebook(const mcuq_codebook_weights *w) {
+  if (w == 0 || w->indices == 0 || w->codebook == 0) return MCUQ_ERROR_NULL;
+  if (w->bits < 1 || w->bits > 4 || w->row_weights <= 0) return MCUQ_ERROR_ARGUMENT;
+  return MCUQ_OK;
+}
+
 #endif /* MCUQ_NO_CHECKS */
 
 #if defined(__AVR__)

@@ -190,13 +190,13 @@ mcuq_status mcuq_fully_connected_s8_w4(int32_t in_features, int32_t out_features
  * the row's levels; other rows are decoded 64 weights at a time into a
  * stack buffer and multiplied as int8 ones. Where MCUQ_DSP_KERNELS,
  * MCUQ_FULLY_CONNECTED_CB_SCRATCH is not 0 (rows of whole bytes, codebook
- * rows of at least 256 weights for 4 bits, 128 for 3) and scratch is given,
+ * rows of at least 384 weights for 4 bits, 192 for 3) and scratch is given,
  * two products take one SMLAD through tables of index pairs (stack: 2 KB
  * for 4 bits, 512 B for 3) and the inputs paired once in the scratch (bytes
  * below; elsewhere it is left untouched). scratch may be NULL. */
 #define MCUQ_FULLY_CONNECTED_CB_SCRATCH(bits, in_features, row_weights)                             \
   ((((bits) == 4 && (in_features) % 2 == 0) || ((bits) == 3 && (in_features) % 8 == 0)) &&         \
-           (row_weights) % (in_features) == 0 && (row_weights) >= ((bits) == 4 ? 256 : 128)            \
+           (row_weights) % (in_features) == 0 && (row_weights) >= ((bits) == 4 ? 384 : 192)            \
        ? 2 * (in_features) + 3                                                                      \
        : 0)
 mcuq_status mcuq_fully_connected_s8_cb(int32_t in_features, int32_t out_features, const int8_t *input,

@@ -1068,14 +1068,20 @@ static void test_codebook_kernels(void) {
     CHECK_EQ(mcuq_fully_connected_s8(152, 7, in, w, bias, &r, out8), MCUQ_OK);
     CHECK_EQ(mcuq_fully_connected_s8_cb(152, 7, in, &cb, bias, &r, scratch + 1, outc), MCUQ_OK); /* misaligned */
     CHECK_ARRAY(outc, out8, 7);
+    /* a codebook row per three output rows: the pair (2, 3) spans two */
+    make_codebook(7 * 152, bits, 3 * 152, index, packed, codebook, w, &cb);
+    CHECK_EQ(mcuq_fully_connected_s8(152, 7, in, w, bias, &r, out8), MCUQ_OK);
+    CHECK_EQ(mcuq_fully_connected_s8_cb(152, 7, in, &cb, bias, &r, 0, outc), MCUQ_OK);
+    CHECK_ARRAY(outc, out8, 7);
     /* The scratch the DSP pair tables take (others ignore it): 2 bytes per
      * input and 3 to align, where rows of whole bytes have codebook rows of
-     * at least 256 (4-bit) or 128 (3-bit) weights. */
+     * at least 384 (4-bit) or 192 (3-bit) weights: each side of both. */
     CHECK_EQ(MCUQ_FULLY_CONNECTED_CB_SCRATCH(bits, 152, 7 * 152), bits >= 3 ? 2 * 152 + 3 : 0);
-    CHECK_EQ(MCUQ_FULLY_CONNECTED_CB_SCRATCH(bits, 128, 256), bits >= 3 ? 2 * 128 + 3 : 0);
-    CHECK_EQ(MCUQ_FULLY_CONNECTED_CB_SCRATCH(bits, 64, 128), bits == 3 ? 2 * 64 + 3 : 0);
-    CHECK_EQ(MCUQ_FULLY_CONNECTED_CB_SCRATCH(bits, 64, 64), 0);
-    CHECK_EQ(MCUQ_FULLY_CONNECTED_CB_SCRATCH(bits, 152, 152), bits == 3 ? 2 * 152 + 3 : 0);
+    CHECK_EQ(MCUQ_FULLY_CONNECTED_CB_SCRATCH(bits, 128, 384), bits >= 3 ? 2 * 128 + 3 : 0);
+    CHECK_EQ(MCUQ_FULLY_CONNECTED_CB_SCRATCH(bits, 128, 256), bits == 3 ? 2 * 128 + 3 : 0);
+    CHECK_EQ(MCUQ_FULLY_CONNECTED_CB_SCRATCH(bits, 64, 192), bits == 3 ? 2 * 64 + 3 : 0);
+    CHECK_EQ(MCUQ_FULLY_CONNECTED_CB_SCRATCH(bits, 64, 128), 0);
+    CHECK_EQ(MCUQ_FULLY_CONNECTED_CB_SCRATCH(bits, 152, 152), 0);
     CHECK_EQ(MCUQ_FULLY_CONNECTED_CB_SCRATCH(bits, 150, 7 * 150), bits == 4 ? 2 * 150 + 3 : 0);
   }
 #ifndef MCUQ_NO_CHECKS

@@ -77,24 +77,24 @@ int64_t codebook_row_weights(const Layer& l) {
   return static_cast<int64_t>(l.weights.size()) / static_cast<int64_t>(l.bias.size()) * l.codebook_channels;
 }
 
-int64_t scratch_bytes(const Graph& g, const Layer& l) {
+Scratch layer_scratch(const Graph& g, const Layer& l) {
   // The runtime's own formulas.
   const int64_t in_c = l.inputs.empty() ? 0 : g.tensors[l.inputs[0]].shape[0];
   if (decoded_weights(g, l) && l.kind == LayerKind::kFullyConnected) {
     // Its inputs paired for the DSP cores' pair tables, within decode_bytes.
     const int64_t in_features = g.tensors[l.inputs[0]].numel();
     const int64_t bytes = MCUQ_FULLY_CONNECTED_CB_SCRATCH(l.weight_bits, in_features, codebook_row_weights(l));
-    return bytes <= g.decode_bytes ? bytes : 0;
+    return {bytes <= g.decode_bytes ? bytes : 0, true};
   }
   if (decoded_weights(g, l) && l.kind == LayerKind::kConv2d) {
-    return MCUQ_CONV2D_CB_SCRATCH(decode_block(g, l), in_c, l.groups, l.k_h, l.k_w);
+    return {MCUQ_CONV2D_CB_SCRATCH(decode_block(g, l), in_c, l.groups, l.k_h, l.k_w)};
   }
   if (decoded_weights(g, l) && l.kind == LayerKind::kDepthwiseConv2d) {
     const int64_t out_c = g.tensors[l.output].shape[0];
-    return MCUQ_DEPTHWISE_CONV2D_CB_SCRATCH(decode_block(g, l), out_c / in_c, l.k_h, l.k_w);
+    return {MCUQ_DEPTHWISE_CONV2D_CB_SCRATCH(decode_block(g, l), out_c / in_c, l.k_h, l.k_w)};
   }
-  if (l.kind != LayerKind::kConv2d || g.int16() || l.weight_bits != 8) return 0;
-  return MCUQ_CONV2D_IM2COL_SCRATCH(in_c, l.groups, l.k_h, l.k_w);
+  if (l.kind != LayerKind::kConv2d || g.int16() || l.weight_bits != 8) return {};
+  return {MCUQ_CONV2D_IM2COL_SCRATCH(in_c, l.groups, l.k_h, l.k_w)};
 }
 
 ArenaPlan plan_arena(const Graph& g) {
@@ -123,11 +123,12 @@ ArenaPlan plan_arena(const Graph& g) {
   }
   plan.scratch.assign(g.layers.size(), -1);
   for (int i = 0; i < static_cast<int>(g.layers.size()); ++i) {
+    const Scratch needed = layer_scratch(g, g.layers[i]);
+    if (needed.bytes == 0) continue;
     ArenaPlan::Buffer scratch;
-    scratch.bytes = scratch_bytes(g, g.layers[i]);
-    if (scratch.bytes == 0) continue;
+    scratch.bytes = needed.bytes;
     scratch.first = scratch.last = i;
-    scratch.dsp_only = g.layers[i].kind == LayerKind::kFullyConnected;
+    scratch.dsp_only = needed.dsp_only;
     plan.scratch[i] = static_cast<int>(plan.buffers.size());
     plan.buffers.push_back(scratch);
   }

@@ -156,10 +156,15 @@ struct ArenaPlan {
   int64_t arena_bytes_dsp = 0;     // cores with the DSP extension: dsp_only buffers as well
 };
 
-// Bytes of scratch a layer's kernel needs in the arena while it runs: the
-// two im2col columns of an int8 convolution (mcuq_conv2d_im2col_s8), and
-// a block of decoded weights for codebook and W4A8 ones; else 0.
-int64_t scratch_bytes(const Graph& graph, const Layer& layer);
+// The scratch a layer's kernel needs in the arena while it runs: the two
+// im2col columns of an int8 convolution (mcuq_conv2d_im2col_s8), a block of
+// decoded weights for codebook and W4A8 ones, the paired inputs of a codebook
+// fully connected layer, which only DSP cores use; else 0 bytes.
+struct Scratch {
+  int64_t bytes = 0;
+  bool dsp_only = false;
+};
+Scratch layer_scratch(const Graph& graph, const Layer& layer);
 // Codebook and W4A8 convolutions: the channels whose weights the kernel
 // decodes into that scratch at a time.
 int64_t decode_block(const Graph& graph, const Layer& layer);
