@@ -174,40 +174,55 @@ static MCUQ_NOINLINE void dot_2x1_cb3(const uint8_t *p0, const uint8_t *p1, cons
   }
 }
 #else
+#if MCUQ_DOT_SIMD || (defined(__ARM_ARCH_7M__) && !defined(__ARM_BIG_ENDIAN) && !defined(MCUQ_PORTABLE_KERNELS))
+/* Thumb-2 (M3, and the DSP cores' rows without pair tables). GCC's loops
+ * took 21 instructions per four MACs on the M4 (byte loads, AND and LSR per
+ * index byte, each input loaded alone). Written out: per pass eight fields
+ * of each row (an index word: 4-bit; three bytes: 3-bit), and per weight
+ * its field (UBFX), its level (LDRSB, from the row's levels at t0 or t1)
+ * and a multiply-accumulate. With the DSP extension two input words are
+ * unpacked by SXTB16, xe = (x0, x2) and xo = (x1, x3), for both rows, and
+ * SMLABB / SMLABT take the level's low half (LDRSB sign-extends) and the
+ * input's half: 58 instructions per 16 MACs. Without it (M3) each input is
+ * loaded once (LDRSB) for both rows and multiplied by MLA: 60. */
+#define MCUQ_T2_UBFX(w, lsb, width) "ubfx %[f], %[" w "], #" #lsb ", #" #width "\n\t"
+#define MCUQ_T2_LEVEL(t) "ldrsb %[f], [%[" t "], %[f]]\n\t"
 #if MCUQ_DOT_SIMD
-/* With the DSP extension, rows without pair tables. GCC's loops took 21
- * instructions per four MACs (byte loads, AND and LSR per index byte, each
- * input loaded alone). Written out: per pass eight fields of each row (one
- * index word: 4-bit; three bytes: 3-bit), two input words unpacked by
- * SXTB16 for both rows, and per weight its field (AND, UBFX or LSR), its
- * level (LDRSB: sign-extended, so that SMLABB / SMLABT take its low half)
- * and SMLABx with its input's half of xe = (x0, x2) or xo = (x1, x3): 58
- * instructions per 16 MACs. */
-#define MCUQ_T2_FIELD(extract, t, x, top, a) \
-  extract "\n\tldrsb %[f], [%[" t "], %[f]]\n\tsmlab" top " %[" a "], %[f], %[" x "], %[" a "]\n\t"
-#define MCUQ_T2_FIELDS4(t, a, f0, f1, f2, f3)                                                 \
-  MCUQ_T2_FIELD(f0, t, "xe", "b", a) MCUQ_T2_FIELD(f1, t, "xo", "b", a)                       \
-      MCUQ_T2_FIELD(f2, t, "xe", "t", a) MCUQ_T2_FIELD(f3, t, "xo", "t", a)
-#define MCUQ_T2_UBFX(w, lsb, width) "ubfx %[f], %[" w "], #" #lsb ", #" #width
-/* Fields 0-3 and 4-7 of one row (index word w, levels t, accumulator a). */
-#define MCUQ_T2_CB4_LOW(w, t, a) \
-  MCUQ_T2_FIELDS4(t, a, "and %[f], %[" w "], #15", MCUQ_T2_UBFX(w, 4, 4), MCUQ_T2_UBFX(w, 8, 4), MCUQ_T2_UBFX(w, 12, 4))
-#define MCUQ_T2_CB4_HIGH(w, t, a)                                                             \
-  MCUQ_T2_FIELDS4(t, a, MCUQ_T2_UBFX(w, 16, 4), MCUQ_T2_UBFX(w, 20, 4), MCUQ_T2_UBFX(w, 24, 4), \
-                  "lsr %[f], %[" w "], #28")
-#define MCUQ_T2_CB3_LOW(w, t, a) \
-  MCUQ_T2_FIELDS4(t, a, "and %[f], %[" w "], #7", MCUQ_T2_UBFX(w, 3, 3), MCUQ_T2_UBFX(w, 6, 3), MCUQ_T2_UBFX(w, 9, 3))
-#define MCUQ_T2_CB3_HIGH(w, t, a) \
-  MCUQ_T2_FIELDS4(t, a, MCUQ_T2_UBFX(w, 12, 3), MCUQ_T2_UBFX(w, 15, 3), MCUQ_T2_UBFX(w, 18, 3), MCUQ_T2_UBFX(w, 21, 3))
+#define MCUQ_T2_FIELD(w, lsb, width, t, x, top, a) \
+  MCUQ_T2_UBFX(w, lsb, width) MCUQ_T2_LEVEL(t) "smlab" top " %[" a "], %[f], %[" x "], %[" a "]\n\t"
+/* Fields k..k+3 (bits from lsb on) of one row (index word w, levels t,
+ * accumulator a) against four unpacked inputs. */
+#define MCUQ_T2_FIELDS4(w, lsb0, lsb1, lsb2, lsb3, width, t, a)                                         \
+  MCUQ_T2_FIELD(w, lsb0, width, t, "xe", "b", a) MCUQ_T2_FIELD(w, lsb1, width, t, "xo", "b", a)             \
+      MCUQ_T2_FIELD(w, lsb2, width, t, "xe", "t", a) MCUQ_T2_FIELD(w, lsb3, width, t, "xo", "t", a)
 /* Four inputs (the word `load` puts in xo) unpacked into xe and xo. */
 #define MCUQ_T2_INPUTS4(load) load "\n\tsxtb16 %[xe], %[xo]\n\tsxtb16 %[xo], %[xo], ror #8\n\t"
-/* Eight weights of both rows (words w0, w1) against x[0..7], x advanced. */
-#define MCUQ_T2_PASS(low, high)                                                                 \
-  MCUQ_T2_INPUTS4("ldr %[xo], [%[x]], #8") low("w0", "t0", "a0") low("w1", "t1", "a1")           \
-      MCUQ_T2_INPUTS4("ldr %[xo], [%[x], #-4]") high("w0", "t0", "a0") high("w1", "t1", "a1")
-#define MCUQ_T2_OUTPUTS                                                                         \
-  [a0] "+r"(a0), [a1] "+r"(a1), [p0] "+r"(p0), [p1] "+r"(p1), [x] "+r"(x), [xe] "=&r"(xe), [xo] "=&r"(xo), \
-      [w0] "=&r"(w0), [w1] "=&r"(w1), [f] "=&r"(f)
+#define MCUQ_T2_HALF(load, lsb0, lsb1, lsb2, lsb3, width)                                                 \
+  MCUQ_T2_INPUTS4(load) MCUQ_T2_FIELDS4("w0", lsb0, lsb1, lsb2, lsb3, width, "t0", "a0")                  \
+      MCUQ_T2_FIELDS4("w1", lsb0, lsb1, lsb2, lsb3, width, "t1", "a1")
+/* Eight weights of both rows (index words w0, w1) against x[0..7], x advanced. */
+#define MCUQ_T2_PASS4                                                                                  \
+  MCUQ_T2_HALF("ldr %[xo], [%[x]], #8", 0, 4, 8, 12, 4) MCUQ_T2_HALF("ldr %[xo], [%[x], #-4]", 16, 20, 24, 28, 4)
+#define MCUQ_T2_PASS3                                                                                  \
+  MCUQ_T2_HALF("ldr %[xo], [%[x]], #8", 0, 3, 6, 9, 3) MCUQ_T2_HALF("ldr %[xo], [%[x], #-4]", 12, 15, 18, 21, 3)
+#define MCUQ_T2_INPUT_REGS [xe] "=&r"(xe), [xo] "=&r"(xo)
+#define MCUQ_T2_TEMPS int32_t xe, xo
+#else
+/* Input x[k] (at x + offset) against field k (bits from lsb) of both rows. */
+#define MCUQ_T2_INPUT(load, lsb, width)                                                                \
+  load "\n\t" MCUQ_T2_UBFX("w0", lsb, width) MCUQ_T2_LEVEL("t0") "mla %[a0], %[f], %[xk], %[a0]\n\t"        \
+      MCUQ_T2_UBFX("w1", lsb, width) MCUQ_T2_LEVEL("t1") "mla %[a1], %[f], %[xk], %[a1]\n\t"
+#define MCUQ_T2_LOAD(offset) "ldrsb %[xk], [%[x], #" #offset "]"
+#define MCUQ_T2_PASS(width, l1, l2, l3, l4, l5, l6, l7)                                                 \
+  MCUQ_T2_INPUT("ldrsb %[xk], [%[x]], #8", 0, width) MCUQ_T2_INPUT(MCUQ_T2_LOAD(-7), l1, width)            \
+      MCUQ_T2_INPUT(MCUQ_T2_LOAD(-6), l2, width) MCUQ_T2_INPUT(MCUQ_T2_LOAD(-5), l3, width)                \
+          MCUQ_T2_INPUT(MCUQ_T2_LOAD(-4), l4, width) MCUQ_T2_INPUT(MCUQ_T2_LOAD(-3), l5, width)            \
+              MCUQ_T2_INPUT(MCUQ_T2_LOAD(-2), l6, width) MCUQ_T2_INPUT(MCUQ_T2_LOAD(-1), l7, width)
+#define MCUQ_T2_PASS4 MCUQ_T2_PASS(4, 4, 8, 12, 16, 20, 24, 28)
+#define MCUQ_T2_PASS3 MCUQ_T2_PASS(3, 3, 6, 9, 12, 15, 18, 21)
+#define MCUQ_T2_INPUT_REGS [xk] "=&r"(xk)
+#define MCUQ_T2_TEMPS int32_t xk
+#endif
 
 static MCUQ_NOINLINE void dot_2x1_cb4(const uint8_t *p0, const uint8_t *p1, const int8_t *t, int shared,
                                      const int8_t *x, int32_t pairs, int32_t *acc) {
@@ -215,13 +230,15 @@ static MCUQ_NOINLINE void dot_2x1_cb4(const uint8_t *p0, const uint8_t *p1, cons
   const int8_t *const t1 = shared ? t : t + 16;
   const uint8_t *const end = p0 + (pairs & ~3);
   if (p0 != end) {
-    int32_t xe, xo, w0, w1, f;
+    MCUQ_T2_TEMPS;
+    int32_t w0, w1, f;
     __asm__("1:\n\t"
             "ldr %[w0], [%[p0]], #4\n\t"
-            "ldr %[w1], [%[p1]], #4\n\t" MCUQ_T2_PASS(MCUQ_T2_CB4_LOW, MCUQ_T2_CB4_HIGH)
+            "ldr %[w1], [%[p1]], #4\n\t" MCUQ_T2_PASS4
             "cmp %[p0], %[end]\n\t"
             "bne 1b"
-            : MCUQ_T2_OUTPUTS
+            : [a0] "+r"(a0), [a1] "+r"(a1), [p0] "+r"(p0), [p1] "+r"(p1), [x] "+r"(x), [w0] "=&r"(w0),
+              [w1] "=&r"(w1), [f] "=&r"(f), MCUQ_T2_INPUT_REGS
             : [t0] "r"(t), [t1] "r"(t1), [end] "r"(end)
             : "cc", "memory");
   }
@@ -238,38 +255,43 @@ static MCUQ_NOINLINE void dot_2x1_cb4(const uint8_t *p0, const uint8_t *p1, cons
  * next group's, up to the last group, which loads its three bytes alone. */
 static MCUQ_NOINLINE void dot_2x1_cb3(const uint8_t *p0, const uint8_t *p1, const int8_t *t, int shared,
                                      const int8_t *x, int32_t groups, int32_t *acc) {
-  int32_t a0 = acc[0], a1 = acc[1], xe, xo, w0, w1, f;
+  int32_t a0 = acc[0], a1 = acc[1], w0, w1, f;
+  MCUQ_T2_TEMPS;
   const int8_t *const t1 = shared ? t : t + 8;
   const uint8_t *const last = p0 + 3 * (groups - 1);
   if (p0 != last) {
     __asm__("1:\n\t"
             "ldr %[w0], [%[p0]], #3\n\t"
-            "ldr %[w1], [%[p1]], #3\n\t" MCUQ_T2_PASS(MCUQ_T2_CB3_LOW, MCUQ_T2_CB3_HIGH)
+            "ldr %[w1], [%[p1]], #3\n\t" MCUQ_T2_PASS3
             "cmp %[p0], %[last]\n\t"
             "bne 1b"
-            : MCUQ_T2_OUTPUTS
+            : [a0] "+r"(a0), [a1] "+r"(a1), [p0] "+r"(p0), [p1] "+r"(p1), [x] "+r"(x), [w0] "=&r"(w0),
+              [w1] "=&r"(w1), [f] "=&r"(f), MCUQ_T2_INPUT_REGS
             : [t0] "r"(t), [t1] "r"(t1), [last] "r"(last)
             : "cc", "memory");
   }
   w0 = (int32_t)load_cb3_group(p0);
   w1 = (int32_t)load_cb3_group(p1);
-  __asm__(MCUQ_T2_PASS(MCUQ_T2_CB3_LOW, MCUQ_T2_CB3_HIGH)
-          : [a0] "+r"(a0), [a1] "+r"(a1), [x] "+r"(x), [xe] "=&r"(xe), [xo] "=&r"(xo), [f] "=&r"(f)
+  __asm__(MCUQ_T2_PASS3
+          : [a0] "+r"(a0), [a1] "+r"(a1), [x] "+r"(x), [f] "=&r"(f), MCUQ_T2_INPUT_REGS
           : [w0] "r"(w0), [w1] "r"(w1), [t0] "r"(t), [t1] "r"(t1)
           : "cc", "memory");
   acc[0] = a0;
   acc[1] = a1;
 }
+#undef MCUQ_T2_UBFX
+#undef MCUQ_T2_LEVEL
 #undef MCUQ_T2_FIELD
 #undef MCUQ_T2_FIELDS4
-#undef MCUQ_T2_UBFX
-#undef MCUQ_T2_CB4_LOW
-#undef MCUQ_T2_CB4_HIGH
-#undef MCUQ_T2_CB3_LOW
-#undef MCUQ_T2_CB3_HIGH
 #undef MCUQ_T2_INPUTS4
+#undef MCUQ_T2_HALF
+#undef MCUQ_T2_INPUT
+#undef MCUQ_T2_LOAD
 #undef MCUQ_T2_PASS
-#undef MCUQ_T2_OUTPUTS
+#undef MCUQ_T2_PASS4
+#undef MCUQ_T2_PASS3
+#undef MCUQ_T2_INPUT_REGS
+#undef MCUQ_T2_TEMPS
 #else
 static MCUQ_NOINLINE void dot_2x1_cb4(const uint8_t *p0, const uint8_t *p1, const int8_t *t, int shared,
                                      const int8_t *x, int32_t pairs, int32_t *acc) {

@@ -2,8 +2,9 @@
 emulated MCUs: every kernel family, built by the target's compiler, against
 the naive references on pseudo-random shapes, parameters and data. On the
 Cortex-M4 this is the only fuzzing of the DSP paths (SXTB16/SMLAD dot
-products, depthwise 3x3 pairs), which no host build reaches; the Cortex-M0
-runs the portable kernels as Thumb-1 code with smaller buffers (16 KB of
+products, depthwise 3x3 pairs), which no host build reaches, on the
+Cortex-M3 of the Thumb-2 codebook loops without them; the Cortex-M0 runs
+the portable kernels and its Thumb-1 loops with smaller buffers (16 KB of
 RAM). The libFuzzer runs on the host: scripts/fuzz_kernels.sh."""
 
 import re
@@ -18,7 +19,7 @@ from mcu import TARGETS, build_program, run_firmware  # noqa: E402
 
 FAMILIES = ["conv2d", "fully_connected", "pool2d", "add", "requantize", "lut", "mul", "shape", "softmax"]
 # (inputs, reference buffer elements) per target: the M0 has 16 KB of RAM.
-SETTINGS = {"cortex-m4": (2000, 4096), "cortex-m0": (500, 256)}
+SETTINGS = {"cortex-m4": (2000, 4096), "cortex-m3": (2000, 4096), "cortex-m0": (500, 256)}
 
 
 @pytest.mark.parametrize("target", sorted(SETTINGS))

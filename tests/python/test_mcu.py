@@ -44,6 +44,7 @@ CASES = [
     ("cortex-m0", "fashion_cnn_nu4"), ("cortex-m4", "fashion_cnn_nu4"), ("atmega328p", "mlp_nu4"),
     ("cortex-m4", "depthwise_cnn_nu3_per_tensor"), ("cortex-m0", "depthwise_cnn_nu3_per_tensor"),
     ("atmega328p", "conv1d_bn_nu3_per_tensor"), ("rv32", "mlp_nu4"),
+    ("cortex-m0", "mlp_nu4"), ("cortex-m3", "mlp_nu4"), ("cortex-m4", "mlp_nu4"),  # short rows, a codebook each
 ]
 
 
