@@ -83,7 +83,7 @@ MCUQ_ALWAYS_INLINE uint32_t load_cb3_group(const uint8_t *p) {
  * only): GCC's code for these loops spills (10.4 instructions per MAC for
  * 3-bit rows, against 6.2 for the int8 loop), so eight weights of both rows
  * are written out here. Per weight: the input (LDRB, SXTB) once; per row
- * the field (shifts), its level (LDRSB; row 1's 16 bytes on), MULS, ADD.
+ * the field (shifts), its level (LDRSB; row 1's 1 << bits bytes on), MULS, ADD.
  * Accumulator 0 sits in a high register: seven low registers, so it also
  * builds where r7 is the frame pointer. GCC reads Thumb-1 inline assembly
  * as divided syntax unless told (-masm-syntax-unified), hence the first
@@ -183,8 +183,10 @@ static MCUQ_NOINLINE void dot_2x1_cb3(const uint8_t *p0, const uint8_t *p1, cons
  * and a multiply-accumulate. With the DSP extension two input words are
  * unpacked by SXTB16, xe = (x0, x2) and xo = (x1, x3), for both rows, and
  * SMLABB / SMLABT take the level's low half (LDRSB sign-extends) and the
- * input's half: 58 instructions per 16 MACs. Without it (M3) each input is
- * loaded once (LDRSB) for both rows and multiplied by MLA: 60. */
+ * input's half: 59 instructions per 16 MACs. Without it (M3) each input is
+ * loaded once (LDRSB) for both rows and multiplied by MLA: 61. The loop's
+ * end is read from memory, so that the loops take 12 registers: they build
+ * where r7 (frame pointer) and r9 (platform register) are both reserved. */
 #define MCUQ_T2_UBFX(w, lsb, width) "ubfx %[f], %[" w "], #" #lsb ", #" #width "\n\t"
 #define MCUQ_T2_LEVEL(t) "ldrsb %[f], [%[" t "], %[f]]\n\t"
 #if MCUQ_DOT_SIMD
@@ -235,11 +237,12 @@ static MCUQ_NOINLINE void dot_2x1_cb4(const uint8_t *p0, const uint8_t *p1, cons
     __asm__("1:\n\t"
             "ldr %[w0], [%[p0]], #4\n\t"
             "ldr %[w1], [%[p1]], #4\n\t" MCUQ_T2_PASS4
-            "cmp %[p0], %[end]\n\t"
+            "ldr %[f], %[end]\n\t"
+            "cmp %[p0], %[f]\n\t"
             "bne 1b"
             : [a0] "+r"(a0), [a1] "+r"(a1), [p0] "+r"(p0), [p1] "+r"(p1), [x] "+r"(x), [w0] "=&r"(w0),
               [w1] "=&r"(w1), [f] "=&r"(f), MCUQ_T2_INPUT_REGS
-            : [t0] "r"(t), [t1] "r"(t1), [end] "r"(end)
+            : [t0] "r"(t), [t1] "r"(t1), [end] "m"(end)
             : "cc", "memory");
   }
   for (pairs &= 3; pairs > 0; --pairs, x += 2) {
@@ -263,11 +266,12 @@ static MCUQ_NOINLINE void dot_2x1_cb3(const uint8_t *p0, const uint8_t *p1, cons
     __asm__("1:\n\t"
             "ldr %[w0], [%[p0]], #3\n\t"
             "ldr %[w1], [%[p1]], #3\n\t" MCUQ_T2_PASS3
-            "cmp %[p0], %[last]\n\t"
+            "ldr %[f], %[last]\n\t"
+            "cmp %[p0], %[f]\n\t"
             "bne 1b"
             : [a0] "+r"(a0), [a1] "+r"(a1), [p0] "+r"(p0), [p1] "+r"(p1), [x] "+r"(x), [w0] "=&r"(w0),
               [w1] "=&r"(w1), [f] "=&r"(f), MCUQ_T2_INPUT_REGS
-            : [t0] "r"(t), [t1] "r"(t1), [last] "r"(last)
+            : [t0] "r"(t), [t1] "r"(t1), [last] "m"(last)
             : "cc", "memory");
   }
   w0 = (int32_t)load_cb3_group(p0);

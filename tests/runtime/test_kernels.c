@@ -1073,6 +1073,8 @@ static void test_codebook_kernels(void) {
     CHECK_EQ(mcuq_fully_connected_s8(152, 7, in, w, bias, &r, out8), MCUQ_OK);
     CHECK_EQ(mcuq_fully_connected_s8_cb(152, 7, in, &cb, bias, &r, 0, outc), MCUQ_OK);
     CHECK_ARRAY(outc, out8, 7);
+    CHECK_EQ(mcuq_fully_connected_s8_cb(152, 7, in, &cb, bias, &r, scratch + 1, outc), MCUQ_OK);
+    CHECK_ARRAY(outc, out8, 7);
     /* The scratch the DSP pair tables take (others ignore it): 2 bytes per
      * input and 3 to align, where rows of whole bytes have codebook rows of
      * at least 384 (4-bit) or 192 (3-bit) weights: each side of both. */
