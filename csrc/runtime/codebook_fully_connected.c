@@ -78,6 +78,15 @@ MCUQ_ALWAYS_INLINE uint32_t load_cb3_group(const uint8_t *p) {
   return MCUQ_READ_U8(p) | (uint32_t)MCUQ_READ_U8(p + 1) << 8 | (uint32_t)MCUQ_READ_U8(p + 2) << 16;
 }
 
+/* Index byte b0 of row 0 and b1 of row 1 (two 4-bit fields each, levels
+ * t0 and t1) against x[0] and x[1]: the loops' step, and their tails'. */
+MCUQ_ALWAYS_INLINE void cb4_byte(uint32_t b0, uint32_t b1, const int8_t *t0, const int8_t *t1, const int8_t *x,
+                                 int32_t *a0, int32_t *a1) {
+  const int32_t x0 = x[0], x1 = x[1];
+  *a0 += t0[b0 & 15u] * x0 + t0[b0 >> 4] * x1;
+  *a1 += t1[b1 & 15u] * x0 + t1[b1 >> 4] * x1;
+}
+
 #if defined(__ARM_ARCH_6M__) && !defined(MCUQ_PORTABLE_KERNELS)
 /* Cortex-M0/M0+ (Thumb-1: eight low registers, LDRSB with a register offset
  * only): GCC's code for these loops spills (10.4 instructions per MAC for
@@ -133,11 +142,7 @@ static MCUQ_NOINLINE void dot_2x1_cb4(const uint8_t *p0, const uint8_t *p1, cons
     __asm__(MCUQ_T1_CB4_BLOCK(MCUQ_T1_OFFSET(16)) MCUQ_T1_OPERANDS(p0, p1));
   }
   const int8_t *const t1 = shared ? t : t + 16;
-  for (; pairs > 0; --pairs, x += 2) {
-    const uint32_t b0 = *p0++, b1 = *p1++;
-    a0 += t[b0 & 15u] * x[0] + t[b0 >> 4] * x[1];
-    a1 += t1[b1 & 15u] * x[0] + t1[b1 >> 4] * x[1];
-  }
+  for (; pairs > 0; --pairs, x += 2) cb4_byte(*p0++, *p1++, t, t1, x, &a0, &a1);
   acc[0] = a0;
   acc[1] = a1;
 }
@@ -225,6 +230,19 @@ static MCUQ_NOINLINE void dot_2x1_cb3(const uint8_t *p0, const uint8_t *p1, cons
 #define MCUQ_T2_INPUT_REGS [xk] "=&r"(xk)
 #define MCUQ_T2_TEMPS int32_t xk
 #endif
+/* Passes of both rows (index pointers p0, p1 advanced by `step` bytes a
+ * pass) until p0 reaches `limit`. */
+#define MCUQ_T2_LOOP(step, pass, limit)                                                                   \
+  __asm__("1:\n\t"                                                                                      \
+          "ldr %[w0], [%[p0]], #" #step "\n\t"                                                          \
+          "ldr %[w1], [%[p1]], #" #step "\n\t" pass                                                     \
+          "ldr %[f], %[end]\n\t"                                                                        \
+          "cmp %[p0], %[f]\n\t"                                                                         \
+          "bne 1b"                                                                                      \
+          : [a0] "+r"(a0), [a1] "+r"(a1), [p0] "+r"(p0), [p1] "+r"(p1), [x] "+r"(x), [w0] "=&r"(w0),     \
+            [w1] "=&r"(w1), [f] "=&r"(f), MCUQ_T2_INPUT_REGS                                              \
+          : [t0] "r"(t), [t1] "r"(t1), [end] "m"(limit)                                                   \
+          : "cc", "memory")
 
 static MCUQ_NOINLINE void dot_2x1_cb4(const uint8_t *p0, const uint8_t *p1, const int8_t *t, int shared,
                                      const int8_t *x, int32_t pairs, int32_t *acc) {
@@ -234,22 +252,9 @@ static MCUQ_NOINLINE void dot_2x1_cb4(const uint8_t *p0, const uint8_t *p1, cons
   if (p0 != end) {
     MCUQ_T2_TEMPS;
     int32_t w0, w1, f;
-    __asm__("1:\n\t"
-            "ldr %[w0], [%[p0]], #4\n\t"
-            "ldr %[w1], [%[p1]], #4\n\t" MCUQ_T2_PASS4
-            "ldr %[f], %[end]\n\t"
-            "cmp %[p0], %[f]\n\t"
-            "bne 1b"
-            : [a0] "+r"(a0), [a1] "+r"(a1), [p0] "+r"(p0), [p1] "+r"(p1), [x] "+r"(x), [w0] "=&r"(w0),
-              [w1] "=&r"(w1), [f] "=&r"(f), MCUQ_T2_INPUT_REGS
-            : [t0] "r"(t), [t1] "r"(t1), [end] "m"(end)
-            : "cc", "memory");
+    MCUQ_T2_LOOP(4, MCUQ_T2_PASS4, end);
   }
-  for (pairs &= 3; pairs > 0; --pairs, x += 2) {
-    const uint32_t b0 = *p0++, b1 = *p1++;
-    a0 += t[b0 & 15u] * x[0] + t[b0 >> 4] * x[1];
-    a1 += t1[b1 & 15u] * x[0] + t1[b1 >> 4] * x[1];
-  }
+  for (pairs &= 3; pairs > 0; --pairs, x += 2) cb4_byte(*p0++, *p1++, t, t1, x, &a0, &a1);
   acc[0] = a0;
   acc[1] = a1;
 }
@@ -263,16 +268,7 @@ static MCUQ_NOINLINE void dot_2x1_cb3(const uint8_t *p0, const uint8_t *p1, cons
   const int8_t *const t1 = shared ? t : t + 8;
   const uint8_t *const last = p0 + 3 * (groups - 1);
   if (p0 != last) {
-    __asm__("1:\n\t"
-            "ldr %[w0], [%[p0]], #3\n\t"
-            "ldr %[w1], [%[p1]], #3\n\t" MCUQ_T2_PASS3
-            "ldr %[f], %[last]\n\t"
-            "cmp %[p0], %[f]\n\t"
-            "bne 1b"
-            : [a0] "+r"(a0), [a1] "+r"(a1), [p0] "+r"(p0), [p1] "+r"(p1), [x] "+r"(x), [w0] "=&r"(w0),
-              [w1] "=&r"(w1), [f] "=&r"(f), MCUQ_T2_INPUT_REGS
-            : [t0] "r"(t), [t1] "r"(t1), [last] "m"(last)
-            : "cc", "memory");
+    MCUQ_T2_LOOP(3, MCUQ_T2_PASS3, last);
   }
   w0 = (int32_t)load_cb3_group(p0);
   w1 = (int32_t)load_cb3_group(p1);
@@ -296,17 +292,13 @@ static MCUQ_NOINLINE void dot_2x1_cb3(const uint8_t *p0, const uint8_t *p1, cons
 #undef MCUQ_T2_PASS3
 #undef MCUQ_T2_INPUT_REGS
 #undef MCUQ_T2_TEMPS
+#undef MCUQ_T2_LOOP
 #else
 static MCUQ_NOINLINE void dot_2x1_cb4(const uint8_t *p0, const uint8_t *p1, const int8_t *t, int shared,
                                      const int8_t *x, int32_t pairs, int32_t *acc) {
   int32_t a0 = acc[0], a1 = acc[1];
   const int8_t *const t1 = shared ? t : t + 16;
-  for (; pairs > 0; --pairs, x += 2) {
-    const uint32_t b0 = MCUQ_READ_U8(p0++), b1 = MCUQ_READ_U8(p1++);
-    const int32_t x0 = x[0], x1 = x[1];
-    a0 += t[b0 & 15u] * x0 + t[b0 >> 4] * x1;
-    a1 += t1[b1 & 15u] * x0 + t1[b1 >> 4] * x1;
-  }
+  for (; pairs > 0; --pairs, x += 2) cb4_byte(MCUQ_READ_U8(p0++), MCUQ_READ_U8(p1++), t, t1, x, &a0, &a1);
   acc[0] = a0;
   acc[1] = a1;
 }
