@@ -147,6 +147,41 @@ def test_autograd_through_fake_quantize_on_cuda():
     torch.testing.assert_close(gz1, gz0, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", (torch.float32, torch.float16), ids=str)
+def test_fake_quantize_every_axis_and_zero_point_dtype_equals_cpu(dtype):
+    """A tensor large enough that each GPU thread takes several packets, per
+    channel on every axis, contiguous and channels-last: the kernels' three
+    channel walks (a packet in one channel, consecutive channels, a division
+    per element), and every zero point dtype the kernels read."""
+    gen = torch.Generator().manual_seed(11)
+    x = (torch.randn(64, 48, 7, 8, generator=gen) * 3).to(dtype)
+    for layout, xl in {"contiguous": x, "channels_last": x.contiguous(memory_format=torch.channels_last)}.items():
+        for axis in range(4):
+            channels = x.shape[axis]
+            scale = torch.rand(channels, generator=gen) * 0.1 + 0.01
+            zp = torch.randint(-20, 20, (channels,), generator=gen)
+            for z in (zp.int(), zp, zp.float() + 0.5, zp.double(), zp.short()):
+                want = OPS.fake_quantize(xl, scale, z, -128, 127, axis)
+                got = OPS.fake_quantize(*_to_cuda(xl, scale, z), -128, 127, axis)
+                _equal(got, want, f"{layout} axis {axis} zero point {z.dtype}")
+                back = OPS._fake_quantize_backward(xl, xl, scale, z.float(), -128, 127, axis, 1, False, False)[0]
+                got = OPS._fake_quantize_backward(*_to_cuda(xl, xl, scale, z.float()), -128, 127, axis, 1, False, False)
+                _equal(got[0], back, f"grad {layout} axis {axis}")
+
+
+def test_errors_on_cuda_name_the_entry_and_leave_the_device_usable():
+    x = torch.randn(4, 5, device=CUDA)
+    scale = torch.tensor([0.1, 0.2, 0.0, 0.4], device=CUDA)
+    with pytest.raises(ValueError, match="expected scale to be finite.*at index 2"):
+        OPS.fake_quantize(x, scale, torch.zeros(4, dtype=torch.int32, device=CUDA), -128, 127, 0)
+    with pytest.raises(ValueError, match="expected zero_point to be finite.*at index 1"):
+        OPS.fake_quantize(x, scale.abs() + 1, torch.tensor([0.0, math.nan, 0.0, 0.0], device=CUDA), -128, 127, 0)
+    with pytest.raises(ValueError, match="expected zero_point in.*but got 300"):
+        OPS.quantize(x, torch.tensor([0.5], dtype=torch.float64, device=CUDA), torch.tensor([300], dtype=torch.int16, device=CUDA), -128, 127)
+    ok = OPS.fake_quantize(x, torch.tensor([0.1], device=CUDA), torch.tensor([0], device=CUDA), -128, 127)
+    _equal(ok, OPS.fake_quantize(x.cpu(), torch.tensor([0.1]), torch.tensor([0]), -128, 127))
+
+
 def test_errors_on_cuda():
     x = torch.randn(3, 4, device=CUDA)
     with pytest.raises(ValueError, match="expected scale to be finite"):

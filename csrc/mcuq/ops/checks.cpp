@@ -1,4 +1,5 @@
 #include "mcuq/ops/checks.h"
+#include "mcuq/ops/fake_quantize_math.h"
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
@@ -392,7 +393,7 @@ void scale_reciprocals(const char* op, int64_t n, const float* scale, float* inv
             "but got {:g}{}",
             op, FLT_MIN, original.defined() ? original.reshape(-1)[i].item<double>() : double{scale[i]},
             n > 1 ? fmt::format(" at index {}", i) : ""));
-    inv_scale[i] = 1.0f / scale[i];
+    inv_scale[i] = fq::reciprocal(scale[i]);
   }
 }
 
@@ -404,9 +405,7 @@ void zero_points_of_floats(
         fmt::format(
             "mcuq::{}: expected zero_point to be finite, but got {}{}", op, zero_point[i],
             n > 1 ? fmt::format(" at index {}", i) : ""));
-    const double r = std::nearbyint(zero_point[i]);
-    out[i] = static_cast<int64_t>(
-        std::fmin(std::fmax(r, static_cast<double>(quant_min)), static_cast<double>(quant_max)));
+    out[i] = fq::zero_point_of_float(zero_point[i], quant_min, quant_max);
   }
 }
 

@@ -19,6 +19,16 @@ MCUQ_HOST_DEVICE inline double round_even(double v) { return ::nearbyint(v); }
 
 MCUQ_HOST_DEVICE inline bool is_nan(double v) { return v != v; }
 
+// The scale's float32 reciprocal and a float zero point's integer (rounded
+// half to even, then clamped into the range), as the kernels use them:
+// checks.cpp derives them on the host, the CUDA kernels on the GPU.
+MCUQ_HOST_DEVICE inline float reciprocal(float scale) { return 1.0f / scale; }
+
+MCUQ_HOST_DEVICE inline int64_t zero_point_of_float(double zero_point, int64_t quant_min, int64_t quant_max) {
+  const double r = round_even(zero_point);
+  return static_cast<int64_t>(::fmin(::fmax(r, static_cast<double>(quant_min)), static_cast<double>(quant_max)));
+}
+
 // The level before saturation, evaluated exactly as PyTorch does: in the
 // input's op-math type (float for float16/bfloat16/float32, double for
 // float64), with the float32 reciprocal of the scale.

@@ -1,8 +1,11 @@
 // The launch scheme of mcuq's elementwise CUDA kernels: a grid-stride loop
 // over the elements of dense tensors in memory order, kVec consecutive
 // elements per step (16-byte loads where every pointer allows), and the
-// channel of each element for per-channel parameters.
+// scale and zero point of each element: loaded once per thread for a whole
+// tensor, per packet (kSame) or per element otherwise.
 #pragma once
+
+#include "mcuq/ops/cuda/packet_qparams.h"
 
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/detail/IntegerDivider.cuh>
@@ -36,19 +39,19 @@ struct ChannelOf {
   }
 };
 
-// Per-channel parameters, one entry per channel (groups expanded), in device
-// memory; or, per tensor, the one entry by value (no memory read).
+// The parameters in device memory, one entry per channel (groups expanded),
+// or one for the whole tensor.
 struct QParamsView {
+  const QEntry* entry = nullptr;
   const int64_t* zero_point = nullptr;
-  const float* scale = nullptr;
-  const float* inv_scale = nullptr;
-  int64_t zero_point0 = 0;
-  float scale0 = 1.0f, inv_scale0 = 1.0f;
   bool per_tensor = true;
+};
 
-  __device__ inline int64_t z(int64_t c) const { return per_tensor ? zero_point0 : zero_point[c]; }
-  __device__ inline float s(int64_t c) const { return per_tensor ? scale0 : scale[c]; }
-  __device__ inline float inv(int64_t c) const { return per_tensor ? inv_scale0 : inv_scale[c]; }
+// The parameters of each element of a packet.
+template <int kVec>
+struct PacketQParams {
+  QEntry entry[kVec];
+  int64_t zero_point[kVec];
 };
 
 template <typename T, int N>
@@ -83,6 +86,46 @@ void launch(int64_t n, const F& f) {
   if (n == 0) return;
   const int64_t steps = (n + kVec - 1) / kVec;
   grid_stride_kernel<kVec><<<blocks_for(steps), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(n, f);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// The grid-stride loop with each packet's parameters: body(i, count, p).
+template <int kVec, typename Body>
+__global__ void with_qparams_kernel(int64_t n, QParamsView q, ChannelOf channel, Body body) {
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x * kVec;
+  int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * kVec;
+  PacketQParams<kVec> p;
+  if (q.per_tensor) {
+    const QEntry e = q.entry[0];
+    const int64_t z = q.zero_point[0];
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) {
+      p.entry[k] = e;
+      p.zero_point[k] = z;
+    }
+    for (; i < n; i += step) body(i, static_cast<int>(n - i < kVec ? n - i : kVec), p);
+    return;
+  }
+  const ChannelStep walk = channel_step(channel.stride, kVec);
+  for (; i < n; i += step) {
+    int64_t c = channel(i);
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) {
+      // Past the end (a tail packet) the channel is still in range: loads stay valid.
+      if (k > 0) c = next_channel(walk, c, channel.channels, [&] { return channel(i + k); });
+      p.entry[k] = q.entry[c];
+      p.zero_point[k] = q.zero_point[c];
+    }
+    body(i, static_cast<int>(n - i < kVec ? n - i : kVec), p);
+  }
+}
+
+template <int kVec, typename Body>
+void launch_with_qparams(int64_t n, const QParamsView& q, const ChannelOf& channel, const Body& body) {
+  if (n == 0) return;
+  const int64_t steps = (n + kVec - 1) / kVec;
+  with_qparams_kernel<kVec><<<blocks_for(steps), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+      n, q, channel, body);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
