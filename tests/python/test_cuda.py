@@ -147,26 +147,41 @@ def test_autograd_through_fake_quantize_on_cuda():
     torch.testing.assert_close(gz1, gz0, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("dtype", (torch.float32, torch.float16), ids=str)
-def test_fake_quantize_every_axis_and_zero_point_dtype_equals_cpu(dtype):
-    """A tensor large enough that each GPU thread takes several packets, per
-    channel on every axis, contiguous and channels-last: the kernels' three
-    channel walks (a packet in one channel, consecutive channels, a division
-    per element), and every zero point dtype the kernels read."""
+# (shape, dtypes, zero point dtypes): odd sizes whose axes have strides that
+# are multiples of the packet (one load per packet), 1 (channels last) and
+# neither (a division per element), with a tail packet; the last is large
+# enough (9.1M elements) that each GPU thread takes several packets.
+WALK_CASES = [
+    ((61, 25, 7, 7), (torch.float32, torch.float16), ("int32", "int64", "float32", "float64", "int16")),
+    ((64, 48, 8, 8), (torch.float32, torch.float16), ("int32", "float32")),
+    ((41, 47, 65, 73), (torch.float32,), ("int32",)),
+]
+
+
+@pytest.mark.parametrize("shape,dtypes,zero_point_dtypes", WALK_CASES, ids=lambda v: str(v) if isinstance(v, tuple) and isinstance(v[0], int) else None)
+def test_fake_quantize_every_axis_and_zero_point_dtype_equals_cpu(shape, dtypes, zero_point_dtypes):
+    """Per channel on every axis, contiguous and channels-last: the kernels'
+    three channel walks, tails, several packets per thread, and every zero
+    point dtype the kernels read."""
     gen = torch.Generator().manual_seed(11)
-    x = (torch.randn(64, 48, 7, 8, generator=gen) * 3).to(dtype)
-    for layout, xl in {"contiguous": x, "channels_last": x.contiguous(memory_format=torch.channels_last)}.items():
-        for axis in range(4):
-            channels = x.shape[axis]
-            scale = torch.rand(channels, generator=gen) * 0.1 + 0.01
-            zp = torch.randint(-20, 20, (channels,), generator=gen)
-            for z in (zp.int(), zp, zp.float() + 0.5, zp.double(), zp.short()):
-                want = OPS.fake_quantize(xl, scale, z, -128, 127, axis)
-                got = OPS.fake_quantize(*_to_cuda(xl, scale, z), -128, 127, axis)
-                _equal(got, want, f"{layout} axis {axis} zero point {z.dtype}")
-                back = OPS._fake_quantize_backward(xl, xl, scale, z.float(), -128, 127, axis, 1, False, False)[0]
-                got = OPS._fake_quantize_backward(*_to_cuda(xl, xl, scale, z.float()), -128, 127, axis, 1, False, False)
-                _equal(got[0], back, f"grad {layout} axis {axis}")
+    base = torch.randn(shape, generator=gen) * 3
+    for dtype in dtypes:
+        x = base.to(dtype)
+        layouts = {"contiguous": x, "channels_last": x.contiguous(memory_format=torch.channels_last)}
+        for layout, xl in layouts.items():
+            xd = xl.to(CUDA)
+            for axis in range(4):
+                channels = shape[axis]
+                scale = torch.rand(channels, generator=gen) * 0.1 + 0.01
+                zp = torch.randint(-20, 20, (channels,), generator=gen)
+                for name in zero_point_dtypes:
+                    z = zp.to(getattr(torch, name)) + (0.5 if name.startswith("float") else 0)
+                    what = f"{dtype} {layout} axis {axis} zero point {name}"
+                    want = OPS.fake_quantize(xl, scale, z, -128, 127, axis)
+                    _equal(OPS.fake_quantize(xd, *_to_cuda(scale, z), -128, 127, axis), want, what)
+                    args = (scale, z.float(), -128, 127, axis, 1, False, False)
+                    want = OPS._fake_quantize_backward(xl, xl, *args)[0]
+                    _equal(OPS._fake_quantize_backward(xd, xd, *_to_cuda(*args))[0], want, f"grad {what}")
 
 
 def test_errors_on_cuda_name_the_entry_and_leave_the_device_usable():

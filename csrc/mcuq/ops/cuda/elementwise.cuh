@@ -109,12 +109,24 @@ __global__ void with_qparams_kernel(int64_t n, QParamsView q, ChannelOf channel,
   const ChannelStep walk = channel_step(channel.stride, kVec);
   for (; i < n; i += step) {
     int64_t c = channel(i);
+    if (walk == ChannelStep::kSame) {  // one load for the packet
+      const QEntry e = q.entry[c];
+      const int64_t z = q.zero_point[c];
 #pragma unroll
-    for (int k = 0; k < kVec; ++k) {
-      // Past the end (a tail packet) the channel is still in range: loads stay valid.
-      if (k > 0) c = next_channel(walk, c, channel.channels, [&] { return channel(i + k); });
-      p.entry[k] = q.entry[c];
-      p.zero_point[k] = q.zero_point[c];
+      for (int k = 0; k < kVec; ++k) {
+        p.entry[k] = e;
+        p.zero_point[k] = z;
+      }
+    } else {
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) {
+        // Past the end (a tail packet), the last element's channel: every
+        // load stays in the table, every division within the divider's range.
+        const int64_t j = i + k < n ? i + k : n - 1;
+        if (k > 0) c = next_channel(walk, c, channel.channels, [&] { return channel(j); });
+        p.entry[k] = q.entry[c];
+        p.zero_point[k] = q.zero_point[c];
+      }
     }
     body(i, static_cast<int>(n - i < kVec ? n - i : kVec), p);
   }

@@ -17,9 +17,9 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
-#include <cstring>
 #include <tuple>
 #include <type_traits>
+#include <vector>
 
 namespace mcuq::ops::cuda {
 namespace detail {
@@ -106,15 +106,16 @@ class Prepared {
 
   ~Prepared() {
     // Left by an exception before check(): the read-back must land before
-    // its pinned buffers go back to the allocator.
-    if (pending_) read_back_done_.synchronize();
+    // its pinned buffers go back to the allocator. Never throws (an earlier
+    // CUDA error has been or will be raised elsewhere).
+    if (pending_) C10_CUDA_IGNORE_ERROR(cudaEventSynchronize(read_back_done_.event()));
   }
 
   // Raises for bad parameters; call once the kernels are launched.
   void check() {
     if (!pending_) return;
+    pending_ = false;  // first: if the wait throws, the destructor must not wait again
     read_back_done_.synchronize();
-    pending_ = false;
     const int64_t n = host_scale_.numel();
     std::vector<float> inv(n);
     std::vector<int64_t> z(n);

@@ -1,7 +1,8 @@
 // fake_quantize on CUDA tensors for a caller that already holds the scale and
-// zero point on the host (the fused observer, which has just computed them):
-// no read-back from the GPU. `scale` / `zero_point` are the same values on
-// the input's device (checked for shape and device; their data is not read).
+// zero point on the host (the fused observer, which has just computed them
+// and copied them to the GPU): they are checked there, with no read-back.
+// `scale` / `zero_point` must hold the same values on the input's device:
+// the kernels read those.
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -1,7 +1,7 @@
 // How the CUDA kernels find the scale and zero point of each element: the
 // entry they load per channel, and how the channel moves from one element of
 // a packet (kVec consecutive elements in memory) to the next. No CUDA
-// headers, so the host tests check the walk (tests/cpp/test_fake_quantize.cpp).
+// headers, so the host tests check the walk (tests/cpp/test_packet_qparams.cpp).
 #pragma once
 
 #include "mcuq/ops/host_device.h"
