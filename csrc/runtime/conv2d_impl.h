@@ -172,16 +172,18 @@ mcuq_status MCUQ_DEPTHWISE_CONV2D(const mcuq_conv2d_params *params, const MCUQ_A
           continue;
         } else {
           /* A border position: taps outside the input read the zero point z,
-           * so the sum is z * sum(w) plus w * (x - z) over the taps inside. */
-          const int32_t x0 = ox * stride_w - params->pad_w;
-          const int32_t kx0 = x0 < 0 ? -x0 : 0, kx1 = in_w - x0 < 3 ? in_w - x0 : 3;
-          const int32_t ky0 = y0 < 0 ? -y0 : 0, ky1 = params->in_h - y0 < 3 ? params->in_h - y0 : 3;
+           * so the sum is z * sum(w) plus w * (x - z) over the taps inside,
+           * written out tap by tap (constant indices: w stays in registers). */
+          const int32_t x0 = ox * stride_w - params->pad_w, z = params->in_zero_point;
+          const int col0 = x0 >= 0 && x0 < in_w, col1 = x0 + 1 >= 0 && x0 + 1 < in_w;
+          const int col2 = x0 + 2 >= 0 && x0 + 2 < in_w;
           int32_t sum = zero_weight_sum;
-          for (int32_t ky = ky0; ky < ky1; ++ky) {
+          for (int32_t ky = 0; ky < 3; ++ky) {
+            if (y0 + ky < 0 || y0 + ky >= params->in_h) continue;
             const MCUQ_ACT *row = plane + (y0 + ky) * in_w;
-            for (int32_t kx = kx0; kx < kx1; ++kx) {
-              sum += w[3 * ky + kx] * ((int32_t)row[x0 + kx] - params->in_zero_point);
-            }
+            if (col0) sum += w[3 * ky] * ((int32_t)row[x0] - z);
+            if (col1) sum += w[3 * ky + 1] * ((int32_t)row[x0 + 1] - z);
+            if (col2) sum += w[3 * ky + 2] * ((int32_t)row[x0 + 2] - z);
           }
           acc = b + sum;
         }

@@ -27,6 +27,15 @@
 
 #include <stdint.h>
 
+/* Arm cores with the DSP extension (Cortex-M4/M7/M33) saturate in one
+ * instruction (QADD); -DMCUQ_PORTABLE_KERNELS keeps the plain C. */
+#if defined(__ARM_FEATURE_DSP) && !defined(MCUQ_PORTABLE_KERNELS) && !defined(__CUDACC__)
+#define MCUQ_ARITH_DSP 1
+#include <arm_acle.h>
+#else
+#define MCUQ_ARITH_DSP 0
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -60,11 +69,21 @@ MCUQ_INLINE int32_t mcuq_saturate_s64_to_s32(int64_t x) {
  * toward +inf (as gemmlowp and NEON VQRDMULH); the single overflow case
  * (INT32_MIN^2) saturates. */
 MCUQ_INLINE int32_t mcuq_sat_rounding_doubling_high_mul(int32_t a, int32_t b) {
+#if MCUQ_ARITH_DSP
+  /* floor(p / 2^31) for p = ab + 2^30 = hi 2^32 + lo is 2 hi + (lo >> 31);
+   * QADD doubles hi saturating, which gives INT32_MAX in the one overflow
+   * case (hi = 2^30, lo < 2^31) and is exact otherwise, where 2 hi is even
+   * so the OR adds the bit: SMULL, ADDS, ADC, QADD, ORR, no compare. */
+  const int64_t p = (int64_t)a * (int64_t)b + ((int64_t)1 << 30);
+  const int32_t hi = (int32_t)(p >> 32);
+  return __qadd(hi, hi) | (int32_t)((uint32_t)p >> 31);
+#else
   if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
   /* gemmlowp adds a nudge of 2^30 (ab >= 0) or 1 - 2^30 (ab < 0) and
    * divides by 2^31 truncating; for either sign that is floor((ab + 2^30) /
    * 2^31), one add and one arithmetic shift. */
   return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
+#endif
 }
 
 /* gemmlowp RoundingDivideByPOT: x / 2^exponent, ties away from zero;
@@ -175,6 +194,13 @@ MCUQ_INLINE int32_t mcuq_scale_s64(int64_t acc, int32_t multiplier, int shift, m
 MCUQ_INLINE int32_t mcuq_add_zero_point_and_clamp(int32_t x, int32_t zero_point, int32_t lo, int32_t hi) {
   if (zero_point >= 0 ? x > INT32_MAX - zero_point : x < INT32_MIN - zero_point) return zero_point >= 0 ? hi : lo;
   return mcuq_clamp_s32(x + zero_point, lo, hi);
+}
+
+/* The same where |zero_point|, |lo| and |hi| are below 2^30 (int8 and int16
+ * outputs): the bounds move by the zero point instead of the value, so
+ * nothing can overflow and nothing is tested for it. */
+MCUQ_INLINE int32_t mcuq_add_small_zero_point_and_clamp(int32_t x, int32_t zero_point, int32_t lo, int32_t hi) {
+  return mcuq_clamp_s32(x, lo - zero_point, hi - zero_point) + zero_point;
 }
 
 /* Requantize: zero_point + scaled accumulator, clamped to [lo, hi]. */

@@ -44,7 +44,8 @@ MCUQ_ALWAYS_INLINE int32_t mcuq_requantize_fast_s32(int32_t acc, int32_t multipl
                                                     const mcuq_requant *requant) {
   if (requant->rounding == MCUQ_ROUND_DOUBLE && shift <= 0) {
     const int32_t scaled = mcuq_rounding_divide_by_pot(mcuq_sat_rounding_doubling_high_mul(acc, multiplier), -shift);
-    return mcuq_add_zero_point_and_clamp(scaled, requant->zero_point, requant->act_min, requant->act_max);
+    /* The kernels' checks hold z, lo and hi to the output type (int8 / int16). */
+    return mcuq_add_small_zero_point_and_clamp(scaled, requant->zero_point, requant->act_min, requant->act_max);
   }
   return mcuq_requantize_s32(acc, multiplier, shift, requant->rounding, requant->zero_point, requant->act_min,
                              requant->act_max);

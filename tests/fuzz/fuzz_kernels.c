@@ -526,9 +526,30 @@ static void fuzz_add(reader *r) {
   }
 }
 
+/* gemmlowp's SaturatingRoundingDoublingHighMul as written there: a nudge by
+ * the product's sign, then a division that truncates. mcuq's (mcuq_arith.h)
+ * is one add and one shift, and on DSP cores a QADD without the compare. */
+static int32_t gemmlowp_high_mul(int32_t a, int32_t b) {
+  const int64_t ab = (int64_t)a * b;
+  const int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : 1 - ((int64_t)1 << 30);
+  if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
+  return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+}
+
+static int32_t take_high_mul_operand(reader *r) {
+  static const int32_t edges[] = {INT32_MIN, INT32_MIN + 1, -(1 << 30), -1, 0, 1, 1 << 30, INT32_MAX};
+  return take(r, 0, 3) ? take(r, INT32_MIN, INT32_MAX) : edges[take(r, 0, 7)];
+}
+
 static void fuzz_requantize(reader *r) {
   mcuq_requantize_params p;
   int32_t i, wide;
+  for (i = 0; i < 16; ++i) {
+    const int32_t a = take_high_mul_operand(r), b = take_high_mul_operand(r);
+    expect(mcuq_sat_rounding_doubling_high_mul(a, b) == gemmlowp_high_mul(a, b),
+           "mcuq_sat_rounding_doubling_high_mul differs from gemmlowp's");
+    ++compared;
+  }
   p.size = take(r, 1, MAX_ELEMS < 300 ? MAX_ELEMS : 300);
   take_inputs(r, p.size);
   for (wide = 0; wide <= 1; ++wide) {
