@@ -77,7 +77,11 @@ MCUQ_INLINE int32_t halfwords(int32_t low, int32_t high) {
 /* Interior 3x3 outputs of one depthwise row, stride 1, two per pass; r0 is
  * the top-left tap of the first. Returns how many it wrote (even). */
 static int32_t depthwise_3x3_pairs_s8(const int8_t *r0, int32_t in_w, int32_t count, const int32_t *w, int32_t bias,
-                                      int32_t multiplier, int shift, const mcuq_requant *requant, int8_t *out) {
+                                      int32_t multiplier, int shift, const mcuq_requant *shared_requant,
+                                      int8_t *out) {
+  /* A local copy, as in the callers: no reload after every int8_t store. */
+  const mcuq_requant local = *shared_requant;
+  const mcuq_requant *const requant = &local;
   const int32_t w01 = halfwords(w[0], w[1]), w34 = halfwords(w[3], w[4]), w67 = halfwords(w[6], w[7]);
   const int32_t w25 = halfwords(w[2], w[5]), w8 = w[8];
   int32_t done = 0;
