@@ -73,7 +73,7 @@ MCUQ_INLINE int32_t mcuq_sat_rounding_doubling_high_mul(int32_t a, int32_t b) {
   /* floor(p / 2^31) for p = ab + 2^30 = hi 2^32 + lo is 2 hi + (lo >> 31);
    * QADD doubles hi saturating, which gives INT32_MAX in the one overflow
    * case (hi = 2^30, lo < 2^31) and is exact otherwise, where 2 hi is even
-   * so the OR adds the bit: SMULL, ADDS, ADC, QADD, ORR, no compare. */
+   * so the OR adds the bit: SMLAL onto 2^30, QADD, ORR, no compare. */
   const int64_t p = (int64_t)a * (int64_t)b + ((int64_t)1 << 30);
   const int32_t hi = (int32_t)(p >> 32);
   return __qadd(hi, hi) | (int32_t)((uint32_t)p >> 31);
